@@ -1,0 +1,9 @@
+// Umbrella header: the whole public API of datacap.
+#pragma once
+
+#include "datacap/cap.hpp"
+#include "datacap/error.hpp"
+#include "datacap/hash.hpp"
+#include "datacap/page.hpp"
+#include "datacap/slab.hpp"
+#include "datacap/version.hpp"

@@ -1,0 +1,97 @@
+// datacap::Error and its closed set of subclasses.
+//
+// Every failure the library reports on bad input or misuse is one of these exceptions; nothing
+// in the library aborts or terminates the process because of caller input. Messages say what
+// went wrong and about which thing ("write: range [4090, 4106) ends past content_len 4096").
+// Callers who branch on the failure use kind() (or catch the subclass).
+//
+// Thread-safety: exception objects are immutable values; safe to share.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "datacap/export.hpp"
+#include "datacap/hash.hpp"
+
+namespace datacap {
+
+enum class ErrorKind {
+  invalid_argument,  // misuse that is not one of the more specific kinds below
+  out_of_range,      // an offset, page index or content length outside what the cap allows
+  dirty_cap,         // an operation defined only on a clean cap was called on a dirty one
+  missing_page,      // a Missing page was read through an API that needs its bytes
+  decode,            // malformed wire bytes
+  validation,        // a well-formed value that breaks a rule (e.g. DataDesc rules)
+  io,                // the operating system refused a file operation
+};
+
+// Name of a kind, e.g. "out_of_range".
+DATACAP_API const char* to_string(ErrorKind kind) noexcept;
+
+// Root of every exception the library throws on purpose.
+class DATACAP_API Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message);
+  [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+// Misuse: bad combination of arguments, unaligned offset, duplicate entries, unknown names.
+class DATACAP_API InvalidArgument : public Error {
+ public:
+  explicit InvalidArgument(const std::string& message)
+      : Error(ErrorKind::invalid_argument, message) {}
+
+ protected:
+  InvalidArgument(ErrorKind kind, const std::string& message) : Error(kind, message) {}
+};
+
+// An offset or page index at or past the end, a range that ends past the end, content longer
+// than a page, a size that does not fit 2^32 pages.
+class DATACAP_API OutOfRange : public InvalidArgument {
+ public:
+  explicit OutOfRange(const std::string& message)
+      : InvalidArgument(ErrorKind::out_of_range, message) {}
+};
+
+// hash_tree_root() (or another clean-only operation) on a cap whose overlay is not empty.
+class DATACAP_API DirtyCap : public InvalidArgument {
+ public:
+  explicit DirtyCap(const std::string& message)
+      : InvalidArgument(ErrorKind::dirty_cap, message) {}
+};
+
+// A Missing page (known only by its hash) was read through an API that needs its bytes.
+// Never silently read as zeros: that would fork consensus.
+class DATACAP_API MissingPage : public Error {
+ public:
+  MissingPage(const std::string& context, std::uint32_t page_index, const Hash32& hash);
+  [[nodiscard]] std::uint32_t page_index() const noexcept { return page_index_; }
+  [[nodiscard]] const Hash32& hash() const noexcept { return hash_; }
+
+ private:
+  std::uint32_t page_index_;
+  Hash32 hash_;
+};
+
+// Malformed bytes from outside (wire forms, archives): names the field and the byte offset.
+class DATACAP_API DecodeError : public Error {
+ public:
+  explicit DecodeError(const std::string& message) : Error(ErrorKind::decode, message) {}
+};
+
+// The operating system refused a file operation: carries the path and the system message.
+class DATACAP_API IoError : public Error {
+ public:
+  IoError(const std::string& path, const std::string& what);
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace datacap

@@ -1,0 +1,33 @@
+#include "datacap/error.hpp"
+
+#include "datacap/version.hpp"
+
+namespace datacap {
+
+const char* to_string(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::invalid_argument: return "invalid_argument";
+    case ErrorKind::out_of_range: return "out_of_range";
+    case ErrorKind::dirty_cap: return "dirty_cap";
+    case ErrorKind::missing_page: return "missing_page";
+    case ErrorKind::decode: return "decode";
+    case ErrorKind::validation: return "validation";
+    case ErrorKind::io: return "io";
+  }
+  return "unknown";
+}
+
+Error::Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+
+MissingPage::MissingPage(const std::string& context, std::uint32_t page_index, const Hash32& hash)
+    : Error(ErrorKind::missing_page, context + ": page " + std::to_string(page_index) +
+                                         " is Missing (hash " + to_hex(hash) + ")"),
+      page_index_(page_index),
+      hash_(hash) {}
+
+IoError::IoError(const std::string& path, const std::string& what)
+    : Error(ErrorKind::io, path + ": " + what), path_(path) {}
+
+const char* version_string() noexcept { return "0.1.0"; }
+
+}  // namespace datacap

@@ -1,0 +1,186 @@
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "datacap/error.hpp"
+#include "page/page_node.hpp"
+#include "tree/merkle.hpp"
+
+namespace datacap {
+namespace detail {
+namespace {
+
+std::atomic<std::uint64_t> g_live_pages{0};
+
+alignas(PAGE_SIZE) const std::uint8_t g_zero_page[PAGE_SIZE] = {};
+
+}  // namespace
+
+PageNode* PageNode::allocate() {
+  void* bytes = std::aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+  if (bytes == nullptr) throw std::bad_alloc();
+  PageNode* node;
+  try {
+    node = new PageNode();
+  } catch (...) {
+    std::free(bytes);
+    throw;
+  }
+  node->data = static_cast<std::uint8_t*>(bytes);
+  g_live_pages.fetch_add(1, std::memory_order_relaxed);
+  return node;
+}
+
+PageNode* PageNode::copy_of(const std::uint8_t* bytes, std::size_t len) {
+  PageNode* node = allocate();
+  if (len > 0) std::memcpy(node->data, bytes, len);
+  if (len < PAGE_SIZE) std::memset(node->data + len, 0, PAGE_SIZE - len);
+  return node;
+}
+
+PageNode* PageNode::missing(const Hash32& hash) {
+  auto* node = new PageNode();
+  for (auto& r : node->roots) r.set(hash);
+  return node;
+}
+
+Hash32 PageNode::root(Digest digest) {
+  HashCache& cache = roots[static_cast<std::size_t>(digest)];
+  Hash32 h;
+  if (cache.get(h)) return h;
+  h = page_root_of(digest, data);
+  cache.publish(h);
+  return h;
+}
+
+void PageNode::destroy() noexcept {
+  if (data != nullptr) {
+    std::free(data);
+    g_live_pages.fetch_sub(1, std::memory_order_relaxed);
+  }
+  delete this;
+}
+
+}  // namespace detail
+
+using detail::PageNode;
+
+// ---- PageRef ------------------------------------------------------------------------------
+
+PageRef::PageRef(const PageRef& other) noexcept : node_(other.node_) {
+  if (node_) node_->retain();
+}
+PageRef& PageRef::operator=(const PageRef& other) noexcept {
+  if (other.node_) other.node_->retain();
+  if (node_) node_->release();
+  node_ = other.node_;
+  return *this;
+}
+PageRef& PageRef::operator=(PageRef&& other) noexcept {
+  if (this != &other) {
+    if (node_) node_->release();
+    node_ = other.node_;
+    other.node_ = nullptr;
+  }
+  return *this;
+}
+PageRef::~PageRef() {
+  if (node_) node_->release();
+}
+
+PageRef PageRef::copy_of(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() > PAGE_SIZE) {
+    throw OutOfRange("PageRef::copy_of: content of " + std::to_string(bytes.size()) +
+                     " bytes is longer than a page (4096)");
+  }
+  return PageRef(PageNode::copy_of(bytes.data(), bytes.size()));
+}
+
+const std::uint8_t* PageRef::data() const noexcept { return node_->data; }
+Hash32 PageRef::root(Digest digest) const { return node_->root(digest); }
+bool PageRef::is_zero() const noexcept { return detail::is_zero_page(node_->data); }
+std::uint32_t PageRef::use_count() const noexcept {
+  return node_ ? node_->refs.load(std::memory_order_relaxed) : 0;
+}
+
+// ---- PageSlot -----------------------------------------------------------------------------
+
+PageSlot::PageSlot(const PageSlot& other) noexcept : node_(other.node_) {
+  if (node_) node_->retain();
+}
+PageSlot& PageSlot::operator=(const PageSlot& other) noexcept {
+  if (other.node_) other.node_->retain();
+  if (node_) node_->release();
+  node_ = other.node_;
+  return *this;
+}
+PageSlot& PageSlot::operator=(PageSlot&& other) noexcept {
+  if (this != &other) {
+    if (node_) node_->release();
+    node_ = other.node_;
+    other.node_ = nullptr;
+  }
+  return *this;
+}
+PageSlot::~PageSlot() {
+  if (node_) node_->release();
+}
+
+PageSlot PageSlot::loaded(PageRef page) noexcept {
+  PageNode* n = page.node_;
+  page.node_ = nullptr;
+  return PageSlot(n);
+}
+
+PageSlot PageSlot::missing(const Hash32& hash) { return PageSlot(PageNode::missing(hash)); }
+
+PageSlot::Kind PageSlot::kind() const noexcept {
+  if (node_ == nullptr) return Kind::empty;
+  return node_->is_missing() ? Kind::missing : Kind::loaded;
+}
+
+PageRef PageSlot::page() const {
+  if (kind() != Kind::loaded) {
+    throw InvalidArgument(std::string("PageSlot::page: slot is ") + to_string(kind()) +
+                          ", not Loaded");
+  }
+  node_->retain();
+  return PageRef(node_);
+}
+
+const Hash32& PageSlot::missing_hash() const {
+  if (kind() != Kind::missing) {
+    throw InvalidArgument(std::string("PageSlot::missing_hash: slot is ") + to_string(kind()) +
+                          ", not Missing");
+  }
+  // A Missing holder's caches are set at construction and never reset.
+  return node_->roots[0].value();
+}
+
+Hash32 PageSlot::root(Digest digest) const { return detail::slot_root(node_, digest); }
+
+bool operator==(const PageSlot& a, const PageSlot& b) noexcept {
+  if (a.node_ == b.node_) return true;
+  if (a.kind() != b.kind()) return false;
+  if (a.kind() == PageSlot::Kind::missing) {
+    return a.node_->root(Digest::sha256) == b.node_->root(Digest::sha256);
+  }
+  return std::memcmp(a.node_->data, b.node_->data, PAGE_SIZE) == 0;
+}
+
+const char* to_string(PageSlot::Kind kind) noexcept {
+  switch (kind) {
+    case PageSlot::Kind::empty: return "Empty";
+    case PageSlot::Kind::loaded: return "Loaded";
+    case PageSlot::Kind::missing: return "Missing";
+  }
+  return "?";
+}
+
+const std::uint8_t* zero_page() noexcept { return detail::g_zero_page; }
+
+std::uint64_t live_page_count() noexcept {
+  return detail::g_live_pages.load(std::memory_order_relaxed);
+}
+
+}  // namespace datacap

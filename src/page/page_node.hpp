@@ -1,0 +1,93 @@
+// Internal: the reference-counted page object behind PageRef and PageSlot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "datacap/hash.hpp"
+#include "datacap/page.hpp"
+
+namespace datacap::detail {
+
+// A lazily computed hash, cached race-free: the first caller to claim the slot publishes it;
+// callers that race with it compute their own copy and return it without writing.
+class HashCache {
+ public:
+  [[nodiscard]] bool get(Hash32& out) const noexcept {
+    if (state_.load(std::memory_order_acquire) != READY) return false;
+    out = hash_;
+    return true;
+  }
+  void publish(const Hash32& hash) noexcept {
+    std::uint8_t expected = EMPTY;
+    if (state_.compare_exchange_strong(expected, WRITING, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      hash_ = hash;
+      state_.store(READY, std::memory_order_release);
+    }
+  }
+  // The published hash. REQUIRES: get() would succeed (the hash is READY).
+  [[nodiscard]] const Hash32& value() const noexcept { return hash_; }
+  // REQUIRES: no other thread can reach the owner (it is uniquely referenced).
+  void reset() noexcept { state_.store(EMPTY, std::memory_order_relaxed); }
+  // REQUIRES: as reset().
+  void set(const Hash32& hash) noexcept {
+    hash_ = hash;
+    state_.store(READY, std::memory_order_release);
+  }
+
+ private:
+  static constexpr std::uint8_t EMPTY = 0, WRITING = 1, READY = 2;
+  std::atomic<std::uint8_t> state_{EMPTY};
+  Hash32 hash_{};
+};
+
+// One page (data != nullptr: Loaded) or one Missing hash holder (data == nullptr).
+// Counts start at one (the creator's reference); increments are relaxed, decrements
+// acquire-release, as for any intrusive count.
+struct PageNode {
+  std::atomic<std::uint32_t> refs{1};
+  std::uint8_t* data = nullptr;  // PAGE_SIZE bytes, PAGE_SIZE-aligned; nullptr for Missing
+  HashCache roots[DIGEST_COUNT];
+
+  // A new page with uninitialized bytes. Throws std::bad_alloc.
+  static PageNode* allocate();
+  // A new page holding `bytes` (≤ PAGE_SIZE) zero-padded.
+  static PageNode* copy_of(const std::uint8_t* bytes, std::size_t len);
+  static PageNode* missing(const Hash32& hash);
+
+  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
+  }
+  [[nodiscard]] bool unique() const noexcept { return refs.load(std::memory_order_acquire) == 1; }
+  [[nodiscard]] bool is_missing() const noexcept { return data == nullptr; }
+
+  // Page root (Loaded) or the hash (Missing), cached.
+  [[nodiscard]] Hash32 root(Digest digest);
+  // REQUIRES: unique(); called before the bytes change.
+  void invalidate_roots() noexcept {
+    for (auto& r : roots) r.reset();
+  }
+
+  // Adopting / borrowing conversions for the public handles.
+  static PageSlot adopt_slot(PageNode* node) noexcept { return PageSlot(node); }
+  static PageRef adopt_ref(PageNode* node) noexcept { return PageRef(node); }
+  static PageNode* node_of(const PageSlot& slot) noexcept { return slot.node_; }
+  static PageNode* node_of(const PageRef& ref) noexcept { return ref.node_; }
+  static PageNode* release_slot(PageSlot& slot) noexcept {
+    PageNode* n = slot.node_;
+    slot.node_ = nullptr;
+    return n;
+  }
+
+ private:
+  void destroy() noexcept;
+};
+
+// Leaf of a slot in the pages tree: Empty (null) → 0^32.
+inline Hash32 slot_root(PageNode* node, Digest digest) {
+  return node == nullptr ? Hash32{} : node->root(digest);
+}
+
+}  // namespace datacap::detail

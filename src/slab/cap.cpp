@@ -1,0 +1,378 @@
+#include "datacap/cap.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "datacap/error.hpp"
+#include "slab/slot_tree.hpp"
+#include "tree/merkle.hpp"
+
+namespace datacap {
+
+using detail::PageNode;
+
+namespace {
+
+// Size in bytes of a cap holding `len` bytes: rounded up to a page, at least one page.
+std::uint64_t rounded_content_len(std::uint64_t len, const char* context) {
+  const std::uint64_t pages = len / PAGE_SIZE + (len % PAGE_SIZE != 0 ? 1 : 0);
+  if (pages > MAX_PAGE_COUNT) {
+    throw OutOfRange(std::string(context) + ": size " + std::to_string(len) +
+                     " exceeds 2^32 pages");
+  }
+  return std::max<std::uint64_t>(pages, 1) * PAGE_SIZE;
+}
+
+std::string range_text(std::uint64_t off, std::uint64_t len) {
+  return "[" + std::to_string(off) + ", " + std::to_string(off) + " + " + std::to_string(len) +
+         ")";
+}
+
+bool all_zero(std::span<const std::uint8_t> bytes) noexcept {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0; });
+}
+
+}  // namespace
+
+// ---- lifetime ----------------------------------------------------------------------------
+
+DataCap::DataCap(const DataCap& other) noexcept
+    : backing_(other.backing_), overlay_(other.overlay_), overlay_count_(other.overlay_count_) {
+  detail::tree_retain(overlay_);
+}
+
+DataCap::DataCap(DataCap&& other) noexcept
+    : backing_(std::move(other.backing_)),
+      overlay_(std::exchange(other.overlay_, nullptr)),
+      overlay_count_(std::exchange(other.overlay_count_, 0)) {}
+
+DataCap& DataCap::operator=(const DataCap& other) noexcept {
+  detail::tree_retain(other.overlay_);
+  detail::tree_release(overlay_);
+  backing_ = other.backing_;
+  overlay_ = other.overlay_;
+  overlay_count_ = other.overlay_count_;
+  return *this;
+}
+
+DataCap& DataCap::operator=(DataCap&& other) noexcept {
+  if (this != &other) {
+    detail::tree_release(overlay_);
+    backing_ = std::move(other.backing_);
+    overlay_ = std::exchange(other.overlay_, nullptr);
+    overlay_count_ = std::exchange(other.overlay_count_, 0);
+  }
+  return *this;
+}
+
+DataCap::~DataCap() { detail::tree_release(overlay_); }
+
+// ---- construction ------------------------------------------------------------------------
+
+DataCap DataCap::zeroed(std::uint64_t content_len) {
+  return from_backing(PageSlab(content_len));
+}
+
+DataCap DataCap::from_backing(PageSlab backing) noexcept {
+  DataCap cap;
+  cap.backing_ = std::move(backing);
+  return cap;
+}
+
+DataCap DataCap::from_bytes(std::span<const std::uint8_t> content) {
+  return from_bytes_sized(content, 0);
+}
+
+DataCap DataCap::from_bytes_sized(std::span<const std::uint8_t> content, std::uint64_t target) {
+  const std::uint64_t len =
+      rounded_content_len(std::max<std::uint64_t>(target, content.size()), "from_bytes_sized");
+  PageSlab slab(len);
+  for (std::size_t off = 0; off < content.size(); off += PAGE_SIZE) {
+    const auto chunk = content.subspan(off, std::min(PAGE_SIZE, content.size() - off));
+    if (all_zero(chunk)) continue;
+    slab.set_page_slot(off / PAGE_SIZE, PageSlot::loaded(PageRef::copy_of(chunk)));
+  }
+  return from_backing(std::move(slab));
+}
+
+DataCap DataCap::from_sparse_pages(std::uint64_t content_len, std::span<const SparsePage> pages) {
+  const std::uint64_t len = rounded_content_len(content_len, "from_sparse_pages");
+  const std::uint64_t page_count = len / PAGE_SIZE;
+  std::vector<std::uint32_t> indices;
+  indices.reserve(pages.size());
+  for (std::size_t k = 0; k < pages.size(); ++k) {
+    const SparsePage& p = pages[k];
+    if (p.page_index >= page_count) {
+      throw OutOfRange("from_sparse_pages: pages[" + std::to_string(k) + "].page_index " +
+                       std::to_string(p.page_index) + " >= page_count " +
+                       std::to_string(page_count));
+    }
+    if (p.bytes.size() > PAGE_SIZE) {
+      throw OutOfRange("from_sparse_pages: pages[" + std::to_string(k) + "] has " +
+                       std::to_string(p.bytes.size()) + " bytes, more than a page (4096)");
+    }
+    indices.push_back(p.page_index);
+  }
+  std::sort(indices.begin(), indices.end());
+  if (auto dup = std::adjacent_find(indices.begin(), indices.end()); dup != indices.end()) {
+    throw InvalidArgument("from_sparse_pages: page_index " + std::to_string(*dup) +
+                          " is named more than once");
+  }
+  PageSlab slab(len);
+  for (const SparsePage& p : pages) {
+    if (all_zero(p.bytes)) continue;
+    slab.set_page_slot(p.page_index, PageSlot::loaded(PageRef::copy_of(p.bytes)));
+  }
+  return from_backing(std::move(slab));
+}
+
+// ---- reads -------------------------------------------------------------------------------
+
+bool DataCap::is_dirty(std::uint64_t page_index) const noexcept {
+  return overlay_ != nullptr && page_index < page_count() &&
+         detail::tree_get(overlay_, backing_.levels(), page_index) != nullptr;
+}
+
+void DataCap::for_each_dirty(const std::function<void(std::uint32_t, const PageSlot&)>& fn) const {
+  detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(),
+                        [&](std::uint64_t i, PageNode* node) {
+                          node->retain();
+                          const PageSlot slot = PageNode::adopt_slot(node);
+                          fn(static_cast<std::uint32_t>(i), slot);
+                        });
+}
+
+namespace {
+// The effective node of a page: the overlay's if present, else the backing's (null: Empty).
+inline PageNode* effective_node(const detail::TreeNode* overlay, const detail::TreeNode* backing,
+                                unsigned levels, std::uint64_t page_index) noexcept {
+  if (overlay != nullptr) {
+    if (PageNode* n = detail::tree_get(overlay, levels, page_index)) return n;
+  }
+  return detail::tree_get(backing, levels, page_index);
+}
+}  // namespace
+
+PageSlot DataCap::page_slot(std::uint64_t page_index) const {
+  if (page_index >= page_count()) {
+    throw OutOfRange("page_slot: page_index " + std::to_string(page_index) + " >= page_count " +
+                     std::to_string(page_count()));
+  }
+  PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), page_index);
+  if (node == nullptr) return PageSlot();
+  node->retain();
+  return PageNode::adopt_slot(node);
+}
+
+PageResolution DataCap::page_at(std::uint64_t off) const {
+  if (off >= content_len()) {
+    throw OutOfRange("page_at: offset " + std::to_string(off) + " >= content_len " +
+                     std::to_string(content_len()));
+  }
+  PageResolution r;
+  r.page_index = static_cast<std::uint32_t>(off / PAGE_SIZE);
+  PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), r.page_index);
+  if (node == nullptr) {
+    r.kind = PageResolution::Kind::zero;
+    r.data = zero_page();
+  } else if (node->is_missing()) {
+    r.kind = PageResolution::Kind::missing;
+    r.missing_hash = node->roots[0].value();
+  } else {
+    r.kind = PageResolution::Kind::bytes;
+    r.data = node->data;
+  }
+  return r;
+}
+
+void DataCap::copy_into(std::uint64_t start, std::span<std::uint8_t> out) const {
+  if (start > content_len() || out.size() > content_len() - start) {
+    throw OutOfRange("copy_into: range " + range_text(start, out.size()) +
+                     " ends past content_len " + std::to_string(content_len()));
+  }
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const std::uint64_t off = start + done;
+    const std::uint64_t page_index = off / PAGE_SIZE;
+    const std::size_t in_page = static_cast<std::size_t>(off % PAGE_SIZE);
+    const std::size_t n = std::min(PAGE_SIZE - in_page, out.size() - done);
+    PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), page_index);
+    if (node == nullptr) {
+      std::memset(out.data() + done, 0, n);
+    } else if (node->is_missing()) {
+      throw MissingPage("copy_into", static_cast<std::uint32_t>(page_index),
+                        node->roots[0].value());
+    } else {
+      std::memcpy(out.data() + done, node->data + in_page, n);
+    }
+    done += n;
+  }
+}
+
+// ---- writes ------------------------------------------------------------------------------
+
+namespace {
+void check_page_write(const char* context, std::uint64_t off, std::size_t len,
+                      std::uint64_t content_len) {
+  if (off >= content_len) {
+    throw OutOfRange(std::string(context) + ": offset " + std::to_string(off) +
+                     " >= content_len " + std::to_string(content_len));
+  }
+  if (len > PAGE_SIZE) {
+    throw OutOfRange(std::string(context) + ": content of " + std::to_string(len) +
+                     " bytes is longer than a page (4096)");
+  }
+}
+}  // namespace
+
+void DataCap::put_page(std::uint64_t off, std::span<const std::uint8_t> content) {
+  check_page_write("put_page", off, content.size(), content_len());
+  PageSlot slot;
+  if (!all_zero(content)) slot = PageSlot::loaded(PageRef::copy_of(content));
+  backing_.set_page_slot(off / PAGE_SIZE, std::move(slot));
+}
+
+void DataCap::write_page(std::uint64_t off, std::span<const std::uint8_t> content) {
+  check_page_write("write_page", off, content.size(), content_len());
+  // The whole page is replaced (content zero-padded), so whatever was there — even a Missing
+  // page — is never read: a full-page write() does exactly that.
+  alignas(64) std::uint8_t page[PAGE_SIZE];
+  if (!content.empty()) std::memcpy(page, content.data(), content.size());
+  std::memset(page + content.size(), 0, PAGE_SIZE - content.size());
+  write(off - off % PAGE_SIZE, std::span<const std::uint8_t>(page, PAGE_SIZE));
+}
+
+void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
+  if (off > content_len() || bytes.size() > content_len() - off) {
+    throw OutOfRange("write: range " + range_text(off, bytes.size()) + " ends past content_len " +
+                     std::to_string(content_len()));
+  }
+  if (bytes.empty()) return;
+  const unsigned levels = backing_.levels();
+  const std::uint64_t first_page = off / PAGE_SIZE;
+  const std::uint64_t last_page = (off + bytes.size() - 1) / PAGE_SIZE;
+  // Only the first and last page can be partly covered; check them before changing anything.
+  for (std::uint64_t p : {first_page, last_page}) {
+    const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
+    const std::uint64_t hi = std::min(off + bytes.size(), (p + 1) * PAGE_SIZE);
+    if (hi - lo == PAGE_SIZE) continue;
+    PageNode* node = effective_node(overlay_, backing_.root_, levels, p);
+    if (node != nullptr && node->is_missing()) {
+      throw MissingPage("write: partial write of range " + range_text(off, bytes.size()),
+                        static_cast<std::uint32_t>(p), node->roots[0].value());
+    }
+  }
+  for (std::uint64_t p = first_page; p <= last_page; ++p) {
+    const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
+    const std::uint64_t hi = std::min(off + bytes.size(), (p + 1) * PAGE_SIZE);
+    const std::size_t in_page = static_cast<std::size_t>(lo - p * PAGE_SIZE);
+    const std::size_t n = static_cast<std::size_t>(hi - lo);
+    const std::uint8_t* src = bytes.data() + (lo - off);
+
+    void*& link = detail::tree_link_for_write(overlay_, levels, p);
+    auto* current = static_cast<PageNode*>(link);
+    if (current != nullptr && !current->is_missing() && current->unique()) {
+      // The overlay owns this page alone: patch it in place.
+      current->invalidate_roots();
+      std::memcpy(current->data + in_page, src, n);
+      continue;
+    }
+    PageNode* fresh;
+    if (n == PAGE_SIZE) {
+      fresh = PageNode::copy_of(src, PAGE_SIZE);
+    } else {
+      PageNode* base = current;
+      if (base == nullptr) base = detail::tree_get(backing_.root_, levels, p);
+      fresh = PageNode::copy_of(base == nullptr ? zero_page() : base->data, PAGE_SIZE);
+      std::memcpy(fresh->data + in_page, src, n);
+    }
+    link = fresh;
+    if (current != nullptr) {
+      current->release();
+    } else {
+      ++overlay_count_;
+    }
+  }
+}
+
+void DataCap::insert_overlay_page(std::uint64_t page_index, PageSlot slot) {
+  if (page_index >= page_count()) {
+    throw OutOfRange("insert_overlay_page: page_index " + std::to_string(page_index) +
+                     " >= page_count " + std::to_string(page_count()));
+  }
+  const bool was_dirty = is_dirty(page_index);
+  PageNode* node = PageNode::release_slot(slot);
+  detail::tree_set(overlay_, backing_.levels(), page_index, node);
+  if (node != nullptr && !was_dirty) ++overlay_count_;
+  if (node == nullptr && was_dirty) --overlay_count_;
+}
+
+void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
+  if (dst_off % PAGE_SIZE != 0) {
+    throw InvalidArgument("place_shared: dst_off " + std::to_string(dst_off) +
+                          " is not a multiple of PAGE_SIZE (4096)");
+  }
+  const std::uint64_t dst_page = dst_off / PAGE_SIZE;
+  if (dst_page >= page_count()) return;  // every page falls past the end
+  const std::uint64_t n = std::min(src.page_count(), page_count() - dst_page);
+  const DataCap source = src;  // O(1); also makes place_shared(…, *this) safe
+  PageSlab next = backing_;    // built aside, committed at the end (strong guarantee)
+  const unsigned src_levels = source.backing_.levels();
+
+  std::vector<std::uint64_t> cleared;
+  detail::tree_for_each(next.root_, next.levels(), dst_page, dst_page + n,
+                        [&](std::uint64_t i, PageNode*) { cleared.push_back(i); });
+  for (std::uint64_t i : cleared) next.set_page_slot(i, PageSlot());
+
+  auto place = [&](std::uint64_t i, PageNode* node) {
+    node->retain();
+    next.set_page_slot(dst_page + i, PageNode::adopt_slot(node));
+  };
+  detail::tree_for_each(source.backing_.root_, src_levels, 0, n,
+                        [&](std::uint64_t i, PageNode* node) {
+                          if (source.overlay_ == nullptr ||
+                              detail::tree_get(source.overlay_, src_levels, i) == nullptr) {
+                            place(i, node);
+                          }
+                        });
+  detail::tree_for_each(source.overlay_, src_levels, 0, n, place);
+  backing_ = std::move(next);
+}
+
+// ---- settle ------------------------------------------------------------------------------
+
+DataCap DataCap::flush() const& {
+  DataCap out = DataCap::from_backing(backing_);
+  for_each_dirty([&](std::uint32_t i, const PageSlot& slot) { out.backing_.set_page_slot(i, slot); });
+  return out;
+}
+
+DataCap DataCap::flush() && {
+  DataCap out = DataCap::from_backing(std::move(backing_));
+  detail::TreeNode* overlay = std::exchange(overlay_, nullptr);
+  overlay_count_ = 0;
+  try {
+    detail::tree_for_each(overlay, out.backing_.levels(), 0, out.page_count(),
+                          [&](std::uint64_t i, PageNode* node) {
+                            node->retain();
+                            out.backing_.set_page_slot(i, PageNode::adopt_slot(node));
+                          });
+  } catch (...) {
+    detail::tree_release(overlay);
+    throw;
+  }
+  detail::tree_release(overlay);
+  return out;
+}
+
+Hash32 DataCap::hash_tree_root(Digest digest) const {
+  if (overlay_count_ != 0) {
+    throw DirtyCap("hash_tree_root: cap has " + std::to_string(overlay_count_) +
+                   " dirty pages; flush() first");
+  }
+  return backing_.root(digest);
+}
+
+}  // namespace datacap

@@ -1,0 +1,78 @@
+// Internal: the persistent 64-way radix tree that maps page index → page node, used for both
+// the backing (PageSlab) and the overlay of a DataCap.
+//
+// Invariants:
+//  - A node reachable from more than one owner (refs > 1) is never written; writers make the
+//    path unique first (copying shared nodes, which retains their children).
+//  - Every node on the path of a write is unique after the write and its cached subtree roots
+//    are reset, so a cached root is always the root of the node's current children.
+//  - A node whose children are all null is removed (the parent's link is null instead) when a
+//    slot is cleared, so null means "all Empty" and costs nothing.
+//  - A node at level l covers 64^(l+1) pages; its cached root is the merkle root of that full
+//    subtree (height 6(l+1)). The root node of a tree may be cut to the cap's actual depth;
+//    that cut is computed from its children, never cached.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "datacap/hash.hpp"
+#include "page/page_node.hpp"
+
+namespace datacap::detail {
+
+inline constexpr unsigned FANOUT_LOG2 = 6;
+inline constexpr std::size_t FANOUT = std::size_t{1} << FANOUT_LOG2;
+inline constexpr unsigned MAX_LEVELS = 6;  // 64^6 = 2^36 ≥ 2^32 pages
+
+struct TreeNode {
+  explicit TreeNode(unsigned lvl) noexcept : level(static_cast<std::uint8_t>(lvl)) {}
+
+  std::atomic<std::uint32_t> refs{1};
+  std::uint8_t level;                   // 0: children are PageNode*; otherwise TreeNode*
+  HashCache roots[DIGEST_COUNT];        // root of the full subtree, per digest
+  void* child[FANOUT] = {};             // null: all Empty
+
+  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
+  }
+  [[nodiscard]] bool unique() const noexcept { return refs.load(std::memory_order_acquire) == 1; }
+
+ private:
+  void destroy() noexcept;
+};
+
+// Radix levels for a tree of `page_count` pages: 0 for no pages, else max(1, ceil(depth/6)).
+unsigned tree_levels(std::uint64_t page_count) noexcept;
+
+// The page node at page_index, or null (Empty). Borrowed: valid while the tree is unchanged.
+PageNode* tree_get(const TreeNode* root, unsigned levels, std::uint64_t page_index) noexcept;
+
+// The leaf link for page_index after making every node on its path unique (creating missing
+// nodes). The caller may replace the link's value (releasing the old node, adopting the new).
+void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
+
+// Sets page_index to `adopted` (null: Empty, removing emptied nodes). Releases the old page.
+void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted);
+
+// Calls fn(page_index, node) for non-null pages with lo <= page_index < hi, ascending.
+void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
+                   const std::function<void(std::uint64_t, PageNode*)>& fn);
+
+// Non-null pages.
+std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept;
+
+// The pages root (SPEC §4) of a tree of page_count pages.
+Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page_count,
+                       Digest digest);
+
+inline void tree_retain(TreeNode* root) noexcept {
+  if (root) root->retain();
+}
+inline void tree_release(TreeNode* root) noexcept {
+  if (root) root->release();
+}
+
+}  // namespace datacap::detail

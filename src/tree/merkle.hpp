@@ -1,0 +1,26 @@
+// Internal merkle helpers shared by the page root, the slab tree and the streaming builder.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "datacap/hash.hpp"
+
+namespace datacap::detail {
+
+// Folds `count` nodes (a power of two) of height `height` in place, `levels` times, so that
+// nodes[0 .. count >> levels) hold the parents. A pair whose children are both zero[h] becomes
+// zero[h+1] without hashing; the other pairs are hashed in batches.
+void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned height,
+                 unsigned levels);
+
+// Page root of PAGE_SIZE bytes at `page` (no zero-page special case: all zeros → zero[7]).
+Hash32 page_root_of(Digest digest, const std::uint8_t* page);
+
+// True when all PAGE_SIZE bytes are zero.
+bool is_zero_page(const std::uint8_t* page) noexcept;
+
+// Cap root from a pages root: hash(size_root(content_len), pages_root).
+Hash32 cap_root_of(Digest digest, std::uint64_t content_len, const Hash32& pages_root);
+
+}  // namespace datacap::detail
