@@ -4,6 +4,7 @@
 
 #include "datacap/error.hpp"
 #include "page/page_node.hpp"
+#include "page/page_pool.hpp"
 #include "tree/merkle.hpp"
 
 namespace datacap {
@@ -17,16 +18,15 @@ alignas(PAGE_SIZE) const std::uint8_t g_zero_page[PAGE_SIZE] = {};
 }  // namespace
 
 PageNode* PageNode::allocate() {
-  void* bytes = std::aligned_alloc(PAGE_SIZE, PAGE_SIZE);
-  if (bytes == nullptr) throw std::bad_alloc();
+  std::uint8_t* bytes = allocate_page_memory();
   PageNode* node;
   try {
     node = new PageNode();
   } catch (...) {
-    std::free(bytes);
+    release_page_memory(bytes);
     throw;
   }
-  node->data = static_cast<std::uint8_t*>(bytes);
+  node->data = bytes;
   g_live_pages.fetch_add(1, std::memory_order_relaxed);
   return node;
 }
@@ -55,7 +55,7 @@ Hash32 PageNode::root(Digest digest) {
 
 void PageNode::destroy() noexcept {
   if (data != nullptr) {
-    std::free(data);
+    release_page_memory(data);
     g_live_pages.fetch_sub(1, std::memory_order_relaxed);
   }
   delete this;

@@ -29,6 +29,19 @@ int main(int argc, char** argv) {
   datacap::cli::add_root_command(app);
   datacap::cli::add_demo_command(app);
   try {
+    // CLI11 reports a mistyped command as "a subcommand is required"; name it instead.
+    if (argc > 1 && argv[1][0] != '-') {
+      bool known = false;
+      std::string names;
+      for (const CLI::App* sub : app.get_subcommands({})) {
+        known = known || sub->get_name() == argv[1];
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+      }
+      if (!known) {
+        print_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+        return datacap::cli::EXIT_USAGE_ERROR;
+      }
+    }
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite: a Release build with -Werror, then the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, and a
+# check that an installed datacap is found by find_package. Installs missing packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+
+scripts/install-deps.sh
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "Release build (-Werror) and tests"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DDATACAP_WERROR=ON -DDATACAP_BUILD_BENCHMARKS=ON >/dev/null
+cmake --build build/release -j"$jobs"
+ctest --test-dir build/release --output-on-failure -j"$jobs"
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
+  -DDATACAP_SANITIZE=address,undefined >/dev/null
+cmake --build build/asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+step "ThreadSanitizer build and threaded tests"
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
+  -DDATACAP_SANITIZE=thread -DDATACAP_BUILD_CLI=OFF >/dev/null
+cmake --build build/tsan -j"$jobs" --target datacap_tests
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 'Threads\.' -j"$jobs"
+
+step "Install and find_package(datacap) from a consumer project"
+prefix="$root/build/install"
+rm -rf "$prefix" build/consumer
+cmake --install build/release --prefix "$prefix" >/dev/null
+cmake -S tests/install_consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build build/consumer -j"$jobs" >/dev/null
+LD_LIBRARY_PATH="$prefix/lib" build/consumer/consumer
+
+step "All checks passed"
