@@ -47,6 +47,31 @@ DATACAP_API const char* to_string(Digest digest) noexcept;
 // Parses "sha256" or "blake2b256". Throws InvalidArgument on any other name.
 DATACAP_API Digest parse_digest(std::string_view name);
 
+// SHA-256 kernels by instruction set. Every kernel gives the same bytes; they differ in speed.
+// On first use the library picks the fastest one the CPU (and OS) supports, unless the
+// environment variable DATACAP_ISA names one (portable | avx2 | avx512 | shani).
+enum class Isa : std::uint8_t { portable, avx2, avx512, shani };
+
+// "portable" / "avx2" / "avx512" / "shani".
+DATACAP_API const char* to_string(Isa isa) noexcept;
+// Throws InvalidArgument for any other name.
+DATACAP_API Isa parse_isa(std::string_view name);
+// True when the kernel is compiled in and this CPU and OS can run it.
+DATACAP_API bool isa_available(Isa isa) noexcept;
+DATACAP_API std::vector<Isa> available_isas();
+// The kernel in use (choosing it now if nothing has hashed yet). Throws InvalidArgument when
+// DATACAP_ISA names an unknown or unavailable ISA.
+DATACAP_API Isa active_isa();
+// Pins the kernel for the whole process (tests, benchmarks). Safe to call while other threads
+// hash: each hash call uses one kernel throughout. Throws InvalidArgument when unavailable.
+DATACAP_API void set_isa(Isa isa);
+
+// Threads used by large root computations (the caller counts as one). 0 = one per core, the
+// default; 1 = never start a thread. Small computations always run on the caller alone.
+// Do not call concurrently with hashing on other threads.
+DATACAP_API void set_hash_threads(unsigned threads);
+DATACAP_API unsigned hash_threads() noexcept;
+
 // 64 lowercase hex characters.
 DATACAP_API std::string to_hex(const Hash32& hash);
 // Parses exactly 64 hex characters (either case). Throws InvalidArgument otherwise.

@@ -2,6 +2,8 @@
 // BLAKE2b-256 from libb2. The hot path (SIMD pair kernels) will replace the SHA-256 loop here.
 #include "hash/digest.hpp"
 
+#include "hash/kernel.hpp"
+
 #include <blake2.h>
 #include <openssl/evp.h>
 
@@ -43,6 +45,10 @@ void blake2b256(std::uint8_t* out, const std::uint8_t* in, std::size_t len) {
 namespace detail {
 
 void hash_pairs(Digest digest, std::uint8_t* out, const std::uint8_t* in, std::size_t count) {
+  if (digest == Digest::sha256) {
+    sha256_kernel()(out, in, count);
+    return;
+  }
   std::uint8_t tmp[32];
   for (std::size_t i = 0; i < count; ++i) {
     if (digest == Digest::sha256) {

@@ -1,5 +1,7 @@
 #include "slab/slot_tree.hpp"
 
+#include <cstring>
+
 #include "tree/merkle.hpp"
 
 namespace datacap::detail {
@@ -9,9 +11,10 @@ inline std::size_t child_index(std::uint64_t page_index, unsigned level) noexcep
   return static_cast<std::size_t>(page_index >> (FANOUT_LOG2 * level)) & (FANOUT - 1);
 }
 
-// Makes the node behind `link` unique (allocating it at `level` when null) and resets its
-// cached roots, since the caller is about to change something below it.
-TreeNode* make_unique(void*& link, unsigned level) {
+// Makes the node behind `link` unique (allocating it at `level` when null) and marks child
+// `changed` dirty in its hash caches, since the caller is about to change that child.
+TreeNode* make_unique(void*& link, unsigned level, std::size_t changed) {
+  const std::uint64_t bit = std::uint64_t{1} << changed;
   auto* node = static_cast<TreeNode*>(link);
   if (node == nullptr) {
     node = new TreeNode(level);
@@ -19,10 +22,30 @@ TreeNode* make_unique(void*& link, unsigned level) {
     return node;
   }
   if (node->unique()) {
-    for (auto& r : node->roots) r.reset();
+    for (auto& slot : node->hashes) {
+      NodeHashes* nh = slot.load(std::memory_order_relaxed);
+      if (nh == nullptr) continue;
+      nh->dirty.fetch_or(bit, std::memory_order_relaxed);
+      nh->state.store(NodeHashes::EMPTY, std::memory_order_relaxed);
+    }
     return node;
   }
   auto* copy = new TreeNode(level);
+  // Keep the source's hashes when they are complete (READY is final while the node is shared);
+  // a copy of anything else would race with a thread computing it, so the copy starts over.
+  try {
+    for (std::size_t d = 0; d < DIGEST_COUNT; ++d) {
+      NodeHashes* nh = node->hashes[d].load(std::memory_order_acquire);
+      if (nh == nullptr || nh->state.load(std::memory_order_acquire) != NodeHashes::READY) continue;
+      auto* mine = new NodeHashes();
+      std::memcpy(mine->h, nh->h, sizeof mine->h);
+      mine->dirty.store(bit, std::memory_order_relaxed);
+      copy->hashes[d].store(mine, std::memory_order_relaxed);
+    }
+  } catch (...) {
+    copy->release();
+    throw;
+  }
   for (std::size_t i = 0; i < FANOUT; ++i) {
     void* c = node->child[i];
     copy->child[i] = c;
@@ -72,37 +95,10 @@ std::uint64_t count_rec(const TreeNode* node) noexcept {
   return n;
 }
 
-// Leaves of `node` as merkle nodes of height 6·level: page roots, or children's subtree roots.
-void child_roots(TreeNode* node, Digest digest, Hash32* out, std::size_t width);
-
-Hash32 subtree_root(TreeNode* node, Digest digest) {
-  HashCache& cache = node->roots[static_cast<std::size_t>(digest)];
-  Hash32 h;
-  if (cache.get(h)) return h;
-  Hash32 kids[FANOUT];
-  child_roots(node, digest, kids, FANOUT);
-  fold_levels(digest, kids, FANOUT, FANOUT_LOG2 * node->level, FANOUT_LOG2);
-  cache.publish(kids[0]);
-  return kids[0];
-}
-
-void child_roots(TreeNode* node, Digest digest, Hash32* out, std::size_t width) {
-  if (node->level == 0) {
-    for (std::size_t i = 0; i < width; ++i) {
-      out[i] = slot_root(static_cast<PageNode*>(node->child[i]), digest);
-    }
-    return;
-  }
-  const Hash32& zero = zero_hash(digest, FANOUT_LOG2 * node->level);
-  for (std::size_t i = 0; i < width; ++i) {
-    auto* c = static_cast<TreeNode*>(node->child[i]);
-    out[i] = c == nullptr ? zero : subtree_root(c, digest);
-  }
-}
-
 }  // namespace
 
 void TreeNode::destroy() noexcept {
+  for (auto& nh : hashes) delete nh.load(std::memory_order_relaxed);
   for (void* c : child) {
     if (c == nullptr) continue;
     if (level == 0) {
@@ -131,10 +127,11 @@ PageNode* tree_get(const TreeNode* root, unsigned levels, std::uint64_t page_ind
 
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
   void* root_link = root;
-  TreeNode* node = make_unique(root_link, levels - 1);
+  TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
   root = node;
   for (unsigned level = levels - 1; level > 0; --level) {
-    node = make_unique(node->child[child_index(page_index, level)], level - 1);
+    node = make_unique(node->child[child_index(page_index, level)], level - 1,
+                       child_index(page_index, level - 1));
   }
   return node->child[page_index & (FANOUT - 1)];
 }
@@ -151,10 +148,11 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
   // Clear the slot on a unique path, then drop nodes that became all-null, bottom up.
   TreeNode* path[MAX_LEVELS];
   void* root_link = root;
-  path[levels - 1] = make_unique(root_link, levels - 1);
+  path[levels - 1] = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
   root = path[levels - 1];
   for (unsigned level = levels - 1; level > 0; --level) {
-    path[level - 1] = make_unique(path[level]->child[child_index(page_index, level)], level - 1);
+    path[level - 1] = make_unique(path[level]->child[child_index(page_index, level)], level - 1,
+                                  child_index(page_index, level - 1));
   }
   void*& leaf_link = path[0]->child[page_index & (FANOUT - 1)];
   static_cast<PageNode*>(leaf_link)->release();
@@ -181,18 +179,16 @@ std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept {
   return root == nullptr ? 0 : count_rec(root);
 }
 
-Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page_count,
-                       Digest digest) {
-  const unsigned depth = pages_depth(page_count);
-  if (root == nullptr) return zero_hash(digest, depth);
-  auto* node = const_cast<TreeNode*>(root);  // only the race-free caches are written
-  const unsigned top = depth - FANOUT_LOG2 * (levels - 1);
-  if (top == FANOUT_LOG2) return subtree_root(node, digest);
-  const std::size_t width = std::size_t{1} << top;
-  Hash32 kids[FANOUT];
-  child_roots(node, digest, kids, width);
-  fold_levels(digest, kids, width, FANOUT_LOG2 * node->level, top);
-  return kids[0];
+std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept {
+  if (root == nullptr) return 0;
+  std::uint64_t bytes = sizeof(TreeNode);
+  for (const auto& nh : root->hashes) {
+    if (nh.load(std::memory_order_relaxed) != nullptr) bytes += sizeof(NodeHashes);
+  }
+  if (root->level > 0) {
+    for (void* c : root->child) bytes += tree_metadata_bytes(static_cast<const TreeNode*>(c));
+  }
+  return bytes;
 }
 
 }  // namespace datacap::detail

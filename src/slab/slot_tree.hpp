@@ -8,9 +8,16 @@
 //    are reset, so a cached root is always the root of the node's current children.
 //  - A node whose children are all null is removed (the parent's link is null instead) when a
 //    slot is cleared, so null means "all Empty" and costs nothing.
-//  - A node at level l covers 64^(l+1) pages; its cached root is the merkle root of that full
-//    subtree (height 6(l+1)). The root node of a tree may be cut to the cap's actual depth;
-//    that cut is computed from its children, never cached.
+//  - A node at level l covers 64^(l+1) pages. Per digest it may hold NodeHashes: the 63
+//    internal hashes of the binary merkle tree over its 64 children (a heap: h[1] is the root of
+//    the full subtree, height 6(l+1)) and a bitmask of the children changed since they were last
+//    computed. A write marks the changed child's bit on every node of its path, so a root
+//    re-hashes only the 6 entries above each changed child in each node — O(k · log n) hashes
+//    for k changed pages. The cap's pages root is the heap entry of the root node that covers
+//    the cap's actual depth.
+//  - NodeHashes are claimed before they are written (EMPTY → WRITING → READY); a READY node is
+//    never written again while shared, so any thread may read it. Threads that find a node
+//    claimed by another wait for it only after publishing their own claims: no deadlock.
 #pragma once
 
 #include <atomic>
@@ -26,13 +33,23 @@ inline constexpr unsigned FANOUT_LOG2 = 6;
 inline constexpr std::size_t FANOUT = std::size_t{1} << FANOUT_LOG2;
 inline constexpr unsigned MAX_LEVELS = 6;  // 64^6 = 2^36 ≥ 2^32 pages
 
+// The cached merkle tree inside one node, for one digest.
+struct NodeHashes {
+  static constexpr std::uint8_t EMPTY = 0, WRITING = 1, READY = 2;
+  std::atomic<std::uint8_t> state{EMPTY};
+  std::atomic<std::uint64_t> dirty{~std::uint64_t{0}};  // bit j: child j changed
+  Hash32 h[FANOUT];  // heap; h[0] unused; h[i] = hash(h[2i], h[2i+1]); children below h[32..63]
+};
+
 struct TreeNode {
   explicit TreeNode(unsigned lvl) noexcept : level(static_cast<std::uint8_t>(lvl)) {}
+  TreeNode(const TreeNode&) = delete;
+  TreeNode& operator=(const TreeNode&) = delete;
 
   std::atomic<std::uint32_t> refs{1};
-  std::uint8_t level;                   // 0: children are PageNode*; otherwise TreeNode*
-  HashCache roots[DIGEST_COUNT];        // root of the full subtree, per digest
-  void* child[FANOUT] = {};             // null: all Empty
+  std::uint8_t level;                                   // 0: children are PageNode*
+  std::atomic<NodeHashes*> hashes[DIGEST_COUNT] = {};  // allocated on first root
+  void* child[FANOUT] = {};                             // null: all Empty
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -60,6 +77,10 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
 // Calls fn(page_index, node) for non-null pages with lo <= page_index < hi, ascending.
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn);
+
+// Nodes and hash arrays in the tree (each shared node counted once per visit), for memory
+// reports: bytes of tree metadata excluding pages.
+std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept;
 
 // Non-null pages.
 std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept;

@@ -64,11 +64,28 @@ void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned heigh
   }
 }
 
+void page_roots(Digest digest, const std::uint8_t* const* pages, std::size_t count, Hash32* out) {
+  // Level 0 of a page is its own bytes (64 pairs); from there on, the hashes of a batch of pages
+  // are packed level by level in one buffer, page after page, so that each level is a single
+  // hash_pairs call: 16 pages give 16 pairs even on the top level.
+  constexpr std::size_t BATCH = 16;
+  constexpr std::size_t HALF = PAGE_CHUNKS / 2;  // 64 hashes per page after level 0
+  alignas(64) std::uint8_t level[BATCH * HALF * 32];
+  for (std::size_t base = 0; base < count; base += BATCH) {
+    const std::size_t n = std::min(BATCH, count - base);
+    for (std::size_t p = 0; p < n; ++p) hash_pairs(digest, level + p * HALF * 32, pages[base + p], HALF);
+    for (std::size_t width = HALF; width > 1; width /= 2) {
+      // n pages × width hashes → n pages × width/2 hashes, in place.
+      hash_pairs(digest, level, level, n * width / 2);
+    }
+    std::memcpy(out + base, level, n * 32);
+  }
+}
+
 Hash32 page_root_of(Digest digest, const std::uint8_t* page) {
-  std::array<Hash32, PAGE_CHUNKS> chunks;
-  std::memcpy(chunks.data(), page, PAGE_SIZE);
-  fold_levels(digest, chunks.data(), PAGE_CHUNKS, 0, PAGE_DEPTH);
-  return chunks[0];
+  Hash32 root;
+  page_roots(digest, &page, 1, &root);
+  return root;
 }
 
 bool is_zero_page(const std::uint8_t* page) noexcept {

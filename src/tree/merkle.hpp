@@ -14,6 +14,11 @@ namespace datacap::detail {
 void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned height,
                  unsigned levels);
 
+// Page roots of `count` pages (each PAGE_SIZE bytes at pages[i]) into out[i], hashed level by
+// level across up to 16 pages at a time so that every SIMD lane stays busy, even on the top
+// levels of each page's tree. No zero-page special case: all zeros → zero[7].
+void page_roots(Digest digest, const std::uint8_t* const* pages, std::size_t count, Hash32* out);
+
 // Page root of PAGE_SIZE bytes at `page` (no zero-page special case: all zeros → zero[7]).
 Hash32 page_root_of(Digest digest, const std::uint8_t* page);
 

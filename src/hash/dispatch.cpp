@@ -1,0 +1,160 @@
+// CPU detection and the choice of SHA-256 kernel. The only file that asks the CPU.
+//
+// Each ISA is usable only when the CPU has it (CPUID) *and* the OS saves its registers on a
+// context switch (XGETBV): a CPU with AVX-512 under an OS that does not enable ZMM state would
+// fault on the first wide instruction.
+//
+// The choice is made once, on first use, and cached in an atomic. DATACAP_ISA in the environment
+// (portable | avx2 | avx512 | shani) overrides it for tests and benchmarks; an unknown or
+// unavailable value is an InvalidArgument error, never a silent fallback. set_isa() pins a
+// kernel at run time.
+#include <cpuid.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "datacap/error.hpp"
+#include "hash/kernel.hpp"
+
+namespace datacap {
+namespace detail {
+namespace {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool avx512 = false;  // F + BW, with ZMM state enabled
+  bool shani = false;   // SHA + SSE4.1 + SSSE3
+};
+
+std::uint64_t xgetbv0() {
+  std::uint32_t lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (std::uint64_t{hi} << 32) | lo;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(1, 0, eax, ebx, ecx, edx);
+  const bool ssse3 = (ecx >> 9) & 1, sse41 = (ecx >> 19) & 1, osxsave = (ecx >> 27) & 1,
+             avx = (ecx >> 28) & 1;
+  const std::uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;     // XMM + YMM
+  const bool zmm_state = (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const bool avx2 = (ebx >> 5) & 1, avx512f = (ebx >> 16) & 1, sha = (ebx >> 29) & 1,
+             avx512bw = (ebx >> 30) & 1;
+  f.avx2 = avx && avx2 && ymm_state;
+  f.avx512 = f.avx2 && avx512f && avx512bw && zmm_state;
+  f.shani = sha && sse41 && ssse3;
+  return f;
+}
+
+const CpuFeatures& cpu() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+std::atomic<HashPairsFn> g_kernel{nullptr};
+std::atomic<int> g_isa{-1};
+
+// Preference when nothing is pinned: the fastest kernel measured on x86 with each feature
+// (see BENCHMARKS.md, BM_PairHash/<isa>).
+constexpr Isa PREFERENCE[] = {Isa::avx512, Isa::shani, Isa::avx2, Isa::portable};
+
+Isa choose() {
+  if (const char* env = std::getenv("DATACAP_ISA"); env != nullptr && *env != '\0') {
+    const Isa isa = parse_isa(env);
+    if (!isa_available(isa)) {
+      throw InvalidArgument(std::string("DATACAP_ISA=") + env +
+                            ": this CPU (or build) does not support it");
+    }
+    return isa;
+  }
+  for (Isa isa : PREFERENCE) {
+    if (isa_available(isa)) return isa;
+  }
+  return Isa::portable;
+}
+
+}  // namespace
+
+HashPairsFn sha256_kernel_for(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::portable: return sha256_portable_x1;
+#ifndef DATACAP_NO_AVX2
+    case Isa::avx2: return cpu().avx2 ? sha256_avx2_x8 : nullptr;
+#endif
+#ifndef DATACAP_NO_AVX512
+    case Isa::avx512: return cpu().avx512 ? sha256_avx512_x16 : nullptr;
+#endif
+#ifndef DATACAP_NO_SHANI
+    case Isa::shani: return cpu().shani ? sha256_shani_x2 : nullptr;
+#endif
+    default: return nullptr;
+  }
+}
+
+HashPairsFn sha256_kernel() {
+  HashPairsFn fn = g_kernel.load(std::memory_order_acquire);
+  if (fn != nullptr) return fn;
+  const Isa isa = choose();
+  fn = sha256_kernel_for(isa);
+  HashPairsFn expected = nullptr;
+  if (g_kernel.compare_exchange_strong(expected, fn, std::memory_order_acq_rel)) {
+    g_isa.store(static_cast<int>(isa), std::memory_order_release);
+    return fn;
+  }
+  return expected;  // another thread chose (or a pin happened) first
+}
+
+}  // namespace detail
+
+const char* to_string(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::portable: return "portable";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::shani: return "shani";
+  }
+  return "?";
+}
+
+Isa parse_isa(std::string_view name) {
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::shani}) {
+    if (name == to_string(isa)) return isa;
+  }
+  throw InvalidArgument("unknown ISA '" + std::string(name) +
+                        "' (expected portable, avx2, avx512 or shani)");
+}
+
+bool isa_available(Isa isa) noexcept { return detail::sha256_kernel_for(isa) != nullptr; }
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::shani}) {
+    if (isa_available(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+Isa active_isa() {
+  (void)detail::sha256_kernel();
+  int isa = detail::g_isa.load(std::memory_order_acquire);
+  while (isa < 0) isa = detail::g_isa.load(std::memory_order_acquire);  // a racing first choice
+  return static_cast<Isa>(isa);
+}
+
+void set_isa(Isa isa) {
+  const detail::HashPairsFn fn = detail::sha256_kernel_for(isa);
+  if (fn == nullptr) {
+    throw InvalidArgument(std::string("set_isa: ") + to_string(isa) +
+                          " is not supported by this CPU (or build)");
+  }
+  detail::g_isa.store(static_cast<int>(isa), std::memory_order_release);
+  detail::g_kernel.store(fn, std::memory_order_release);
+}
+
+}  // namespace datacap

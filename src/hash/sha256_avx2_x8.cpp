@@ -1,0 +1,117 @@
+// SHA-256 of 64-byte messages, 8 at a time in the 32-bit lanes of AVX2 registers.
+// Compiled with -mavx2 (this file only). AVX2 lacks rotates and three-input logic, so each
+// rotate is two shifts and an OR.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "hash/kernel.hpp"
+#include "hash/sha256_constants.hpp"
+
+namespace datacap::detail {
+namespace {
+
+using namespace sha256;
+constexpr std::size_t LANES = 8;
+
+inline __m256i add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+inline __m256i xor3(__m256i a, __m256i b, __m256i c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+template <int N>
+inline __m256i ror(__m256i x) {
+  return _mm256_or_si256(_mm256_srli_epi32(x, N), _mm256_slli_epi32(x, 32 - N));
+}
+
+#define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                 \
+  do {                                                                                            \
+    const __m256i s1 = xor3(ror<6>(e), ror<11>(e), ror<25>(e));                                   \
+    const __m256i ch = _mm256_xor_si256(_mm256_and_si256(_mm256_xor_si256(f, g), e), g);          \
+    const __m256i t1 = add(add(h, s1), add(ch, kw));                                              \
+    const __m256i s0 = xor3(ror<2>(a), ror<13>(a), ror<22>(a));                                   \
+    const __m256i maj = _mm256_or_si256(_mm256_and_si256(_mm256_or_si256(a, b), c),               \
+                                        _mm256_and_si256(a, b));                                  \
+    d = add(d, t1);                                                                               \
+    h = add(t1, add(s0, maj));                                                                    \
+  } while (0)
+
+inline __m256i sigma0(__m256i x) { return xor3(ror<7>(x), ror<18>(x), _mm256_srli_epi32(x, 3)); }
+inline __m256i sigma1(__m256i x) { return xor3(ror<17>(x), ror<19>(x), _mm256_srli_epi32(x, 10)); }
+
+// Hashes exactly 8 messages at in[0 .. 512) into out[0 .. 256).
+inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
+  const __m256i bswap = _mm256_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
+                                        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+  const __m256i in_index = _mm256_set_epi32(112, 96, 80, 64, 48, 32, 16, 0);
+  __m256i w[16];
+  for (int t = 0; t < 16; ++t) {
+    w[t] = _mm256_shuffle_epi8(
+        _mm256_i32gather_epi32(reinterpret_cast<const int*>(in + 4 * t), in_index, 4), bswap);
+  }
+  __m256i a = _mm256_set1_epi32(static_cast<int>(H0[0])), b = _mm256_set1_epi32(static_cast<int>(H0[1]));
+  __m256i c = _mm256_set1_epi32(static_cast<int>(H0[2])), d = _mm256_set1_epi32(static_cast<int>(H0[3]));
+  __m256i e = _mm256_set1_epi32(static_cast<int>(H0[4])), f = _mm256_set1_epi32(static_cast<int>(H0[5]));
+  __m256i g = _mm256_set1_epi32(static_cast<int>(H0[6])), h = _mm256_set1_epi32(static_cast<int>(H0[7]));
+
+  for (int t = 0; t < 64; t += 8) {
+    if (t >= 16) {
+      for (int j = t; j < t + 8; ++j) {
+        w[j & 15] = add(add(sigma1(w[(j - 2) & 15]), w[(j - 7) & 15]),
+                        add(sigma0(w[(j - 15) & 15]), w[j & 15]));
+      }
+    }
+#define KW(j) add(w[(j) & 15], _mm256_set1_epi32(static_cast<int>(K[(j)])))
+    DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0));
+    DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(t + 1));
+    DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(t + 2));
+    DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(t + 3));
+    DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(t + 4));
+    DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(t + 5));
+    DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(t + 6));
+    DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(t + 7));
+#undef KW
+  }
+  a = add(a, _mm256_set1_epi32(static_cast<int>(H0[0]))); b = add(b, _mm256_set1_epi32(static_cast<int>(H0[1])));
+  c = add(c, _mm256_set1_epi32(static_cast<int>(H0[2]))); d = add(d, _mm256_set1_epi32(static_cast<int>(H0[3])));
+  e = add(e, _mm256_set1_epi32(static_cast<int>(H0[4]))); f = add(f, _mm256_set1_epi32(static_cast<int>(H0[5])));
+  g = add(g, _mm256_set1_epi32(static_cast<int>(H0[6]))); h = add(h, _mm256_set1_epi32(static_cast<int>(H0[7])));
+
+  const __m256i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;
+  for (int t = 0; t < 64; t += 8) {
+#define KW(j) _mm256_set1_epi32(static_cast<int>(PADDING_KW[(j)]))
+    DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0));
+    DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(t + 1));
+    DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(t + 2));
+    DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(t + 3));
+    DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(t + 4));
+    DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(t + 5));
+    DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(t + 6));
+    DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(t + 7));
+#undef KW
+  }
+  const __m256i state[8] = {add(a, sa), add(b, sb), add(c, sc), add(d, sd),
+                            add(e, se), add(f, sf), add(g, sg), add(h, sh)};
+  // Transpose through memory: word k of lane m goes to out + 32*m + 4*k, big-endian.
+  alignas(32) std::uint32_t words[8][LANES];
+  for (int k = 0; k < 8; ++k) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(words[k]), _mm256_shuffle_epi8(state[k], bswap));
+  }
+  for (std::size_t m = 0; m < LANES; ++m) {
+    for (int k = 0; k < 8; ++k) std::memcpy(out + 32 * m + 4 * k, &words[k][m], 4);
+  }
+}
+#undef DATACAP_ROUND
+
+}  // namespace
+
+void sha256_avx2_x8(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept {
+  std::size_t i = 0;
+  for (; i + LANES <= count; i += LANES) hash8(out + 32 * i, in + 64 * i);
+  if (i < count) {
+    alignas(32) std::uint8_t scratch_in[LANES * 64] = {};
+    alignas(32) std::uint8_t scratch_out[LANES * 32];
+    std::memcpy(scratch_in, in + 64 * i, 64 * (count - i));
+    hash8(scratch_out, scratch_in);
+    std::memcpy(out + 32 * i, scratch_out, 32 * (count - i));
+  }
+}
+
+}  // namespace datacap::detail
