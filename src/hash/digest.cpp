@@ -46,7 +46,7 @@ namespace detail {
 
 void hash_pairs(Digest digest, std::uint8_t* out, const std::uint8_t* in, std::size_t count) {
   if (digest == Digest::sha256) {
-    sha256_kernel()(out, in, count);
+    sha256_pairs(out, in, count);
     return;
   }
   std::uint8_t tmp[32];

@@ -58,14 +58,25 @@ const CpuFeatures& cpu() {
 }
 
 std::atomic<HashPairsFn> g_kernel{nullptr};
+// For calls with fewer pairs than the wide kernel has lanes: a wide kernel pays for all its
+// lanes whatever the count, so a short call (the path above one changed page: six levels of
+// one pair each, per node) is cheaper on a narrow kernel.
+std::atomic<HashPairsFn> g_small_kernel{nullptr};
+std::atomic<std::size_t> g_small_below{0};
 std::atomic<int> g_isa{-1};
 
 // Preference when nothing is pinned: the fastest kernel measured on x86 with each feature
 // (see BENCHMARKS.md, BM_PairHash/<isa>).
 constexpr Isa PREFERENCE[] = {Isa::avx512, Isa::shani, Isa::avx2, Isa::portable};
 
+bool env_pinned() {
+  const char* env = std::getenv("DATACAP_ISA");
+  return env != nullptr && *env != '\0';
+}
+
 Isa choose() {
-  if (const char* env = std::getenv("DATACAP_ISA"); env != nullptr && *env != '\0') {
+  if (env_pinned()) {
+    const char* env = std::getenv("DATACAP_ISA");
     const Isa isa = parse_isa(env);
     if (!isa_available(isa)) {
       throw InvalidArgument(std::string("DATACAP_ISA=") + env +
@@ -102,12 +113,44 @@ HashPairsFn sha256_kernel() {
   if (fn != nullptr) return fn;
   const Isa isa = choose();
   fn = sha256_kernel_for(isa);
+  configure_small_kernel(isa, env_pinned());
   HashPairsFn expected = nullptr;
   if (g_kernel.compare_exchange_strong(expected, fn, std::memory_order_acq_rel)) {
     g_isa.store(static_cast<int>(isa), std::memory_order_release);
     return fn;
   }
   return expected;  // another thread chose (or a pin happened) first
+}
+
+void configure_small_kernel(Isa isa, bool pinned) noexcept {
+  // Measured crossovers (BM_PairHashSmall): SHA-NI costs ~65 ns a pair while a partly filled
+  // AVX-512 group costs ~550 ns whatever its count, so SHA-NI wins below 8 pairs; without SHA-NI,
+  // the portable kernel wins only for a single pair (450 ns vs 530 ns AVX-512, 750 ns AVX2).
+  // A pinned ISA (DATACAP_ISA, set_isa) runs alone, so tests and benchmarks see that kernel.
+  HashPairsFn small = nullptr;
+  std::size_t below = 0;
+  if (!pinned && (isa == Isa::avx512 || isa == Isa::avx2)) {
+    if (HashPairsFn shani = sha256_kernel_for(Isa::shani); shani != nullptr && isa == Isa::avx512) {
+      small = shani;
+      below = 8;
+    } else {
+      small = sha256_portable_x1;
+      below = 2;
+    }
+  }
+  g_small_below.store(0, std::memory_order_relaxed);
+  g_small_kernel.store(small, std::memory_order_relaxed);
+  g_small_below.store(below, std::memory_order_release);
+}
+
+void sha256_pairs(std::uint8_t* out, const std::uint8_t* in, std::size_t count) {
+  HashPairsFn fn = g_kernel.load(std::memory_order_acquire);
+  if (fn == nullptr) fn = sha256_kernel();
+  if (count < g_small_below.load(std::memory_order_acquire)) {
+    g_small_kernel.load(std::memory_order_relaxed)(out, in, count);
+    return;
+  }
+  fn(out, in, count);
 }
 
 }  // namespace detail
@@ -153,8 +196,10 @@ void set_isa(Isa isa) {
     throw InvalidArgument(std::string("set_isa: ") + to_string(isa) +
                           " is not supported by this CPU (or build)");
   }
+  detail::g_small_below.store(0, std::memory_order_release);
   detail::g_isa.store(static_cast<int>(isa), std::memory_order_release);
   detail::g_kernel.store(fn, std::memory_order_release);
+  detail::configure_small_kernel(isa, /*pinned=*/true);
 }
 
 }  // namespace datacap

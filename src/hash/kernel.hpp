@@ -35,5 +35,10 @@ void sha256_shani_x2(std::uint8_t* out, const std::uint8_t* in, std::size_t coun
 HashPairsFn sha256_kernel_for(Isa isa) noexcept;
 // The active SHA-256 kernel (chosen once; see dispatch.cpp).
 HashPairsFn sha256_kernel();
+// Hashes pairs with the active kernel, or with a narrower one when count is too small to fill
+// the active kernel's lanes (same bytes either way).
+void sha256_pairs(std::uint8_t* out, const std::uint8_t* in, std::size_t count);
+// Chooses the narrow kernel that sha256_pairs uses beside `isa`'s for short calls.
+void configure_small_kernel(Isa isa, bool pinned) noexcept;
 
 }  // namespace datacap::detail

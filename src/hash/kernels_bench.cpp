@@ -70,6 +70,20 @@ void page_root_bench(benchmark::State& state, Isa isa) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * PAGES * PAGE_SIZE));
 }
 
+// Short calls (1..16 pairs): where a narrow kernel beats a partly filled wide one. These
+// figures set the crossovers in dispatch.cpp.
+void pair_hash_small(benchmark::State& state, HashPairsFn fn) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  const auto in = random_input();
+  std::vector<std::uint8_t> out(32 * PAIRS);
+  std::size_t at = 0;
+  for (auto _ : state) {
+    fn(out.data() + 32 * at, in.data() + 64 * at, count);
+    at = (at + count) % (PAIRS - 16);
+    benchmark::ClobberMemory();
+  }
+}
+
 // One registration per ISA this CPU has (a missing ISA is simply not listed).
 const bool registered = [] {
   for (Isa isa : available_isas()) {
@@ -79,6 +93,9 @@ const bool registered = [] {
     benchmark::RegisterBenchmark((std::string("BM_PageRoot/") + to_string(isa)).c_str(),
                                  [isa](benchmark::State& s) { page_root_bench(s, isa); })
         ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((std::string("BM_PairHashSmall/") + to_string(isa)).c_str(),
+                                 [isa](benchmark::State& s) { pair_hash_small(s, sha256_kernel_for(isa)); })
+        ->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Arg(16);
   }
   return true;
 }();

@@ -21,14 +21,17 @@ inline __m256i ror(__m256i x) {
   return _mm256_or_si256(_mm256_srli_epi32(x, N), _mm256_slli_epi32(x, 32 - N));
 }
 
+// Maj(a,b,c) = ((a ^ b) & (b ^ c)) ^ b, and a ^ b of this round is b ^ c of the next: carrying
+// it over (in `ab`, `bc`) saves an operation per round.
 #define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                 \
   do {                                                                                            \
     const __m256i s1 = xor3(ror<6>(e), ror<11>(e), ror<25>(e));                                   \
     const __m256i ch = _mm256_xor_si256(_mm256_and_si256(_mm256_xor_si256(f, g), e), g);          \
     const __m256i t1 = add(add(h, s1), add(ch, kw));                                              \
     const __m256i s0 = xor3(ror<2>(a), ror<13>(a), ror<22>(a));                                   \
-    const __m256i maj = _mm256_or_si256(_mm256_and_si256(_mm256_or_si256(a, b), c),               \
-                                        _mm256_and_si256(a, b));                                  \
+    ab = _mm256_xor_si256(a, b);                                                                  \
+    const __m256i maj = _mm256_xor_si256(_mm256_and_si256(ab, bc), b);                            \
+    bc = ab;                                                                                      \
     d = add(d, t1);                                                                               \
     h = add(t1, add(s0, maj));                                                                    \
   } while (0)
@@ -51,6 +54,8 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
   __m256i e = _mm256_set1_epi32(static_cast<int>(H0[4])), f = _mm256_set1_epi32(static_cast<int>(H0[5]));
   __m256i g = _mm256_set1_epi32(static_cast<int>(H0[6])), h = _mm256_set1_epi32(static_cast<int>(H0[7]));
 
+  __m256i ab, bc = _mm256_xor_si256(b, c);
+#pragma GCC unroll 8
   for (int t = 0; t < 64; t += 8) {
     if (t >= 16) {
       for (int j = t; j < t + 8; ++j) {
@@ -75,6 +80,8 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
   g = add(g, _mm256_set1_epi32(static_cast<int>(H0[6]))); h = add(h, _mm256_set1_epi32(static_cast<int>(H0[7])));
 
   const __m256i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;
+  bc = _mm256_xor_si256(b, c);
+#pragma GCC unroll 8
   for (int t = 0; t < 64; t += 8) {
 #define KW(j) _mm256_set1_epi32(static_cast<int>(PADDING_KW[(j)]))
     DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0));

@@ -31,22 +31,25 @@ class PagePool {
  public:
   std::uint8_t* allocate() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (free_.empty()) refill();
-    std::uint8_t* page = free_.back();
-    free_.pop_back();
+    // Resident pages first; pages given back to the kernel would fault on first touch.
+    std::vector<std::uint8_t*>& from = !free_.empty() ? free_ : (!returned_.empty() ? returned_ : refill());
+    std::uint8_t* page = from.back();
+    from.pop_back();
     DATACAP_UNPOISON(page, PAGE_SIZE);
     return page;
   }
 
   void release(std::uint8_t* page) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::uint8_t*>* to = &free_;
     if (free_.size() >= FREE_RETAIN_PAGES) {
       // Hand the memory back; the address is reused later (it reads as zeros then).
       ::madvise(page, PAGE_SIZE, MADV_DONTNEED);
+      to = &returned_;
     }
     DATACAP_POISON(page, PAGE_SIZE);
     try {
-      free_.push_back(page);
+      to->push_back(page);
     } catch (...) {
       // Cannot record it: leak the page rather than fail a release.
     }
@@ -55,7 +58,7 @@ class PagePool {
   std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
 
  private:
-  void refill() {
+  std::vector<std::uint8_t*>& refill() {
     void* chunk = ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (chunk == MAP_FAILED) throw std::bad_alloc();
     free_.reserve(free_.size() + CHUNK_PAGES);
@@ -64,10 +67,12 @@ class PagePool {
     for (std::size_t i = CHUNK_PAGES; i-- > 0;) free_.push_back(base + i * PAGE_SIZE);
     DATACAP_POISON(base, CHUNK_BYTES);
     mapped_.fetch_add(CHUNK_BYTES, std::memory_order_relaxed);
+    return free_;
   }
 
   std::mutex mu_;
-  std::vector<std::uint8_t*> free_;
+  std::vector<std::uint8_t*> free_;      // resident, ready for reuse
+  std::vector<std::uint8_t*> returned_;  // given back with MADV_DONTNEED; reused last
   std::atomic<std::uint64_t> mapped_{0};
 };
 
