@@ -40,20 +40,43 @@ PageNode* PageNode::copy_of(const std::uint8_t* bytes, std::size_t len) {
 
 PageNode* PageNode::missing(const Hash32& hash) {
   auto* node = new PageNode();
-  for (auto& r : node->roots) r.set(hash);
+  node->sha256_root.set(hash);
   return node;
 }
 
+bool PageNode::cached_root(Digest digest, Hash32& out) const noexcept {
+  if (digest == Digest::sha256 || data == nullptr) return sha256_root.get(out);
+  const Hash32* h = blake2b_root.load(std::memory_order_acquire);
+  if (h == nullptr) return false;
+  out = *h;
+  return true;
+}
+
+void PageNode::publish_root(Digest digest, const Hash32& root) {
+  if (digest == Digest::sha256) {
+    sha256_root.publish(root);
+    return;
+  }
+  auto* fresh = new Hash32(root);
+  Hash32* expected = nullptr;
+  if (!blake2b_root.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) delete fresh;
+}
+
+void PageNode::invalidate_roots() noexcept {
+  sha256_root.reset();
+  delete blake2b_root.exchange(nullptr, std::memory_order_relaxed);
+}
+
 Hash32 PageNode::root(Digest digest) {
-  HashCache& cache = roots[static_cast<std::size_t>(digest)];
   Hash32 h;
-  if (cache.get(h)) return h;
+  if (cached_root(digest, h)) return h;
   h = page_root_of(digest, data);
-  cache.publish(h);
+  publish_root(digest, h);
   return h;
 }
 
 void PageNode::destroy() noexcept {
+  delete blake2b_root.load(std::memory_order_relaxed);
   if (data != nullptr) {
     release_page_memory(data);
     g_live_pages.fetch_sub(1, std::memory_order_relaxed);
@@ -153,8 +176,7 @@ const Hash32& PageSlot::missing_hash() const {
     throw InvalidArgument(std::string("PageSlot::missing_hash: slot is ") + to_string(kind()) +
                           ", not Missing");
   }
-  // A Missing holder's caches are set at construction and never reset.
-  return node_->roots[0].value();
+  return node_->missing_hash();
 }
 
 Hash32 PageSlot::root(Digest digest) const { return detail::slot_root(node_, digest); }
@@ -163,7 +185,7 @@ bool operator==(const PageSlot& a, const PageSlot& b) noexcept {
   if (a.node_ == b.node_) return true;
   if (a.kind() != b.kind()) return false;
   if (a.kind() == PageSlot::Kind::missing) {
-    return a.node_->root(Digest::sha256) == b.node_->root(Digest::sha256);
+    return a.node_->missing_hash() == b.node_->missing_hash();
   }
   return std::memcmp(a.node_->data, b.node_->data, PAGE_SIZE) == 0;
 }

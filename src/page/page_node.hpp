@@ -6,6 +6,7 @@
 
 #include "datacap/hash.hpp"
 #include "datacap/page.hpp"
+#include "common/block_pool.hpp"
 
 namespace datacap::detail {
 
@@ -45,10 +46,16 @@ class HashCache {
 // One page (data != nullptr: Loaded) or one Missing hash holder (data == nullptr).
 // Counts start at one (the creator's reference); increments are relaxed, decrements
 // acquire-release, as for any intrusive count.
+//
+// 56 bytes, from a BlockPool: the SHA-256 root is cached inline; the BLAKE2b root, rarely
+// needed, is cached out of line. A Missing holder's hash is its root under any digest.
 struct PageNode {
+  DATACAP_POOLED(PageNode)
+
   std::atomic<std::uint32_t> refs{1};
+  HashCache sha256_root;
   std::uint8_t* data = nullptr;  // PAGE_SIZE bytes, PAGE_SIZE-aligned; nullptr for Missing
-  HashCache roots[DIGEST_COUNT];
+  std::atomic<Hash32*> blake2b_root{nullptr};
 
   // A new page with uninitialized bytes. Throws std::bad_alloc.
   static PageNode* allocate();
@@ -62,13 +69,17 @@ struct PageNode {
   }
   [[nodiscard]] bool unique() const noexcept { return refs.load(std::memory_order_acquire) == 1; }
   [[nodiscard]] bool is_missing() const noexcept { return data == nullptr; }
+  // REQUIRES: is_missing().
+  [[nodiscard]] const Hash32& missing_hash() const noexcept { return sha256_root.value(); }
 
-  // Page root (Loaded) or the hash (Missing), cached.
+  // Page root (Loaded) or the hash (Missing), computed on first need and cached.
   [[nodiscard]] Hash32 root(Digest digest);
+  // The cached root, if any (a Missing holder always has one).
+  [[nodiscard]] bool cached_root(Digest digest, Hash32& out) const noexcept;
+  // Caches a root computed elsewhere (batched page hashing); a racing value is dropped.
+  void publish_root(Digest digest, const Hash32& root);
   // REQUIRES: unique(); called before the bytes change.
-  void invalidate_roots() noexcept {
-    for (auto& r : roots) r.reset();
-  }
+  void invalidate_roots() noexcept;
 
   // Adopting / borrowing conversions for the public handles.
   static PageSlot adopt_slot(PageNode* node) noexcept { return PageSlot(node); }

@@ -179,7 +179,7 @@ PageResolution DataCap::page_at(std::uint64_t off) const {
     r.data = zero_page();
   } else if (node->is_missing()) {
     r.kind = PageResolution::Kind::missing;
-    r.missing_hash = node->roots[0].value();
+    r.missing_hash = node->missing_hash();
   } else {
     r.kind = PageResolution::Kind::bytes;
     r.data = node->data;
@@ -203,7 +203,7 @@ void DataCap::copy_into(std::uint64_t start, std::span<std::uint8_t> out) const 
       std::memset(out.data() + done, 0, n);
     } else if (node->is_missing()) {
       throw MissingPage("copy_into", static_cast<std::uint32_t>(page_index),
-                        node->roots[0].value());
+                        node->missing_hash());
     } else {
       std::memcpy(out.data() + done, node->data + in_page, n);
     }
@@ -254,15 +254,22 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
   const std::uint64_t first_page = off / PAGE_SIZE;
   const std::uint64_t last_page = (off + bytes.size() - 1) / PAGE_SIZE;
   // Only the first and last page can be partly covered; check them before changing anything.
-  for (std::uint64_t p : {first_page, last_page}) {
+  // The effective pages of those two, kept for the copy below (a partial page is copied from
+  // its effective page; nothing changes them before then).
+  PageNode* edge_base[2] = {nullptr, nullptr};
+  for (int e = 0; e < 2; ++e) {
+    const std::uint64_t p = e == 0 ? first_page : last_page;
     const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
     const std::uint64_t hi = std::min(off + bytes.size(), (p + 1) * PAGE_SIZE);
-    if (hi - lo == PAGE_SIZE) continue;
-    PageNode* node = effective_node(overlay_, backing_.root_, levels, p);
-    if (node != nullptr && node->is_missing()) {
-      throw MissingPage("write: partial write of range " + range_text(off, bytes.size()),
-                        static_cast<std::uint32_t>(p), node->roots[0].value());
+    if (hi - lo < PAGE_SIZE) {
+      PageNode* node = effective_node(overlay_, backing_.root_, levels, p);
+      if (node != nullptr && node->is_missing()) {
+        throw MissingPage("write: partial write of range " + range_text(off, bytes.size()),
+                          static_cast<std::uint32_t>(p), node->missing_hash());
+      }
+      edge_base[e] = node;
     }
+    if (first_page == last_page) break;
   }
   for (std::uint64_t p = first_page; p <= last_page; ++p) {
     const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
@@ -279,14 +286,16 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
       std::memcpy(current->data + in_page, src, n);
       continue;
     }
-    PageNode* fresh;
+    PageNode* fresh = PageNode::allocate();
     if (n == PAGE_SIZE) {
-      fresh = PageNode::copy_of(src, PAGE_SIZE);
+      std::memcpy(fresh->data, src, PAGE_SIZE);
     } else {
-      PageNode* base = current;
-      if (base == nullptr) base = detail::tree_get(backing_.root_, levels, p);
-      fresh = PageNode::copy_of(base == nullptr ? zero_page() : base->data, PAGE_SIZE);
+      PageNode* base = edge_base[p == first_page ? 0 : 1];
+      const std::uint8_t* from = base == nullptr ? zero_page() : base->data;
+      // Copy around the patch, not under it.
+      std::memcpy(fresh->data, from, in_page);
       std::memcpy(fresh->data + in_page, src, n);
+      std::memcpy(fresh->data + in_page + n, from + in_page + n, PAGE_SIZE - in_page - n);
     }
     link = fresh;
     if (current != nullptr) {

@@ -25,6 +25,7 @@
 #include <functional>
 
 #include "datacap/hash.hpp"
+#include "common/block_pool.hpp"
 #include "page/page_node.hpp"
 
 namespace datacap::detail {
@@ -35,6 +36,7 @@ inline constexpr unsigned MAX_LEVELS = 6;  // 64^6 = 2^36 ≥ 2^32 pages
 
 // The cached merkle tree inside one node, for one digest.
 struct NodeHashes {
+  DATACAP_POOLED(NodeHashes)
   static constexpr std::uint8_t EMPTY = 0, WRITING = 1, READY = 2;
   std::atomic<std::uint8_t> state{EMPTY};
   std::atomic<std::uint64_t> dirty{~std::uint64_t{0}};  // bit j: child j changed
@@ -42,6 +44,7 @@ struct NodeHashes {
 };
 
 struct TreeNode {
+  DATACAP_POOLED(TreeNode)
   explicit TreeNode(unsigned lvl) noexcept : level(static_cast<std::uint8_t>(lvl)) {}
   TreeNode(const TreeNode&) = delete;
   TreeNode& operator=(const TreeNode&) = delete;

@@ -53,7 +53,7 @@ void collect(TreeNode* node, Digest digest, Plan& plan) {
     if (node->level == 0) {
       auto* page = static_cast<PageNode*>(node->child[j]);
       Hash32 ignored;
-      if (!page->is_missing() && !page->roots[static_cast<std::size_t>(digest)].get(ignored)) {
+      if (!page->cached_root(digest, ignored)) {
         plan.pages.push_back(page);
       }
     } else {
@@ -69,7 +69,7 @@ void hash_pages(const std::vector<PageNode*>& pages, Digest digest) {
     for (std::size_t i = begin; i < end; ++i) data[i - begin] = pages[i]->data;
     page_roots(digest, data.data(), data.size(), roots.data());
     for (std::size_t i = begin; i < end; ++i) {
-      pages[i]->roots[static_cast<std::size_t>(digest)].publish(roots[i - begin]);
+      pages[i]->publish_root(digest, roots[i - begin]);
     }
   };
   const std::size_t tasks = (pages.size() + PAGE_TASK - 1) / PAGE_TASK;
