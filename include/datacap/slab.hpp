@@ -65,6 +65,11 @@ class DATACAP_API PageSlab {
   // The pages root alone (the right child of the cap root).
   [[nodiscard]] Hash32 pages_root(Digest digest = Digest::sha256) const;
 
+  // Bytes of bookkeeping behind this slab: tree nodes, cached node hashes and page objects —
+  // everything but the page bytes themselves. Shared structure is counted as if this slab owned
+  // it alone. O(nodes + stored pages).
+  [[nodiscard]] std::uint64_t metadata_bytes() const noexcept;
+
   // True when both slabs are the same tree object (cheap identity, not content equality).
   [[nodiscard]] bool shares_root_with(const PageSlab& other) const noexcept {
     return root_ == other.root_ && content_len_ == other.content_len_;

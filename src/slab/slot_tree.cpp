@@ -189,12 +189,20 @@ std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept {
 
 std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept {
   if (root == nullptr) return 0;
-  std::uint64_t bytes = sizeof(TreeNode);
+  constexpr auto pooled = [](std::size_t size) { return (size + 7) / 8 * 8; };  // BlockPool size
+  std::uint64_t bytes = pooled(sizeof(TreeNode));
   for (const auto& nh : root->hashes) {
-    if (nh.load(std::memory_order_relaxed) != nullptr) bytes += sizeof(NodeHashes);
+    if (nh.load(std::memory_order_relaxed) != nullptr) bytes += pooled(sizeof(NodeHashes));
   }
-  if (root->level > 0) {
-    for (void* c : root->child) bytes += tree_metadata_bytes(static_cast<const TreeNode*>(c));
+  for (void* c : root->child) {
+    if (c == nullptr) continue;
+    if (root->level > 0) {
+      bytes += tree_metadata_bytes(static_cast<const TreeNode*>(c));
+      continue;
+    }
+    const auto* page = static_cast<const PageNode*>(c);
+    bytes += pooled(sizeof(PageNode));
+    if (page->blake2b_root.load(std::memory_order_relaxed) != nullptr) bytes += sizeof(Hash32);
   }
   return bytes;
 }

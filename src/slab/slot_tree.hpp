@@ -81,8 +81,8 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn);
 
-// Nodes and hash arrays in the tree (each shared node counted once per visit), for memory
-// reports: bytes of tree metadata excluding pages.
+// Bytes of bookkeeping in the tree: nodes, node hash arrays and page objects (not page bytes),
+// at the sizes the block pools allocate; a shared node is counted at each place it appears.
 std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept;
 
 // Non-null pages.
