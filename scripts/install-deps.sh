@@ -10,6 +10,7 @@ packages=(
   libcli11-dev      # argument parsing for the CLI
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
+  python3           # renders BENCHMARKS.md from the benchmark JSON
 )
 
 missing=()

@@ -306,5 +306,31 @@ TEST(Differential, RandomOperationSequencesMatchTheNaiveModel) {
   EXPECT_GT(d.roots_compared, ops / 20);
 }
 
+// The same, shorter, with each SHA-256 kernel pinned: every kernel computes every root.
+class DifferentialPerIsa : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(DifferentialPerIsa, RandomOperationSequencesMatchTheNaiveModel) {
+  if (!isa_available(GetParam())) GTEST_SKIP() << "this CPU lacks " << to_string(GetParam());
+  const Isa before = active_isa();
+  set_isa(GetParam());
+  const std::uint64_t seed = env_or("DATACAP_SEED", 20261126) + static_cast<std::uint64_t>(GetParam());
+  const std::uint64_t ops = env_or("DATACAP_DIFF_OPS", 100000) / 5;
+  SCOPED_TRACE("DATACAP_SEED=" + std::to_string(seed) + " ISA " + to_string(GetParam()));
+  Differential d(seed);
+  for (std::uint64_t n = 0; n < ops; ++n) {
+    d.step(n);
+    if (::testing::Test::HasFailure()) {
+      set_isa(before);
+      FAIL() << "stopped at operation " << n << " (seed " << seed << ")";
+    }
+  }
+  d.check_all();
+  set_isa(before);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, DifferentialPerIsa,
+                         ::testing::Values(Isa::portable, Isa::avx2, Isa::avx512, Isa::shani),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
 }  // namespace
 }  // namespace datacap::testing
