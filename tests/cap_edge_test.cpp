@@ -322,5 +322,29 @@ TEST(Hashing, BuilderMatchesCapsForZeroRunsAndRoots) {
   EXPECT_EQ(b.page_count(), 0u);  // reset by finish
 }
 
+TEST(Hashing, BuilderAppendPagesMatchesPageByPage) {
+  std::vector<std::uint8_t> bytes(300 * PAGE_SIZE + 777);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const std::size_t page = i / PAGE_SIZE;
+    bytes[i] = page % 5 == 0 ? 0 : static_cast<std::uint8_t>(i * 2654435761u >> 13);  // some zero pages
+  }
+  for (unsigned threads : {1u, 2u}) {
+    set_hash_threads(threads);
+    for (Digest d : {Digest::sha256, Digest::blake2b256}) {
+      CapRootBuilder batched(d), single(d);
+      batched.append_pages(std::span(bytes).first(128 * PAGE_SIZE));
+      batched.append_pages(std::span(bytes).subspan(128 * PAGE_SIZE));
+      for (std::size_t off = 0; off < bytes.size(); off += PAGE_SIZE) {
+        single.append_page(std::span(bytes).subspan(off, std::min(PAGE_SIZE, bytes.size() - off)));
+      }
+      EXPECT_EQ(batched.page_count(), 301u);
+      const Hash32 expected = DataCap::from_bytes_sized(bytes, 1000 * PAGE_SIZE).hash_tree_root(d);
+      EXPECT_EQ(batched.finish(1000 * PAGE_SIZE), expected) << threads;
+      EXPECT_EQ(single.finish(1000 * PAGE_SIZE), expected);
+    }
+  }
+  set_hash_threads(0);
+}
+
 }  // namespace
 }  // namespace datacap::testing

@@ -116,6 +116,11 @@ class DATACAP_API CapRootBuilder {
   // Appends the next page: `bytes` zero-padded to a page; an all-zero page counts as Empty.
   // Throws OutOfRange when bytes.size() > PAGE_SIZE or the cap would exceed 2^32 pages.
   void append_page(std::span<const std::uint8_t> bytes);
+  // Appends consecutive pages: bytes.size() / PAGE_SIZE whole pages, then a partial last page
+  // (zero-padded) if bytes.size() is not a multiple. Pages are hashed 16 at a time and, for
+  // large inputs, on several threads (see set_hash_threads): the fast path for streams.
+  // Throws OutOfRange when the cap would exceed 2^32 pages.
+  void append_pages(std::span<const std::uint8_t> bytes);
   // Appends the next page by its page root (a Missing slot, or a root computed elsewhere).
   void append_page_root(const Hash32& root);
   // Appends `count` Empty pages in O(log count).

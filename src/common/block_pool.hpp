@@ -31,7 +31,11 @@ class BlockPool {
     return ::operator new(SIZE);
 #else
     Local& l = local();
-    if (l.head == nullptr) l.refill();
+    if (l.dead) return shared_take_one();
+    if (l.head == nullptr) {
+      guard().armed = true;  // registers the guard's destructor for this thread
+      l.refill();
+    }
     Block* b = l.head;
     l.head = b->next;
     --l.count;
@@ -45,6 +49,10 @@ class BlockPool {
 #else
     Local& l = local();
     auto* b = static_cast<Block*>(p);
+    if (l.dead) {
+      shared_give_one(b);
+      return;
+    }
     b->next = l.head;
     l.head = b;
     if (++l.count > LOCAL_MAX) l.spill(LOCAL_MAX / 2);
@@ -69,9 +77,30 @@ class BlockPool {
     return *s;
   }
 
+  static void* shared_take_one() {
+    Local one{};
+    one.refill();  // takes a batch; keep one, return the rest
+    Block* b = one.head;
+    one.head = b->next;
+    --one.count;
+    one.spill(one.count);
+    return b;
+  }
+  static void shared_give_one(Block* b) noexcept {
+    Shared& s = shared();
+    std::lock_guard<std::mutex> lock(s.mu);
+    b->next = s.head;
+    s.head = b;
+    ++s.count;
+  }
+
+  // Trivially destructible, so it stays usable for the whole life of its thread; the guard
+  // below returns its blocks when the thread ends and marks it dead, after which the thread
+  // (e.g. static destructors at exit) uses the shared list directly.
   struct Local {
-    Block* head = nullptr;
-    std::size_t count = 0;
+    Block* head;
+    std::size_t count;
+    bool dead;
 
     void refill() {
       Shared& s = shared();
@@ -109,12 +138,24 @@ class BlockPool {
       }
     }
 
-    ~Local() { spill(count); }
+  };
+
+  struct Guard {
+    bool armed = false;
+    ~Guard() {
+      Local& l = local();
+      l.spill(l.count);
+      l.dead = true;
+    }
   };
 
   static Local& local() {
-    thread_local Local l;
+    thread_local Local l{};
     return l;
+  }
+  static Guard& guard() {
+    thread_local Guard g;
+    return g;
   }
 };
 

@@ -87,40 +87,67 @@ PagePool& pool() {
 
 // Each thread keeps a few pages of its own, so a copy-on-write takes no lock; pages move to and
 // from the shared pool LOCAL_BATCH at a time.
+//
+// The cache is trivially destructible, so it stays usable for the whole life of its thread; a
+// separate guard hands its pages back when the thread ends and marks it dead, after which the
+// thread (e.g. static destructors dropping caps at exit) uses the shared pool directly.
 constexpr std::size_t LOCAL_BATCH = 32;
 constexpr std::size_t LOCAL_MAX = 2 * LOCAL_BATCH;
 
 struct LocalPages {
-  std::vector<std::uint8_t*> pages;
-  LocalPages() { pages.reserve(LOCAL_MAX + 1); }
-  ~LocalPages() { pool().give(pages.data(), pages.size()); }
+  std::uint8_t* pages[LOCAL_MAX + 1];
+  std::size_t count;
+  bool dead;
 };
+thread_local LocalPages t_pages{};
 
-LocalPages& local_pages() {
-  thread_local LocalPages local;
-  return local;
-}
+struct LocalPagesGuard {
+  bool armed = false;
+  ~LocalPagesGuard() {
+    pool().give(t_pages.pages, t_pages.count);
+    t_pages.count = 0;
+    t_pages.dead = true;
+  }
+};
+thread_local LocalPagesGuard t_pages_guard;
 
 }  // namespace
 
 std::uint8_t* allocate_page_memory() {
-  auto& local = local_pages().pages;
-  if (local.empty()) pool().take(local, LOCAL_BATCH);
-  std::uint8_t* page = local.back();
-  local.pop_back();
+  LocalPages& local = t_pages;
+  std::uint8_t* page;
+  if (local.dead) {
+    std::vector<std::uint8_t*> one;
+    pool().take(one, 1);
+    page = one.back();
+  } else {
+    if (local.count == 0) {
+      t_pages_guard.armed = true;  // registers the guard's destructor for this thread
+      std::vector<std::uint8_t*> batch;
+      batch.reserve(LOCAL_BATCH);
+      pool().take(batch, LOCAL_BATCH);
+      for (std::uint8_t* p : batch) local.pages[local.count++] = p;
+    }
+    page = local.pages[--local.count];
+  }
   DATACAP_UNPOISON(page, PAGE_SIZE);
   return page;
 }
 
 void release_page_memory(std::uint8_t* page) noexcept {
   DATACAP_POISON(page, PAGE_SIZE);
-  auto& local = local_pages().pages;
-  local.push_back(page);  // capacity reserved: never allocates
-  if (local.size() > LOCAL_MAX) {
-    pool().give(local.data() + LOCAL_BATCH, local.size() - LOCAL_BATCH);
-    local.resize(LOCAL_BATCH);
+  LocalPages& local = t_pages;
+  if (local.dead) {
+    pool().give(&page, 1);
+    return;
+  }
+  local.pages[local.count++] = page;
+  if (local.count > LOCAL_MAX) {
+    pool().give(local.pages + LOCAL_BATCH, local.count - LOCAL_BATCH);
+    local.count = LOCAL_BATCH;
   }
 }
+
 std::uint64_t page_pool_mapped_bytes() noexcept { return pool().mapped(); }
 
 }  // namespace datacap::detail

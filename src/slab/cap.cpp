@@ -148,10 +148,8 @@ namespace {
 // The effective node of a page: the overlay's if present, else the backing's (null: Empty).
 inline PageNode* effective_node(const detail::TreeNode* overlay, const detail::TreeNode* backing,
                                 unsigned levels, std::uint64_t page_index) noexcept {
-  if (overlay != nullptr) {
-    if (PageNode* n = detail::tree_get(overlay, levels, page_index)) return n;
-  }
-  return detail::tree_get(backing, levels, page_index);
+  if (overlay == nullptr) return detail::tree_get(backing, levels, page_index);
+  return detail::tree_get_either(overlay, backing, levels, page_index);
 }
 }  // namespace
 

@@ -133,6 +133,20 @@ PageNode* tree_get(const TreeNode* root, unsigned levels, std::uint64_t page_ind
   return node == nullptr ? nullptr : static_cast<PageNode*>(node->child[page_index & (FANOUT - 1)]);
 }
 
+PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,
+                          std::uint64_t page_index) noexcept {
+  const TreeNode* o = overlay;
+  const TreeNode* b = backing;
+  for (unsigned level = levels; level-- > 1;) {
+    const std::size_t i = child_index(page_index, level);
+    o = o == nullptr ? nullptr : static_cast<const TreeNode*>(o->child[i]);
+    b = b == nullptr ? nullptr : static_cast<const TreeNode*>(b->child[i]);
+  }
+  const std::size_t i = page_index & (FANOUT - 1);
+  if (o != nullptr && o->child[i] != nullptr) return static_cast<PageNode*>(o->child[i]);
+  return b == nullptr ? nullptr : static_cast<PageNode*>(b->child[i]);
+}
+
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
   void* root_link = root;
   TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));

@@ -70,6 +70,12 @@ unsigned tree_levels(std::uint64_t page_count) noexcept;
 // The page node at page_index, or null (Empty). Borrowed: valid while the tree is unchanged.
 PageNode* tree_get(const TreeNode* root, unsigned levels, std::uint64_t page_index) noexcept;
 
+// The page node at page_index in `overlay` if it has one, else in `backing` (null: Empty). The
+// two trees (same shape) are walked in lockstep, so their cache misses overlap rather than
+// follow each other.
+PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,
+                          std::uint64_t page_index) noexcept;
+
 // The leaf link for page_index after making every node on its path unique (creating missing
 // nodes). The caller may replace the link's value (releasing the old node, adopting the new).
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "datacap/error.hpp"
+#include "common/thread_pool.hpp"
 #include "hash/digest.hpp"
 
 namespace datacap {
@@ -192,6 +193,34 @@ void CapRootBuilder::append_page(std::span<const std::uint8_t> bytes) {
   alignas(64) std::uint8_t page[PAGE_SIZE] = {};
   if (!bytes.empty()) std::memcpy(page, bytes.data(), bytes.size());
   append_page_root(detail::is_zero_page(page) ? Hash32{} : detail::page_root_of(digest_, page));
+}
+
+void CapRootBuilder::append_pages(std::span<const std::uint8_t> bytes) {
+  const std::size_t whole = bytes.size() / PAGE_SIZE;
+  const std::size_t count = whole + (bytes.size() % PAGE_SIZE != 0 ? 1 : 0);
+  if (count > MAX_PAGE_COUNT - page_count_) throw OutOfRange("CapRootBuilder: more than 2^32 pages");
+  // Roots of the non-zero whole pages, batched (and split across the pool when many); zero
+  // pages are Empty leaves and cost nothing.
+  std::vector<Hash32> roots(whole, Hash32{});
+  std::vector<const std::uint8_t*> data;
+  std::vector<std::size_t> where;
+  for (std::size_t i = 0; i < whole; ++i) {
+    const std::uint8_t* page = bytes.data() + i * PAGE_SIZE;
+    if (detail::is_zero_page(page)) continue;
+    data.push_back(page);
+    where.push_back(i);
+  }
+  std::vector<Hash32> hashed(data.size());
+  constexpr std::size_t TASK = 64;
+  const std::size_t tasks = (data.size() + TASK - 1) / TASK;
+  const Digest digest = digest_;
+  detail::parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t begin = t * TASK, end = std::min(data.size(), begin + TASK);
+    detail::page_roots(digest, data.data() + begin, end - begin, hashed.data() + begin);
+  });
+  for (std::size_t k = 0; k < where.size(); ++k) roots[where[k]] = hashed[k];
+  for (const Hash32& root : roots) append_page_root(root);
+  if (whole < count) append_page(bytes.subspan(whole * PAGE_SIZE));
 }
 
 void CapRootBuilder::append_zero_pages(std::uint64_t count) {

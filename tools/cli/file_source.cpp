@@ -54,9 +54,7 @@ std::size_t read_fully(int fd, std::uint8_t* buf, std::size_t len, std::int64_t 
 }
 
 void emit_pages(const std::uint8_t* buf, std::size_t len, const PageStreamCallbacks& cb) {
-  for (std::size_t off = 0; off < len; off += PAGE_SIZE) {
-    cb.on_page(std::span<const std::uint8_t>(buf + off, std::min(PAGE_SIZE, len - off)));
-  }
+  if (len > 0) cb.on_pages(std::span<const std::uint8_t>(buf, len));
 }
 
 }  // namespace
@@ -107,7 +105,7 @@ std::uint64_t stream_pages(const std::string& path, const PageStreamCallbacks& c
       // The rest is a hole. Whole pages are zero runs; a final partial page is a short page.
       cb.on_zero_pages((len - pos) / PAGE_SIZE);
       if ((len - pos) % PAGE_SIZE != 0) {
-        cb.on_page(std::span<const std::uint8_t>(zero_page(), (len - pos) % PAGE_SIZE));
+        cb.on_pages(std::span<const std::uint8_t>(zero_page(), (len - pos) % PAGE_SIZE));
       }
       break;
     }

@@ -10,8 +10,8 @@
 namespace datacap::cli {
 
 struct PageStreamCallbacks {
-  // The next page's bytes: PAGE_SIZE bytes, or fewer for the last page of the input.
-  std::function<void(std::span<const std::uint8_t>)> on_page;
+  // The next pages' bytes: whole pages, the last of the input possibly partial.
+  std::function<void(std::span<const std::uint8_t>)> on_pages;
   // The next `count` pages are all zero (a hole of a sparse file).
   std::function<void(std::uint64_t)> on_zero_pages;
   // Bytes consumed so far, of `total` (0 when unknown); called now and then.

@@ -30,7 +30,7 @@ void add_root_command(CLI::App& app) {
     CapRootBuilder builder(parse_digest(opts->digest));
     Progress progress("root", input_size_hint(opts->path));
     PageStreamCallbacks callbacks;
-    callbacks.on_page = [&](std::span<const std::uint8_t> page) { builder.append_page(page); };
+    callbacks.on_pages = [&](std::span<const std::uint8_t> pages) { builder.append_pages(pages); };
     callbacks.on_zero_pages = [&](std::uint64_t n) { builder.append_zero_pages(n); };
     callbacks.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
     const std::uint64_t len = stream_pages(opts->path, callbacks);
