@@ -2,8 +2,10 @@
 #pragma once
 
 #include "datacap/cap.hpp"
+#include "datacap/codec.hpp"
 #include "datacap/error.hpp"
 #include "datacap/hash.hpp"
+#include "datacap/image.hpp"
 #include "datacap/page.hpp"
 #include "datacap/slab.hpp"
 #include "datacap/version.hpp"

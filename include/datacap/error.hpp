@@ -78,10 +78,43 @@ class DATACAP_API MissingPage : public Error {
   Hash32 hash_;
 };
 
-// Malformed bytes from outside (wire forms, archives): names the field and the byte offset.
+// Malformed bytes from outside (wire forms, archives): names the field and the byte offset,
+// e.g. "DataDesc.pages at byte 12: 13 bytes is not a whole number of 12-byte ArenaPageRefs".
 class DATACAP_API DecodeError : public Error {
  public:
-  explicit DecodeError(const std::string& message) : Error(ErrorKind::decode, message) {}
+  DecodeError(const std::string& field, std::uint64_t offset, const std::string& what);
+  [[nodiscard]] const std::string& field() const noexcept { return field_; }
+  [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
+
+ private:
+  std::string field_;
+  std::uint64_t offset_;
+};
+
+// The rules of DataDesc::validate (SPEC §6), in the order they are reported.
+enum class ValidationRule {
+  size_not_page_multiple,   // value: the size
+  page_len_invalid,         // value: the len (0 or > 4096)
+  window_past_arena,        // value: arena_off + len
+  page_index_out_of_range,  // value: the page_index
+  pages_not_ascending,      // value: the page_index that is not above its predecessor
+};
+DATACAP_API const char* to_string(ValidationRule rule) noexcept;
+
+// A well-formed value that breaks a rule: which rule, the offending value and, for a rule about
+// one entry of a list, that entry's index.
+class DATACAP_API ValidationError : public Error {
+ public:
+  ValidationError(ValidationRule rule, std::uint64_t value, std::uint64_t index,
+                  const std::string& message);
+  [[nodiscard]] ValidationRule rule() const noexcept { return rule_; }
+  [[nodiscard]] std::uint64_t value() const noexcept { return value_; }
+  [[nodiscard]] std::uint64_t index() const noexcept { return index_; }
+
+ private:
+  ValidationRule rule_;
+  std::uint64_t value_;
+  std::uint64_t index_;
 };
 
 // The operating system refused a file operation: carries the path and the system message.

@@ -25,6 +25,26 @@ MissingPage::MissingPage(const std::string& context, std::uint32_t page_index, c
       page_index_(page_index),
       hash_(hash) {}
 
+DecodeError::DecodeError(const std::string& field, std::uint64_t offset, const std::string& what)
+    : Error(ErrorKind::decode, field + " at byte " + std::to_string(offset) + ": " + what),
+      field_(field),
+      offset_(offset) {}
+
+const char* to_string(ValidationRule rule) noexcept {
+  switch (rule) {
+    case ValidationRule::size_not_page_multiple: return "size_not_page_multiple";
+    case ValidationRule::page_len_invalid: return "page_len_invalid";
+    case ValidationRule::window_past_arena: return "window_past_arena";
+    case ValidationRule::page_index_out_of_range: return "page_index_out_of_range";
+    case ValidationRule::pages_not_ascending: return "pages_not_ascending";
+  }
+  return "unknown";
+}
+
+ValidationError::ValidationError(ValidationRule rule, std::uint64_t value, std::uint64_t index,
+                                 const std::string& message)
+    : Error(ErrorKind::validation, message), rule_(rule), value_(value), index_(index) {}
+
 IoError::IoError(const std::string& path, const std::string& what)
     : Error(ErrorKind::io, path + ": " + what), path_(path) {}
 

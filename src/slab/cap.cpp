@@ -316,6 +316,46 @@ void DataCap::insert_overlay_page(std::uint64_t page_index, PageSlot slot) {
   if (node == nullptr && was_dirty) --overlay_count_;
 }
 
+namespace {
+
+// Places src pages [s, s + count) of `src` at pages [d, d + count) of `dst` (both backings).
+// Where both ranges are aligned to a node's span (64^(g+1) pages) the whole node is shared —
+// one reference, and its cached hashes come along; elsewhere the stored pages are placed one by
+// one (and the destination's old pages in the range cleared).
+void place_range(PageSlab& dst, const PageSlab& src, std::uint64_t d, std::uint64_t s,
+                 std::uint64_t count, detail::TreeNode*& dst_root, const detail::TreeNode* src_root) {
+  while (count > 0) {
+    int g = -1;
+    for (unsigned level = 0; level < std::min(dst.levels(), src.levels()); ++level) {
+      const std::uint64_t span = std::uint64_t{1} << (detail::FANOUT_LOG2 * (level + 1));
+      if (span > count || d % span != 0 || s % span != 0) break;
+      g = static_cast<int>(level);
+    }
+    if (g < 0) break;
+    const auto level = static_cast<unsigned>(g);
+    const std::uint64_t span = std::uint64_t{1} << (detail::FANOUT_LOG2 * (level + 1));
+    while (count >= span) {
+      auto* node = const_cast<detail::TreeNode*>(detail::tree_node_at(src_root, src.levels(), s, level));
+      if (node != nullptr) node->retain();
+      detail::tree_set_subtree(dst_root, dst.levels(), d, level, node);
+      d += span;
+      s += span;
+      count -= span;
+    }
+  }
+  if (count == 0) return;
+  // The unaligned rest, page by page over what is stored.
+  std::vector<std::uint64_t> cleared;
+  detail::tree_for_each(dst_root, dst.levels(), d, d + count, [&](std::uint64_t i, PageNode*) { cleared.push_back(i); });
+  for (std::uint64_t i : cleared) detail::tree_set(dst_root, dst.levels(), i, nullptr);
+  detail::tree_for_each(src_root, src.levels(), s, s + count, [&](std::uint64_t i, PageNode* node) {
+    node->retain();
+    detail::tree_set(dst_root, dst.levels(), d + (i - s), node);
+  });
+}
+
+}  // namespace
+
 void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
   if (dst_off % PAGE_SIZE != 0) {
     throw InvalidArgument("place_shared: dst_off " + std::to_string(dst_off) +
@@ -326,25 +366,12 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
   const std::uint64_t n = std::min(src.page_count(), page_count() - dst_page);
   const DataCap source = src;  // O(1); also makes place_shared(…, *this) safe
   PageSlab next = backing_;    // built aside, committed at the end (strong guarantee)
-  const unsigned src_levels = source.backing_.levels();
-
-  std::vector<std::uint64_t> cleared;
-  detail::tree_for_each(next.root_, next.levels(), dst_page, dst_page + n,
-                        [&](std::uint64_t i, PageNode*) { cleared.push_back(i); });
-  for (std::uint64_t i : cleared) next.set_page_slot(i, PageSlot());
-
-  auto place = [&](std::uint64_t i, PageNode* node) {
+  // The source backing is canonical already; its overlay pages are folded in canonically.
+  place_range(next, source.backing_, dst_page, 0, n, next.root_, source.backing_.root_);
+  detail::tree_for_each(source.overlay_, source.backing_.levels(), 0, n, [&](std::uint64_t i, PageNode* node) {
     node->retain();
     next.set_page_slot(dst_page + i, PageNode::adopt_slot(node));
-  };
-  detail::tree_for_each(source.backing_.root_, src_levels, 0, n,
-                        [&](std::uint64_t i, PageNode* node) {
-                          if (source.overlay_ == nullptr ||
-                              detail::tree_get(source.overlay_, src_levels, i) == nullptr) {
-                            place(i, node);
-                          }
-                        });
-  detail::tree_for_each(source.overlay_, src_levels, 0, n, place);
+  });
   backing_ = std::move(next);
 }
 

@@ -190,6 +190,35 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
   }
 }
 
+const TreeNode* tree_node_at(const TreeNode* root, unsigned levels, std::uint64_t page_index,
+                             unsigned level) noexcept {
+  const TreeNode* node = root;
+  for (unsigned l = levels - 1; node != nullptr && l > level; --l) {
+    node = static_cast<const TreeNode*>(node->child[child_index(page_index, l)]);
+  }
+  return node;
+}
+
+void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page, unsigned level,
+                      TreeNode* adopted) {
+  if (level + 1 == levels) {
+    TreeNode* old = root;
+    root = adopted;
+    if (old) old->release();
+    return;
+  }
+  void* root_link = root;
+  TreeNode* node = make_unique(root_link, levels - 1, child_index(first_page, levels - 1));
+  root = node;
+  for (unsigned l = levels - 1; l > level + 1; --l) {
+    node = make_unique(node->child[child_index(first_page, l)], l - 1, child_index(first_page, l - 1));
+  }
+  void*& link = node->child[child_index(first_page, level + 1)];
+  auto* old = static_cast<TreeNode*>(link);
+  link = adopted;
+  if (old) old->release();
+}
+
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn) {
   if (root == nullptr || lo >= hi || levels == 0) return;

@@ -6,8 +6,9 @@
 //    path unique first (copying shared nodes, which retains their children).
 //  - Every node on the path of a write is unique after the write and its cached subtree roots
 //    are reset, so a cached root is always the root of the node's current children.
-//  - A node whose children are all null is removed (the parent's link is null instead) when a
-//    slot is cleared, so null means "all Empty" and costs nothing.
+//  - A null link means "all Empty" and costs nothing. A node whose children are all null is
+//    removed when a slot is cleared through tree_set; tree_set_subtree may leave one (it is
+//    still correct: its root is the zero subtree's).
 //  - A node at level l covers 64^(l+1) pages. Per digest it may hold NodeHashes: the 63
 //    internal hashes of the binary merkle tree over its 64 children (a heap: h[1] is the root of
 //    the full subtree, height 6(l+1)) and a bitmask of the children changed since they were last
@@ -82,6 +83,18 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
 
 // Sets page_index to `adopted` (null: Empty, removing emptied nodes). Releases the old page.
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted);
+
+// The node at `level` covering page_index (its subtree starts at page_index rounded down to
+// 64^(level+1)), or null when that subtree is all Empty. REQUIRES level < levels.
+const TreeNode* tree_node_at(const TreeNode* root, unsigned levels, std::uint64_t page_index,
+                             unsigned level) noexcept;
+
+// Replaces the subtree at `level` whose first page is first_page (a multiple of 64^(level+1))
+// with `adopted` (the caller's reference moves in; null clears it). Path-copies shared nodes
+// above it and marks them dirty. REQUIRES level < levels; at level == levels - 1 the root itself
+// is replaced, so the subtree must cover the whole tree.
+void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page, unsigned level,
+                      TreeNode* adopted);
 
 // Calls fn(page_index, node) for non-null pages with lo <= page_index < hi, ascending.
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
