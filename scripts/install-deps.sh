@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   python3           # renders BENCHMARKS.md from the benchmark JSON
+  clang libclang-rt-14-dev  # libFuzzer targets
 )
 
 missing=()

@@ -29,6 +29,26 @@ cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
 cmake --build build/tsan -j"$jobs" --target datacap_tests
 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 'Threads' -j"$jobs"
 
+step "Fuzzers (clang, AddressSanitizer + UndefinedBehaviorSanitizer), ${DATACAP_FUZZ_SECONDS:-60} s each"
+CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_BUILD_FUZZERS=ON \
+  -DDATACAP_SANITIZE=address,undefined -DDATACAP_BUILD_TESTS=OFF -DDATACAP_BUILD_CLI=OFF \
+  -DDATACAP_INSTALL=OFF >/dev/null
+cmake --build build/fuzz -j"$jobs"
+for fuzzer in build/fuzz/fuzz_*; do
+  target=${fuzzer##*/fuzz_}
+  work=$(mktemp -d)  # the seeds stay untouched; what the run discovers is thrown away
+  mkdir "$work/corpus" "$work/artifacts"
+  cp fuzz/corpus/"$target"/* "$work/corpus"/
+  if ! "$fuzzer" "$work/corpus" -max_total_time="${DATACAP_FUZZ_SECONDS:-60}" \
+       -artifact_prefix="$work/artifacts/" -print_final_stats=1 >"$work/log" 2>&1; then
+    tail -n 60 "$work/log"
+    echo "fuzz_$target found a failure; the input is in $work/artifacts (add it to fuzz/regressions/$target)"
+    exit 1
+  fi
+  grep -E "^Done|stat::number_of_executed_units" "$work/log" | sed "s/^/fuzz_$target: /"
+  rm -rf "$work"
+done
+
 step "Install and find_package(datacap) from a consumer project"
 prefix="$root/build/install"
 rm -rf "$prefix" build/consumer

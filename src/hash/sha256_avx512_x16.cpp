@@ -3,8 +3,10 @@
 // rotates (vprord) and three-input logic (vpternlogd) for Ch, Maj and the three-way XORs.
 // GCC 12 reports its own intrinsics' deliberately undefined vectors (_mm512_undefined_*) as
 // uninitialized once they are inlined here; the warning is about the header, not this code.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstring>
