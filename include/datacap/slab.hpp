@@ -70,6 +70,11 @@ class DATACAP_API PageSlab {
   // it alone. O(nodes + stored pages).
   [[nodiscard]] std::uint64_t metadata_bytes() const noexcept;
 
+  // Bytes this slab holds alone: tree nodes, their cached hashes, page objects and page bytes
+  // that no other slab or cap can reach (a shared subtree counts nothing). What dropping this
+  // slab would free. O(exclusive nodes).
+  [[nodiscard]] std::uint64_t exclusive_bytes() const noexcept;
+
   // True when both slabs are the same tree object (cheap identity, not content equality).
   [[nodiscard]] bool shares_root_with(const PageSlab& other) const noexcept {
     return root_ == other.root_ && content_len_ == other.content_len_;

@@ -250,4 +250,22 @@ std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept {
   return bytes;
 }
 
+std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept {
+  if (root == nullptr || root->refs.load(std::memory_order_relaxed) != 1) return 0;
+  constexpr auto pooled = [](std::size_t size) { return (size + 7) / 8 * 8; };
+  std::uint64_t bytes = pooled(sizeof(TreeNode));
+  for (const auto& nh : root->hashes) {
+    if (nh.load(std::memory_order_relaxed) != nullptr) bytes += pooled(sizeof(NodeHashes));
+  }
+  for (void* c : root->child) {
+    if (c == nullptr) continue;
+    if (root->level > 0) {
+      bytes += tree_exclusive_bytes(static_cast<const TreeNode*>(c));
+    } else if (static_cast<const PageNode*>(c)->refs.load(std::memory_order_relaxed) == 1) {
+      bytes += pooled(sizeof(PageNode)) + (static_cast<const PageNode*>(c)->is_missing() ? 0 : PAGE_SIZE);
+    }
+  }
+  return bytes;
+}
+
 }  // namespace datacap::detail

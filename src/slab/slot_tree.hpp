@@ -104,6 +104,9 @@ void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std:
 // at the sizes the block pools allocate; a shared node is counted at each place it appears.
 std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept;
 
+// Bytes reachable only through `root` (nodes with one reference, all the way down).
+std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept;
+
 // Non-null pages.
 std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept;
 
