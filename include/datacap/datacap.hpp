@@ -1,6 +1,7 @@
 // Umbrella header: the whole public API of datacap.
 #pragma once
 
+#include "datacap/archive.hpp"
 #include "datacap/cap.hpp"
 #include "datacap/codec.hpp"
 #include "datacap/error.hpp"

@@ -27,6 +27,7 @@ namespace datacap {
 
 namespace detail {
 struct TreeNode;
+struct SlabAccess;
 }
 
 class DATACAP_API PageSlab {
@@ -82,6 +83,7 @@ class DATACAP_API PageSlab {
 
  private:
   friend class DataCap;
+  friend struct detail::SlabAccess;
   std::uint64_t content_len_ = 0;
   unsigned levels_ = 0;
   detail::TreeNode* root_ = nullptr;  // null: every page Empty

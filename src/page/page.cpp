@@ -1,3 +1,5 @@
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -36,6 +38,25 @@ PageNode* PageNode::copy_of(const std::uint8_t* bytes, std::size_t len) {
   if (len > 0) std::memcpy(node->data, bytes, len);
   if (len < PAGE_SIZE) std::memset(node->data + len, 0, PAGE_SIZE - len);
   return node;
+}
+
+PageNode* PageNode::borrowed(MappedFile* file, const std::uint8_t* bytes) {
+  auto* node = new PageNode();
+  node->data = const_cast<std::uint8_t*>(bytes);  // never written: writable() is false
+  node->owner = file;
+  file->retain();
+  return node;
+}
+
+void MappedFile::release() noexcept {
+  if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (heap) {
+      ::operator delete(base, std::align_val_t{PAGE_SIZE});
+    } else {
+      ::munmap(base, len);
+    }
+    delete this;
+  }
 }
 
 PageNode* PageNode::missing(const Hash32& hash) {
@@ -77,7 +98,9 @@ Hash32 PageNode::root(Digest digest) {
 
 void PageNode::destroy() noexcept {
   delete blake2b_root.load(std::memory_order_relaxed);
-  if (data != nullptr) {
+  if (owner != nullptr) {
+    owner->release();
+  } else if (data != nullptr) {
     release_page_memory(data);
     g_live_pages.fetch_sub(1, std::memory_order_relaxed);
   }

@@ -43,12 +43,26 @@ class HashCache {
   Hash32 hash_{};
 };
 
+// A read-only file mapping whose pages are served to caps without copying (archives). Pages
+// borrowed from it hold a reference, so it stays mapped while any cap can reach them.
+struct MappedFile {
+  std::atomic<std::uint32_t> refs{1};
+  void* base = nullptr;
+  std::size_t len = 0;
+  bool heap = false;  // base came from aligned operator new (tests, fuzzing), not mmap
+
+  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept;  // unmaps on the last reference
+};
+
 // One page (data != nullptr: Loaded) or one Missing hash holder (data == nullptr).
 // Counts start at one (the creator's reference); increments are relaxed, decrements
 // acquire-release, as for any intrusive count.
 //
-// 56 bytes, from a BlockPool: the SHA-256 root is cached inline; the BLAKE2b root, rarely
-// needed, is cached out of line. A Missing holder's hash is its root under any digest.
+// 64 bytes, from a BlockPool: the SHA-256 root is cached inline; the BLAKE2b root, rarely
+// needed, is cached out of line. A Missing holder's hash is its root under any digest. A page
+// whose bytes live in a file mapping has an owner; its bytes are read-only (never patched in
+// place) and go back with the mapping, not to the page pool.
 struct PageNode {
   DATACAP_POOLED(PageNode)
 
@@ -56,6 +70,13 @@ struct PageNode {
   HashCache sha256_root;
   std::uint8_t* data = nullptr;  // PAGE_SIZE bytes, PAGE_SIZE-aligned; nullptr for Missing
   std::atomic<Hash32*> blake2b_root{nullptr};
+  MappedFile* owner = nullptr;
+
+  // A page whose bytes are `bytes` inside `file` (PAGE_SIZE-aligned, read-only); takes a
+  // reference to the file.
+  static PageNode* borrowed(MappedFile* file, const std::uint8_t* bytes);
+  // True when the bytes may be changed in place by the one holder of this page.
+  [[nodiscard]] bool writable() const noexcept { return data != nullptr && owner == nullptr; }
 
   // A new page with uninitialized bytes. Throws std::bad_alloc.
   static PageNode* allocate();

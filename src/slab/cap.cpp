@@ -278,7 +278,7 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
 
     void*& link = detail::tree_link_for_write(overlay_, levels, p);
     auto* current = static_cast<PageNode*>(link);
-    if (current != nullptr && !current->is_missing() && current->unique()) {
+    if (current != nullptr && current->writable() && current->unique()) {
       // The overlay owns this page alone: patch it in place.
       current->invalidate_roots();
       std::memcpy(current->data + in_page, src, n);

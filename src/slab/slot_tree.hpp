@@ -26,6 +26,7 @@
 #include <functional>
 
 #include "datacap/hash.hpp"
+#include "datacap/slab.hpp"
 #include "common/block_pool.hpp"
 #include "page/page_node.hpp"
 
@@ -113,6 +114,11 @@ std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept;
 // The pages root (SPEC §4) of a tree of page_count pages.
 Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page_count,
                        Digest digest);
+
+// For builders inside the library (archives) that fill a slab's tree directly.
+struct SlabAccess {
+  static TreeNode*& root(PageSlab& slab) noexcept { return slab.root_; }
+};
 
 inline void tree_retain(TreeNode* root) noexcept {
   if (root) root->retain();
