@@ -7,7 +7,9 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <string>
 
 #include "datacap/datacap.hpp"
@@ -108,6 +110,66 @@ TEST(Cli, ErrorsAreOneLineAndNonZero) {
     EXPECT_EQ(r.err.rfind("datacap: error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
   }
+}
+
+TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
+  const std::string dir = ::testing::TempDir();
+  const std::string archive = dir + "datacap_cli_" + std::to_string(::getpid()) + ".dcar";
+  const std::string out = archive + ".out";
+  for (const auto& row : read_manifest()) {
+    SCOPED_TRACE(row.file);
+    const std::string file = vectors_dir() + "/" + row.file;
+    const CliRun pack = run("pack '" + file + "' -o '" + archive + "' --size " + std::to_string(row.size_arg));
+    ASSERT_EQ(pack.status, 0) << pack.err;
+    EXPECT_NE(pack.out.find("\"root\": \"" + row.sha256_root + "\""), std::string::npos) << pack.out;
+    EXPECT_EQ(first_line(run("root --archive '" + archive + "'").out), row.sha256_root);
+    EXPECT_EQ(first_line(run("root --archive '" + archive + "' --digest blake2b256").out), row.blake2b256_root);
+    const CliRun info = run("info '" + archive + "'");
+    EXPECT_EQ(info.status, 0) << info.err;
+    for (const char* key : {"\"root\"", "\"size\"", "\"page_count\"", "\"stored_pages\"", "\"unique_pages\""}) {
+      EXPECT_NE(info.out.find(key), std::string::npos) << key;
+    }
+    EXPECT_EQ(run("verify '" + archive + "'").status, 0);
+    const CliRun unpack = run("unpack '" + archive + "' -o '" + out + "'");
+    ASSERT_EQ(unpack.status, 0) << unpack.err;
+    // The unpacked file is the full-size content: its root is the vector's root.
+    EXPECT_EQ(first_line(run("root '" + out + "'").out), row.sha256_root);
+    // Sizes always; bytes for the small vectors (the 4 GiB ones are checked by their root above).
+    EXPECT_EQ(std::filesystem::file_size(out), std::max<std::uint64_t>(std::max<std::uint64_t>(row.size_arg, std::filesystem::file_size(file)) + PAGE_SIZE - 1, PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE);
+    if (row.size_arg > (std::uint64_t{64} << 20)) continue;
+    const auto original = read_file(file);
+    auto unpacked = read_file(out);
+    ASSERT_GE(unpacked.size(), original.size());
+    EXPECT_TRUE(std::equal(original.begin(), original.end(), unpacked.begin()));
+    EXPECT_TRUE(std::all_of(unpacked.begin() + static_cast<std::ptrdiff_t>(original.size()), unpacked.end(),
+                            [](std::uint8_t b) { return b == 0; }));
+  }
+  std::remove(out.c_str());
+  std::remove(archive.c_str());
+}
+
+TEST(Cli, DamagedArchivesFailWithOneLineAndExitOne) {
+  const std::string archive = ::testing::TempDir() + "datacap_cli_bad_" + std::to_string(::getpid()) + ".dcar";
+  ASSERT_EQ(run("pack '" + vectors_dir() + "/v07_five_pages.bin' -o '" + archive + "'").status, 0);
+  auto bytes = read_file(archive);
+  for (std::size_t at : {std::size_t{3}, std::size_t{20}, std::size_t{5000}, bytes.size() - 3}) {
+    auto damaged = bytes;
+    damaged[at] ^= 0x40;
+    {
+      std::ofstream f(archive, std::ios::binary | std::ios::trunc);
+      f.write(reinterpret_cast<const char*>(damaged.data()), static_cast<std::streamsize>(damaged.size()));
+    }
+    for (const char* command : {"verify", "unpack -o /dev/null", "root --archive"}) {
+      const std::string cmd = std::string(command).find(' ') == std::string::npos
+                                  ? std::string(command) + " '" + archive + "'"
+                                  : std::string("unpack '") + archive + "' -o " + ::testing::TempDir() + "never_written";
+      const CliRun r = run(cmd);
+      EXPECT_EQ(r.status, 1) << cmd << " at " << at << ": " << r.err;
+      EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+      EXPECT_NE(r.err.find("Archive."), std::string::npos) << r.err;
+    }
+  }
+  std::remove(archive.c_str());
 }
 
 TEST(Cli, DemoRunsAndReportsIsolation) {

@@ -8,6 +8,7 @@ namespace datacap::cli {
 
 void add_root_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_archive_commands(CLI::App& app);  // pack, unpack, info, verify
 
 // Exit status for failures main() reports: 1 for runtime failures, 2 for usage errors.
 inline constexpr int EXIT_RUNTIME_ERROR = 1;

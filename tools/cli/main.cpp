@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   datacap::cli::add_root_command(app);
   datacap::cli::add_demo_command(app);
+  datacap::cli::add_archive_commands(app);
   try {
     // CLI11 reports a mistyped command as "a subcommand is required"; name it instead.
     if (argc > 1 && argv[1][0] != '-') {

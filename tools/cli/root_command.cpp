@@ -8,6 +8,8 @@
 #include "cli/commands.hpp"
 #include "cli/file_source.hpp"
 #include "cli/progress.hpp"
+#include "datacap/archive.hpp"
+#include "datacap/error.hpp"
 #include "datacap/hash.hpp"
 
 namespace datacap::cli {
@@ -17,6 +19,7 @@ void add_root_command(CLI::App& app) {
     std::string path;
     std::uint64_t size = 0;
     std::string digest = "sha256";
+    bool archive = false;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -26,7 +29,18 @@ void add_root_command(CLI::App& app) {
                   "logical size in bytes (at least the file's length; rounded up to a page)");
   cmd->add_option("--digest", opts->digest, "sha256 (default) or blake2b256")
       ->check(CLI::IsMember({"sha256", "blake2b256"}));
+  cmd->add_flag("--archive", opts->archive,
+                "FILE is a snapshot archive: print the root of its (flushed) cap after verifying it");
   cmd->callback([opts] {
+    if (opts->archive) {
+      const OpenedArchive a = open_archive(opts->path, ArchiveVerify::full);
+      std::uint64_t size = a.cap.content_len();
+      if (opts->size > size) {
+        throw InvalidArgument("root --archive: --size cannot grow an archived cap (" + std::to_string(size) + " bytes)");
+      }
+      std::printf("%s\n", to_hex(a.cap.flush().hash_tree_root(parse_digest(opts->digest))).c_str());
+      return;
+    }
     CapRootBuilder builder(parse_digest(opts->digest));
     Progress progress("root", input_size_hint(opts->path));
     PageStreamCallbacks callbacks;
