@@ -12,6 +12,10 @@
 #include <span>
 
 #include "datacap/datacap.hpp"
+#include "archive/archive_internal.hpp"
+
+#include <cstring>
+#include <new>
 
 namespace datacap::fuzz {
 
@@ -57,6 +61,25 @@ inline void data_desc_input(std::span<const std::uint8_t> data) {
   check(cap.content_len() == std::max<std::uint64_t>(desc.size, PAGE_SIZE));
   check(cap.backing().stored_page_count() <= desc.pages.size());
   (void)cap.hash_tree_root();
+}
+
+// An archive image: opened from memory through the same reader as files, in both modes.
+inline void archive_input(std::span<const std::uint8_t> data) {
+  for (ArchiveVerify mode : {ArchiveVerify::structure, ArchiveVerify::full}) {
+    auto* file = new detail::MappedFile();
+    file->heap = true;
+    file->len = data.size();
+    file->base = ::operator new(std::max<std::size_t>(data.size(), 1), std::align_val_t{PAGE_SIZE});
+    if (!data.empty()) std::memcpy(file->base, data.data(), data.size());
+    try {
+      OpenedArchive a = detail::open_archive_image(file, mode);
+      if (mode == ArchiveVerify::full) check(a.cap.flush().hash_tree_root(a.info.digest) == a.info.root);
+      check(a.cap.content_len() == a.info.content_len);
+      check(a.cap.dirty_page_count() == a.info.dirty_pages);
+    } catch (const DecodeError&) {
+    }
+    file->release();
+  }
 }
 
 }  // namespace datacap::fuzz

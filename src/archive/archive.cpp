@@ -351,15 +351,16 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
     for (std::uint64_t k = 0; k < count; ++k) {
       const Entry e = entry_at(first + k);
       const std::uint64_t at = static_cast<std::uint64_t>(entries - bytes.data()) + 8 * (first + k);
-      const std::string field = std::string(table) + "[" + std::to_string(k) + "]";
-      if (e.page_index >= page_count) r.fail(field, at, "page_index " + std::to_string(e.page_index) + " >= page_count " + std::to_string(page_count));
-      if (k > 0 && e.page_index <= entry_at(first + k - 1).page_index) r.fail(field, at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
+      // The field's name is built only on failure: this loop runs once per page.
+      const auto field = [&] { return std::string(table) + "[" + std::to_string(k) + "]"; };
+      if (e.page_index >= page_count) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " >= page_count " + std::to_string(page_count));
+      if (k > 0 && e.page_index <= entry_at(first + k - 1).page_index) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
       if (e.ref == REF_ZERO) {
-        if (t == 0) r.fail(field, at + 4, "a backing page cannot be an explicit zero page");
+        if (t == 0) r.fail(field(), at + 4, "a backing page cannot be an explicit zero page");
       } else if ((e.ref & REF_MISSING) != 0) {
-        if ((e.ref & ~REF_MISSING) >= h.missing_count) r.fail(field, at + 4, "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
+        if ((e.ref & ~REF_MISSING) >= h.missing_count) r.fail(field(), at + 4, "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
       } else if (e.ref >= h.payload_count) {
-        r.fail(field, at + 4, "payload " + std::to_string(e.ref) + " >= payload_count " + std::to_string(h.payload_count));
+        r.fail(field(), at + 4, "payload " + std::to_string(e.ref) + " >= payload_count " + std::to_string(h.payload_count));
       }
     }
   }
@@ -386,16 +387,22 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
     }
   }
 
-  // Build: one page object per payload, shared by every entry that names it.
+  // Build: one page object per payload, shared by every entry that names it. The mapping's
+  // references are taken in one step, for every payload, before any page object exists (so a
+  // throw below releases only references that were taken); the unused ones go back at the end.
+  file->refs.fetch_add(static_cast<std::uint32_t>(h.payload_count), std::memory_order_relaxed);
+  std::uint64_t borrowed_count = 0;
+  struct ReturnUnused {  // on every exit, normal or not
+    MappedFile* file;
+    std::uint64_t taken;
+    const std::uint64_t& used;
+    ~ReturnUnused() { file->refs.fetch_sub(static_cast<std::uint32_t>(taken - used), std::memory_order_relaxed); }
+  } return_unused{file, h.payload_count, borrowed_count};
+  // nodes[i] is borrowed: its first use hands the creation reference to the tree, later uses
+  // add one each, so no reference is left to drop (and a throw leaves only tree-owned pages).
+  // (Building subtrees on several threads was measured slower: a compare-and-swap per page and
+  // cross-thread pool traffic cost more than the split saves.)
   std::vector<PageNode*> nodes(h.payload_count, nullptr);
-  struct Release {
-    std::vector<PageNode*>& nodes;
-    ~Release() {
-      for (PageNode* n : nodes) {
-        if (n) n->release();
-      }
-    }
-  } release{nodes};
   auto slot_node = [&](std::uint32_t ref) -> PageNode* {
     if ((ref & REF_MISSING) != 0 && ref != REF_ZERO) {
       Hash32 hm;
@@ -404,17 +411,26 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
     }
     PageNode*& n = nodes[ref];
     if (n == nullptr) {
-      n = PageNode::borrowed(file, payloads + std::uint64_t{ref} * PAGE_SIZE);
+      n = PageNode::borrowed(file, payloads + std::uint64_t{ref} * PAGE_SIZE, /*retain_file=*/false);
+      ++borrowed_count;
       if (verify == ArchiveVerify::full) n->publish_root(h.digest, verified[ref]);
+      return n;
     }
     n->retain();
     return n;
   };
   PageSlab slab(h.content_len);
   TreeNode*& root = SlabAccess::root(slab);
+  // Entries ascend, so each leaf is found once and its slots filled directly.
+  TreeNode* leaf = nullptr;
+  std::uint64_t leaf_first = 0;
   for (std::uint64_t k = 0; k < h.backing_count; ++k) {
     const Entry e = entry_at(k);
-    tree_set(root, slab.levels(), e.page_index, slot_node(e.ref));
+    if (leaf == nullptr || e.page_index - leaf_first >= FANOUT) {
+      leaf = tree_leaf_for_write(root, slab.levels(), e.page_index);
+      leaf_first = e.page_index & ~std::uint64_t{FANOUT - 1};
+    }
+    leaf->child[e.page_index - leaf_first] = slot_node(e.ref);
   }
   DataCap cap = DataCap::from_backing(std::move(slab));
   for (std::uint64_t k = 0; k < h.overlay_count; ++k) {

@@ -40,11 +40,11 @@ PageNode* PageNode::copy_of(const std::uint8_t* bytes, std::size_t len) {
   return node;
 }
 
-PageNode* PageNode::borrowed(MappedFile* file, const std::uint8_t* bytes) {
+PageNode* PageNode::borrowed(MappedFile* file, const std::uint8_t* bytes, bool retain_file) {
   auto* node = new PageNode();
   node->data = const_cast<std::uint8_t*>(bytes);  // never written: writable() is false
   node->owner = file;
-  file->retain();
+  if (retain_file) file->retain();
   return node;
 }
 

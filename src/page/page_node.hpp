@@ -72,9 +72,10 @@ struct PageNode {
   std::atomic<Hash32*> blake2b_root{nullptr};
   MappedFile* owner = nullptr;
 
-  // A page whose bytes are `bytes` inside `file` (PAGE_SIZE-aligned, read-only); takes a
-  // reference to the file.
-  static PageNode* borrowed(MappedFile* file, const std::uint8_t* bytes);
+  // A page whose bytes are `bytes` inside `file` (PAGE_SIZE-aligned, read-only). With
+  // retain_file it takes a reference to the file; otherwise the caller adds one per page itself
+  // (in one step for many pages).
+  static PageNode* borrowed(MappedFile* file, const std::uint8_t* bytes, bool retain_file = true);
   // True when the bytes may be changed in place by the one holder of this page.
   [[nodiscard]] bool writable() const noexcept { return data != nullptr && owner == nullptr; }
 

@@ -1,5 +1,6 @@
 #include "slab/slot_tree.hpp"
 
+#include <cstddef>
 #include <cstring>
 
 #include "tree/merkle.hpp"
@@ -156,6 +157,13 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
                        child_index(page_index, level - 1));
   }
   return node->child[page_index & (FANOUT - 1)];
+}
+
+TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
+  void*& link = tree_link_for_write(root, levels, page_index);
+  // The link is a slot of the leaf's child array: step back to the node that holds it.
+  auto* slots = reinterpret_cast<std::uint8_t*>(&link) - sizeof(void*) * (page_index & (FANOUT - 1));
+  return reinterpret_cast<TreeNode*>(slots - offsetof(TreeNode, child));
 }
 
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted) {

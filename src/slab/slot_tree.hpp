@@ -82,6 +82,10 @@ PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsi
 // nodes). The caller may replace the link's value (releasing the old node, adopting the new).
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
 
+// The leaf (level 0) node holding page_index, unique, created if needed, with page_index's slot
+// marked dirty on its path: for builders that fill a leaf's 64 slots directly.
+TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
+
 // Sets page_index to `adopted` (null: Empty, removing emptied nodes). Releases the old page.
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted);
 
