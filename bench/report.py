@@ -109,7 +109,23 @@ meta = counter("BM_CapRootFull/pages:262144/threads:1/real_time", "metadata_pct"
 if meta is not None:
     target("metadata + cached hashes of a clean 1 GiB cap", f"{meta:.2f}% of page bytes", "≤ 3%", meta <= 3)
 
-out.append("## Targets of the speed issue\n")
+spawn = seconds("BM_SpawnInstance")
+if spawn:
+    target("`BM_SpawnInstance` (64 MiB image)", fmt_time(spawn), "≤ 20 µs", spawn <= 20e-6)
+    priv = counter("BM_SpawnInstance", "private_bytes")
+    if priv is not None:
+        target("private memory per instance before it writes", f"{priv:.0f} B", "≤ 4 KiB", priv <= 4096)
+structure = seconds("BM_ArchiveOpen/structure/real_time")
+if structure:
+    target("`BM_ArchiveOpen` structure only, 1 GiB", fmt_time(structure), "≤ 5 ms", structure <= 5e-3)
+full_rate = counter("BM_ArchiveOpen/full/real_time", "bytes_per_second")
+if full_rate:
+    target("`BM_ArchiveOpen` full verification, 1 GiB", f"{full_rate / 1e9:.2f} GB/s", "≥ 0.7 GB/s", full_rate >= 0.7e9)
+overhead = counter("BM_ArchiveOpen/structure/real_time", "overhead_pct")
+if overhead is not None:
+    target("archive size over its unique pages (1 GiB, distinct pages)", f"+{overhead:.2f}%", "≤ +1%", overhead <= 1)
+
+out.append("## Targets of the speed (#3) and archive (#4) issues\n")
 out.append("| figure | measured | target | verdict |")
 out.append("|---|---|---|---|")
 out.extend(rows)

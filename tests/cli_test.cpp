@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <random>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -146,6 +147,26 @@ TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
   }
   std::remove(out.c_str());
   std::remove(archive.c_str());
+}
+
+TEST(Cli, PackUnpackRoundTripsRandomFiles) {
+  const std::string base = ::testing::TempDir() + "datacap_cli_rand_" + std::to_string(::getpid());
+  std::mt19937_64 rng(44);
+  for (std::size_t len : {std::size_t{1}, std::size_t{4095}, std::size_t{300000}, std::size_t{2} << 20}) {
+    std::vector<std::uint8_t> bytes(len);
+    for (std::size_t i = 0; i < len; ++i) bytes[i] = (i / PAGE_SIZE) % 3 == 1 ? 0 : static_cast<std::uint8_t>(rng());
+    {
+      std::ofstream f(base, std::ios::binary | std::ios::trunc);
+      f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(len));
+    }
+    ASSERT_EQ(run("pack '" + base + "' -o '" + base + ".dcar'").status, 0);
+    ASSERT_EQ(run("unpack '" + base + ".dcar' -o '" + base + ".out'").status, 0);
+    auto out = read_file(base + ".out");
+    ASSERT_EQ(out.size(), (len + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE);
+    EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), out.begin())) << len;
+    EXPECT_EQ(first_line(run("root '" + base + "'").out), first_line(run("root --archive '" + base + ".dcar'").out));
+  }
+  for (const char* suffix : {"", ".dcar", ".out"}) std::remove((base + suffix).c_str());
 }
 
 TEST(Cli, DamagedArchivesFailWithOneLineAndExitOne) {
