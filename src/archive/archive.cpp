@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <unordered_map>
@@ -339,26 +340,32 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   const std::uint8_t* hashes = bytes.data() + h.tables_offset;
   const std::uint8_t* missing_hashes = hashes + 32 * h.payload_count;
   const std::uint8_t* entries = missing_hashes + 32 * h.missing_count;
+  static_assert(std::endian::native == std::endian::little, "archive entries are read in place");
   auto entry_at = [&](std::uint64_t k) {
-    const std::uint8_t* e = entries + 8 * k;
-    return Entry{static_cast<std::uint32_t>(e[0] | e[1] << 8 | e[2] << 16 | std::uint32_t{e[3]} << 24),
-                 static_cast<std::uint32_t>(e[4] | e[5] << 8 | e[6] << 16 | std::uint32_t{e[7]} << 24)};
+    Entry e;
+    std::memcpy(&e.page_index, entries + 8 * k, 4);
+    std::memcpy(&e.ref, entries + 8 * k + 4, 4);
+    return e;
   };
+  std::uint64_t missing_entries = 0;
   for (int t = 0; t < 2; ++t) {
     const std::uint64_t first = t == 0 ? 0 : h.backing_count;
     const std::uint64_t count = t == 0 ? h.backing_count : h.overlay_count;
     const char* table = t == 0 ? "backing" : "overlay";
+    std::uint64_t previous = 0;
     for (std::uint64_t k = 0; k < count; ++k) {
       const Entry e = entry_at(first + k);
       const std::uint64_t at = static_cast<std::uint64_t>(entries - bytes.data()) + 8 * (first + k);
       // The field's name is built only on failure: this loop runs once per page.
       const auto field = [&] { return std::string(table) + "[" + std::to_string(k) + "]"; };
       if (e.page_index >= page_count) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " >= page_count " + std::to_string(page_count));
-      if (k > 0 && e.page_index <= entry_at(first + k - 1).page_index) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
+      if (k > 0 && e.page_index <= previous) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
+      previous = e.page_index;
       if (e.ref == REF_ZERO) {
         if (t == 0) r.fail(field(), at + 4, "a backing page cannot be an explicit zero page");
       } else if ((e.ref & REF_MISSING) != 0) {
         if ((e.ref & ~REF_MISSING) >= h.missing_count) r.fail(field(), at + 4, "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
+        ++missing_entries;
       } else if (e.ref >= h.payload_count) {
         r.fail(field(), at + 4, "payload " + std::to_string(e.ref) + " >= payload_count " + std::to_string(h.payload_count));
       }
@@ -447,11 +454,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   out.info.content_len = h.content_len;
   out.info.page_count = page_count;
   out.info.unique_pages = h.payload_count;
-  out.info.missing_pages = 0;
-  for (std::uint64_t k = 0; k < h.backing_count + h.overlay_count; ++k) {
-    const std::uint32_t ref = entry_at(k).ref;
-    if (ref != REF_ZERO && (ref & REF_MISSING) != 0) ++out.info.missing_pages;
-  }
+  out.info.missing_pages = missing_entries;
   out.info.dirty_pages = h.overlay_count;
   out.info.stored_pages = h.backing_count + h.overlay_count - out.info.missing_pages;
   out.info.file_size = bytes.size();
