@@ -7,9 +7,11 @@
 // Archives are untrusted input. Opening checks the whole structure (header, its hash, counts,
 // offsets, sizes, every table entry) before building anything, and reports the first problem as a
 // DecodeError naming the field and byte offset; nothing half-built is returned. Content is
-// checked against the recorded page hashes and root on open (ArchiveVerify::full) or not at all
-// (ArchiveVerify::structure): then no recorded hash is trusted either — the cap's roots are
-// computed from the actual bytes when first needed — and verify_archive() checks it later.
+// checked against the recorded page hashes and root either on open (ArchiveVerify::full) or
+// lazily (ArchiveVerify::structure): no recorded hash is trusted, every page root is computed from
+// the page's bytes when first needed and compared with the recorded one then — a mismatch makes
+// that computation (e.g. the cap's hash_tree_root()) throw DecodeError. verify_archive() checks
+// everything at once, the recorded cap root included.
 //
 // Thread-safety: free functions; the returned cap follows DataCap's rules.
 #pragma once
@@ -26,7 +28,7 @@
 namespace datacap {
 
 enum class ArchiveVerify {
-  structure,  // validate the layout only: O(entries), no page is read
+  structure,  // validate the layout now: O(entries), no page read; pages checked on first hash
   full,       // also hash every payload and the cap: O(stored bytes)
 };
 

@@ -394,6 +394,13 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
     }
   }
 
+  if (verify == ArchiveVerify::structure) {
+    // Lazy verification: each payload is checked against its recorded root when first hashed.
+    file->payloads = payloads;
+    file->recorded_roots = hashes;
+    file->recorded_roots_offset = h.tables_offset;
+    file->recorded_digest = h.digest;
+  }
   // Build: one page object per payload, shared by every entry that names it. The mapping's
   // references are taken in one step, for every payload, before any page object exists (so a
   // throw below releases only references that were taken); the unused ones go back at the end.

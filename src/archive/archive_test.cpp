@@ -152,5 +152,39 @@ TEST(Archive, EveryTruncationAndEveryFlippedByteIsADecodeError) {
   std::filesystem::remove(bad);
 }
 
+TEST(Archive, StructureModeChecksEachPageOnFirstUse) {
+  // 3000 distinct pages: enough for page hashing to run on the thread pool.
+  Bytes content(3000 * PAGE_SIZE);
+  std::mt19937_64 rng(12);
+  for (auto& b : content) b = static_cast<std::uint8_t>(rng());
+  const std::string path = temp_path("lazy");
+  const DataCap cap = DataCap::from_bytes(content);
+  write_archive(cap, path);
+  {
+    const OpenedArchive good = open_archive(path, ArchiveVerify::structure);
+    EXPECT_EQ(good.cap.hash_tree_root(), cap.hash_tree_root());
+  }
+  Bytes damaged = read_all(path);
+  damaged[PAGE_SIZE + 2000 * PAGE_SIZE + 17] ^= 1;  // payload 2000
+  write_all(path, damaged);
+  for (unsigned threads : {1u, 2u}) {
+    set_hash_threads(threads);
+    const OpenedArchive lazy = open_archive(path, ArchiveVerify::structure);  // structure is fine
+    try {
+      (void)lazy.cap.hash_tree_root();
+      ADD_FAILURE() << "a damaged page went unnoticed on first use";
+    } catch (const DecodeError& e) {
+      EXPECT_EQ(e.field(), "Archive.payload_hashes[2000]") << e.what();
+    }
+    // Nothing was cached from the bad page and no claim was left behind: it fails again, no hang.
+    EXPECT_THROW((void)lazy.cap.hash_tree_root(), DecodeError);
+    // Pages that are fine can still be used and hashed one by one.
+    EXPECT_EQ(lazy.cap.page_slot(5).root(), cap.page_slot(5).root());
+    EXPECT_THROW((void)open_archive(path, ArchiveVerify::full), DecodeError);
+  }
+  set_hash_threads(0);
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace datacap

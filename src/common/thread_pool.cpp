@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -21,11 +22,18 @@ struct Batch {
   std::atomic<std::size_t> done{0};
   std::mutex mu;
   std::condition_variable finished;
+  std::exception_ptr error;  // the first item's exception, rethrown to the caller (under mu)
 
-  // Runs items until none are left to claim.
+  // Runs items until none are left to claim. An item that throws is recorded, never lost or
+  // allowed to escape a worker thread; the remaining items still run.
   void drain() {
     for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
-      (*fn)(i);
+      try {
+        (*fn)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+      }
       if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
         std::lock_guard<std::mutex> lock(mu);
         finished.notify_all();
@@ -66,6 +74,7 @@ class Pool {
     batch->drain();
     std::unique_lock<std::mutex> lock(batch->mu);
     batch->finished.wait(lock, [&] { return batch->done.load(std::memory_order_acquire) == n; });
+    if (batch->error) std::rethrow_exception(batch->error);
   }
 
  private:

@@ -92,8 +92,20 @@ Hash32 PageNode::root(Digest digest) {
   Hash32 h;
   if (cached_root(digest, h)) return h;
   h = page_root_of(digest, data);
+  check_borrowed_root(digest, h);
   publish_root(digest, h);
   return h;
+}
+
+void MappedFile::check_root(const std::uint8_t* page, Digest digest, const Hash32& root) const {
+  if (digest != recorded_digest) return;  // recorded under another digest: nothing to compare
+  const auto index = static_cast<std::uint64_t>(page - payloads) / PAGE_SIZE;
+  if (std::memcmp(recorded_roots + 32 * index, root.data(), 32) != 0) {
+    throw DecodeError("Archive.payload_hashes[" + std::to_string(index) + "]",
+                      recorded_roots_offset + 32 * index,
+                      "payload " + std::to_string(index) +
+                          " does not match its recorded hash (found on first use)");
+  }
 }
 
 void PageNode::destroy() noexcept {

@@ -50,6 +50,16 @@ struct MappedFile {
   void* base = nullptr;
   std::size_t len = 0;
   bool heap = false;  // base came from aligned operator new (tests, fuzzing), not mmap
+  // Set for archives opened without full verification: each payload is checked against its
+  // recorded root the first time its root is computed (under the archive's digest).
+  const std::uint8_t* payloads = nullptr;
+  const std::uint8_t* recorded_roots = nullptr;
+  std::uint64_t recorded_roots_offset = 0;  // file offset of recorded_roots, for messages
+  Digest recorded_digest = Digest::sha256;
+
+  // Throws DecodeError when `page` (a payload of this file) has a recorded root under `digest`
+  // that differs from `root`.
+  void check_root(const std::uint8_t* page, Digest digest, const Hash32& root) const;
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept;  // unmaps on the last reference
@@ -100,6 +110,11 @@ struct PageNode {
   [[nodiscard]] bool cached_root(Digest digest, Hash32& out) const noexcept;
   // Caches a root computed elsewhere (batched page hashing); a racing value is dropped.
   void publish_root(Digest digest, const Hash32& root);
+  // For a page borrowed from a lazily verified archive: throws DecodeError when `root` (just
+  // computed from the bytes) is not the root the archive recorded. A no-op otherwise.
+  void check_borrowed_root(Digest digest, const Hash32& root) const {
+    if (owner != nullptr && owner->recorded_roots != nullptr) owner->check_root(data, digest, root);
+  }
   // REQUIRES: unique(); called before the bytes change.
   void invalidate_roots() noexcept;
 

@@ -69,6 +69,7 @@ void hash_pages(const std::vector<PageNode*>& pages, Digest digest) {
     for (std::size_t i = begin; i < end; ++i) data[i - begin] = pages[i]->data;
     page_roots(digest, data.data(), data.size(), roots.data());
     for (std::size_t i = begin; i < end; ++i) {
+      pages[i]->check_borrowed_root(digest, roots[i - begin]);  // archives verified lazily
       pages[i]->publish_root(digest, roots[i - begin]);
     }
   };
@@ -159,7 +160,16 @@ void compute_level(const std::vector<TreeNode*>& nodes, Digest digest) {
       theirs.push_back(node);
     }
   }
-  compute_claimed(mine, digest);
+  try {
+    compute_claimed(mine, digest);
+  } catch (...) {
+    // Give the claims back so that no thread waits on them; the nodes stay uncomputed.
+    for (TreeNode* node : mine) {
+      node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_relaxed)->state.store(
+          NodeHashes::EMPTY, std::memory_order_release);
+    }
+    throw;
+  }
   for (TreeNode* node : mine) {
     NodeHashes* nh = node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_relaxed);
     nh->dirty.store(0, std::memory_order_relaxed);
