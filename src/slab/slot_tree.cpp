@@ -238,42 +238,40 @@ std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept {
   return root == nullptr ? 0 : count_rec(root);
 }
 
-std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept {
-  if (root == nullptr) return 0;
-  constexpr auto pooled = [](std::size_t size) { return (size + 7) / 8 * 8; };  // BlockPool size
+namespace {
+
+constexpr std::size_t pooled(std::size_t size) { return (size + 7) / 8 * 8; }  // BlockPool sizes
+
+// Bytes of the nodes, hash arrays and page objects below `node`; with `exclusive`, only what is
+// reachable through singly referenced nodes and pages (then page bytes count too).
+std::uint64_t tree_bytes(const TreeNode* node, bool exclusive) noexcept {
+  if (node == nullptr || (exclusive && node->refs.load(std::memory_order_relaxed) != 1)) return 0;
   std::uint64_t bytes = pooled(sizeof(TreeNode));
-  for (const auto& nh : root->hashes) {
+  for (const auto& nh : node->hashes) {
     if (nh.load(std::memory_order_relaxed) != nullptr) bytes += pooled(sizeof(NodeHashes));
   }
-  for (void* c : root->child) {
+  for (void* c : node->child) {
     if (c == nullptr) continue;
-    if (root->level > 0) {
-      bytes += tree_metadata_bytes(static_cast<const TreeNode*>(c));
+    if (node->level > 0) {
+      bytes += tree_bytes(static_cast<const TreeNode*>(c), exclusive);
       continue;
     }
     const auto* page = static_cast<const PageNode*>(c);
-    bytes += pooled(sizeof(PageNode));
-    if (page->blake2b_root.load(std::memory_order_relaxed) != nullptr) bytes += sizeof(Hash32);
+    if (!exclusive) {
+      bytes += pooled(sizeof(PageNode));
+      if (page->blake2b_root.load(std::memory_order_relaxed) != nullptr) bytes += sizeof(Hash32);
+    } else if (page->refs.load(std::memory_order_relaxed) == 1) {
+      bytes += pooled(sizeof(PageNode)) + (page->writable() ? PAGE_SIZE : 0);
+    }
   }
   return bytes;
 }
 
-std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept {
-  if (root == nullptr || root->refs.load(std::memory_order_relaxed) != 1) return 0;
-  constexpr auto pooled = [](std::size_t size) { return (size + 7) / 8 * 8; };
-  std::uint64_t bytes = pooled(sizeof(TreeNode));
-  for (const auto& nh : root->hashes) {
-    if (nh.load(std::memory_order_relaxed) != nullptr) bytes += pooled(sizeof(NodeHashes));
-  }
-  for (void* c : root->child) {
-    if (c == nullptr) continue;
-    if (root->level > 0) {
-      bytes += tree_exclusive_bytes(static_cast<const TreeNode*>(c));
-    } else if (static_cast<const PageNode*>(c)->refs.load(std::memory_order_relaxed) == 1) {
-      bytes += pooled(sizeof(PageNode)) + (static_cast<const PageNode*>(c)->is_missing() ? 0 : PAGE_SIZE);
-    }
-  }
-  return bytes;
-}
+}  // namespace
+
+std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept { return tree_bytes(root, false); }
+
+
+std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept { return tree_bytes(root, true); }
 
 }  // namespace datacap::detail
