@@ -8,6 +8,8 @@ packages=(
   libssl-dev        # SHA-256 reference (libcrypto)
   libb2-dev         # BLAKE2b-256
   libcli11-dev      # argument parsing for the CLI
+  liblmdb-dev       # the persistent page store
+  nlohmann-json3-dev  # JSON proofs and reports in the CLI
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   python3           # renders BENCHMARKS.md from the benchmark JSON

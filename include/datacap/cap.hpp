@@ -125,6 +125,30 @@ class DATACAP_API DataCap {
   // Throws InvalidArgument when dst_off is not page-aligned.
   void place_shared(std::uint64_t dst_off, const DataCap& src);
 
+  // ---- eliding and hydrating (partial state) --------------------------------------------------
+  // Missing hashes are SHA-256 page roots: eliding and hydrating keep the SHA-256 cap root and
+  // its cached node hashes. (Under BLAKE2b a Missing slot's leaf is its hash, SPEC §4, so the
+  // BLAKE2b root of a cap with Missing pages differs from the fully loaded one's.)
+
+  // Turns the effective Loaded pages at `page_indices` into Missing(page root), wherever they
+  // live (backing or overlay); Empty and Missing pages are left as they are. A shared backing is
+  // path-copied first, so no other cap sees a change. Throws OutOfRange (nothing changed) when
+  // an index is >= page_count(). O(k · (PAGE_SIZE hash if not cached + L · 64)).
+  void elide_pages(std::span<const std::uint64_t> page_indices);
+  // Effective Missing pages, ascending. O(stored pages).
+  [[nodiscard]] std::vector<std::uint64_t> missing_pages() const;
+
+  struct ResolvedPage {
+    std::uint64_t page_index;
+    PageRef page;  // the bytes fetched for that page's hash
+  };
+  // Replaces Missing pages by the given bytes, after checking every one first: throws
+  // OutOfRange for an index >= page_count(), InvalidArgument when a page is not Missing (or is
+  // named twice), IntegrityError when a page's root is not its Missing hash — and then nothing
+  // has changed. Keeps the SHA-256 root; never mutates a backing another cap can see.
+  // O(k · (PAGE_SIZE hash + L · 64)).
+  void resolve_missing(std::span<const ResolvedPage> pages);
+
   // A new clean cap: the backing with every shadowing overlay page folded in canonically (a
   // zero page becomes Empty, Missing stays Missing). This cap is unchanged. The && overload
   // reuses this cap's nodes in place when nothing else shares them.

@@ -8,5 +8,7 @@
 #include "datacap/hash.hpp"
 #include "datacap/image.hpp"
 #include "datacap/page.hpp"
+#include "datacap/proof.hpp"
 #include "datacap/slab.hpp"
+#include "datacap/store.hpp"
 #include "datacap/version.hpp"

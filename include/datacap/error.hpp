@@ -25,6 +25,8 @@ enum class ErrorKind {
   decode,            // malformed wire bytes
   validation,        // a well-formed value that breaks a rule (e.g. DataDesc rules)
   io,                // the operating system refused a file operation
+  integrity,         // bytes that do not match the hash they were fetched by (a bad store)
+  not_found,         // a key (a cap root, a page root) that a store does not hold
 };
 
 // Name of a kind, e.g. "out_of_range".
@@ -125,6 +127,32 @@ class DATACAP_API IoError : public Error {
 
  private:
   std::string path_;
+};
+
+// Bytes fetched by their hash (from a page store, a peer) whose root is not that hash. The
+// operation that fetched them changed nothing.
+class DATACAP_API IntegrityError : public Error {
+ public:
+  IntegrityError(const std::string& context, std::uint64_t page_index, const Hash32& expected,
+                 const Hash32& actual);
+  [[nodiscard]] std::uint64_t page_index() const noexcept { return page_index_; }
+  [[nodiscard]] const Hash32& expected() const noexcept { return expected_; }
+  [[nodiscard]] const Hash32& actual() const noexcept { return actual_; }
+
+ private:
+  std::uint64_t page_index_;
+  Hash32 expected_;
+  Hash32 actual_;
+};
+
+// A store does not hold the key asked for (`what` says which kind: "cap", "page").
+class DATACAP_API NotFound : public Error {
+ public:
+  NotFound(const std::string& context, const std::string& what, const Hash32& key);
+  [[nodiscard]] const Hash32& key() const noexcept { return key_; }
+
+ private:
+  Hash32 key_;
 };
 
 }  // namespace datacap

@@ -13,6 +13,8 @@ const char* to_string(ErrorKind kind) noexcept {
     case ErrorKind::decode: return "decode";
     case ErrorKind::validation: return "validation";
     case ErrorKind::io: return "io";
+    case ErrorKind::integrity: return "integrity";
+    case ErrorKind::not_found: return "not_found";
   }
   return "unknown";
 }
@@ -47,6 +49,18 @@ ValidationError::ValidationError(ValidationRule rule, std::uint64_t value, std::
 
 IoError::IoError(const std::string& path, const std::string& what)
     : Error(ErrorKind::io, path + ": " + what), path_(path) {}
+
+IntegrityError::IntegrityError(const std::string& context, std::uint64_t page_index,
+                               const Hash32& expected, const Hash32& actual)
+    : Error(ErrorKind::integrity, context + ": page " + std::to_string(page_index) +
+                                      " has root " + to_hex(actual) + ", expected " +
+                                      to_hex(expected)),
+      page_index_(page_index),
+      expected_(expected),
+      actual_(actual) {}
+
+NotFound::NotFound(const std::string& context, const std::string& what, const Hash32& key)
+    : Error(ErrorKind::not_found, context + ": no " + what + " " + to_hex(key)), key_(key) {}
 
 const char* version_string() noexcept { return "0.1.0"; }
 

@@ -316,6 +316,87 @@ void DataCap::insert_overlay_page(std::uint64_t page_index, PageSlot slot) {
   if (node == nullptr && was_dirty) --overlay_count_;
 }
 
+void DataCap::elide_pages(std::span<const std::uint64_t> page_indices) {
+  for (const std::uint64_t page_index : page_indices) {
+    if (page_index >= page_count()) {
+      throw OutOfRange("elide_pages: page_index " + std::to_string(page_index) +
+                       " >= page_count " + std::to_string(page_count()));
+    }
+  }
+  for (const std::uint64_t page_index : page_indices) {
+    const bool dirty = is_dirty(page_index);
+    const detail::TreeNode* tree = dirty ? overlay_ : backing_.root_;
+    PageNode* node = detail::tree_get(tree, backing_.levels(), page_index);
+    if (node == nullptr || node->is_missing()) continue;
+    PageNode* missing = PageNode::missing(node->root(Digest::sha256));
+    if (dirty) {
+      detail::tree_set(overlay_, backing_.levels(), page_index, missing);
+    } else {
+      detail::tree_replace_same_root(backing_.root_, backing_.levels(), page_index, missing,
+                                     Digest::sha256);
+    }
+  }
+}
+
+std::vector<std::uint64_t> DataCap::missing_pages() const {
+  std::vector<std::uint64_t> out;
+  const auto collect = [&](std::uint64_t page_index, PageNode* node) {
+    if (node->is_missing()) out.push_back(page_index);
+  };
+  if (overlay_ == nullptr) {
+    detail::tree_for_each(backing_.root_, backing_.levels(), 0, page_count(), collect);
+    return out;
+  }
+  detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(), collect);
+  detail::tree_for_each(backing_.root_, backing_.levels(), 0, page_count(),
+                        [&](std::uint64_t page_index, PageNode* node) {
+                          if (node->is_missing() && !is_dirty(page_index)) out.push_back(page_index);
+                        });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void DataCap::resolve_missing(std::span<const ResolvedPage> pages) {
+  // Check everything before changing anything.
+  std::vector<std::uint64_t> seen;
+  seen.reserve(pages.size());
+  for (const ResolvedPage& resolved : pages) {
+    const std::uint64_t page_index = resolved.page_index;
+    if (page_index >= page_count()) {
+      throw OutOfRange("resolve_missing: page_index " + std::to_string(page_index) +
+                       " >= page_count " + std::to_string(page_count()));
+    }
+    if (!resolved.page) {
+      throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) +
+                            " has no bytes (null PageRef)");
+    }
+    const PageNode* node = detail::tree_get_either(overlay_, backing_.root_, backing_.levels(), page_index);
+    if (node == nullptr || !node->is_missing()) {
+      throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) + " is " +
+                            (node == nullptr ? "Empty" : "Loaded") + ", not Missing");
+    }
+    const Hash32 actual = resolved.page.root(Digest::sha256);
+    if (actual != node->missing_hash()) {
+      throw IntegrityError("resolve_missing", page_index, node->missing_hash(), actual);
+    }
+    seen.push_back(page_index);
+  }
+  std::sort(seen.begin(), seen.end());
+  if (const auto dup = std::adjacent_find(seen.begin(), seen.end()); dup != seen.end()) {
+    throw InvalidArgument("resolve_missing: page " + std::to_string(*dup) + " is named twice");
+  }
+  for (const ResolvedPage& resolved : pages) {
+    PageNode* page = PageNode::node_of(resolved.page);
+    page->retain();
+    if (is_dirty(resolved.page_index)) {
+      detail::tree_set(overlay_, backing_.levels(), resolved.page_index, page);
+    } else {
+      detail::tree_replace_same_root(backing_.root_, backing_.levels(), resolved.page_index, page,
+                                     Digest::sha256);
+    }
+  }
+}
+
 namespace {
 
 // Places src pages [s, s + count) of `src` at pages [d, d + count) of `dst` (both backings).

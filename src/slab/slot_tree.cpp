@@ -12,9 +12,13 @@ inline std::size_t child_index(std::uint64_t page_index, unsigned level) noexcep
   return static_cast<std::size_t>(page_index >> (FANOUT_LOG2 * level)) & (FANOUT - 1);
 }
 
+constexpr int KEEP_NONE = -1;
+
 // Makes the node behind `link` unique (allocating it at `level` when null) and marks child
-// `changed` dirty in its hash caches, since the caller is about to change that child.
-TreeNode* make_unique(void*& link, unsigned level, std::size_t changed) {
+// `changed` dirty in its hash caches, since the caller is about to change that child. The
+// hashes of digest index `keep` (if any) are left valid: the caller promises the child's root
+// under that digest does not change.
+TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep = KEEP_NONE) {
   const std::uint64_t bit = std::uint64_t{1} << changed;
   auto* node = static_cast<TreeNode*>(link);
   if (node == nullptr) {
@@ -23,9 +27,9 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed) {
     return node;
   }
   if (node->unique()) {
-    for (auto& slot : node->hashes) {
-      NodeHashes* nh = slot.load(std::memory_order_relaxed);
-      if (nh == nullptr) continue;
+    for (std::size_t d = 0; d < DIGEST_COUNT; ++d) {
+      NodeHashes* nh = node->hashes[d].load(std::memory_order_relaxed);
+      if (nh == nullptr || static_cast<int>(d) == keep) continue;
       nh->dirty.fetch_or(bit, std::memory_order_relaxed);
       nh->state.store(NodeHashes::EMPTY, std::memory_order_relaxed);
     }
@@ -40,6 +44,11 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed) {
       if (nh == nullptr || nh->state.load(std::memory_order_acquire) != NodeHashes::READY) continue;
       auto* mine = new NodeHashes();
       std::memcpy(mine->h, nh->h, sizeof mine->h);
+      if (static_cast<int>(d) == keep) {
+        mine->dirty.store(0, std::memory_order_relaxed);
+        mine->state.store(NodeHashes::READY, std::memory_order_relaxed);
+        continue;
+      }
       mine->dirty.store(bit, std::memory_order_relaxed);
       copy->hashes[d].store(mine, std::memory_order_relaxed);
     }
@@ -157,6 +166,22 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
                        child_index(page_index, level - 1));
   }
   return node->child[page_index & (FANOUT - 1)];
+}
+
+void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,
+                            PageNode* adopted, Digest kept) {
+  const int keep = static_cast<int>(kept);
+  void* root_link = root;
+  TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
+  root = node;
+  for (unsigned level = levels - 1; level > 0; --level) {
+    node = make_unique(node->child[child_index(page_index, level)], level - 1,
+                       child_index(page_index, level - 1), keep);
+  }
+  void*& link = node->child[page_index & (FANOUT - 1)];
+  auto* old = static_cast<PageNode*>(link);
+  link = adopted;
+  if (old) old->release();
 }
 
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {

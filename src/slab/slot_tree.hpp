@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "datacap/hash.hpp"
 #include "datacap/slab.hpp"
@@ -86,6 +87,12 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
 // marked dirty on its path: for builders that fill a leaf's 64 slots directly.
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
 
+// Replaces the (non-null) page at page_index with `adopted`, whose root under `kept` is the
+// same: the cached hashes under `kept` stay valid along the path (other digests' are reset).
+// Path-copies shared nodes, so no other tree sees the change. REQUIRES: a page is stored there.
+void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,
+                            PageNode* adopted, Digest kept);
+
 // Sets page_index to `adopted` (null: Empty, removing emptied nodes). Releases the old page.
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted);
 
@@ -105,6 +112,23 @@ void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn);
 
+// Computes and caches the roots of `pages` (Loaded, roots not cached), batched and on every
+// core when there are many.
+void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest);
+
+// The root of the subtree of height `height` (0: one page) whose pages are
+// [index·2^height, (index+1)·2^height), from cached hashes (computed first if needed).
+// REQUIRES height ≤ 6·levels.
+Hash32 tree_subtree_root(const TreeNode* root, unsigned levels, unsigned height,
+                         std::uint64_t index, Digest digest);
+
+// Appends to `out`, ascending, every page index below `limit` whose slot root differs between
+// tree a (levels_a) and tree b (levels_b), pages past a tree's reach counting as Empty.
+// Descends only into subtrees whose cached roots differ: O(d · log n) for d differing pages
+// once both trees' hashes are computed.
+void tree_diff(const TreeNode* a, unsigned levels_a, const TreeNode* b, unsigned levels_b,
+               std::uint64_t limit, Digest digest, std::vector<std::uint64_t>& out);
+
 // Bytes of bookkeeping in the tree: nodes, node hash arrays and page objects (not page bytes),
 // at the sizes the block pools allocate; a shared node is counted at each place it appears.
 std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept;
@@ -122,6 +146,7 @@ Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page
 // For builders inside the library (archives) that fill a slab's tree directly.
 struct SlabAccess {
   static TreeNode*& root(PageSlab& slab) noexcept { return slab.root_; }
+  static const TreeNode* root(const PageSlab& slab) noexcept { return slab.root_; }
 };
 
 inline void tree_retain(TreeNode* root) noexcept {

@@ -219,4 +219,125 @@ Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page
   return node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire)->h[std::size_t{1} << (FANOUT_LOG2 - top)];
 }
 
+
+void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest) { hash_pages(pages, digest); }
+
+Hash32 tree_subtree_root(const TreeNode* root, unsigned levels, unsigned height,
+                         std::uint64_t index, Digest digest) {
+  const std::uint64_t first = index << height;
+  if (height == 0) return slot_root(tree_get(root, levels, first), digest);
+  // Heights 6l+1 .. 6l+6 live in the heap of the level-l node covering the subtree.
+  const unsigned level = (height - 1) / FANOUT_LOG2;
+  const TreeNode* node = tree_node_at(root, levels, first, level);
+  if (node == nullptr) return zero_hash(digest, height);
+  auto* mutable_node = const_cast<TreeNode*>(node);  // only the race-free caches are written
+  NodeHashes* nh = hashes_of(mutable_node, digest);
+  if (!is_ready(nh)) ensure_hashes(mutable_node, digest);
+  const unsigned above_children = height - FANOUT_LOG2 * level;  // 1..6
+  const std::size_t base = FANOUT >> above_children;
+  return nh->h[base + ((first >> (FANOUT_LOG2 * level + above_children)) & (base - 1))];
+}
+
+namespace {
+
+// One side of a diff at some tree level: a real node (or null: all Empty), or a stand-in for
+// the levels above a shorter tree's root, whose only child is the path down to that root.
+struct DiffSide {
+  const TreeNode* node = nullptr;
+  bool above_root = false;  // node is the real root, some levels below the current one
+  unsigned root_level = 0;  // with above_root: the real root's level
+};
+
+struct DiffContext {
+  Digest digest;
+  std::uint64_t limit;
+  std::vector<std::uint64_t>* out;
+};
+
+const NodeHashes* ready_hashes(const TreeNode* node, Digest digest) {
+  if (node == nullptr) return nullptr;
+  auto* mutable_node = const_cast<TreeNode*>(node);
+  NodeHashes* nh = hashes_of(mutable_node, digest);
+  if (!is_ready(nh)) ensure_hashes(mutable_node, digest);
+  return nh;
+}
+
+DiffSide child_side(const DiffSide& side, unsigned level, std::size_t j) {
+  if (side.above_root) {
+    if (j != 0) return {};
+    if (level - 1 == side.root_level) return {side.node, false, 0};
+    return side;
+  }
+  if (side.node == nullptr) return {};
+  return {static_cast<const TreeNode*>(side.node->child[j]), false, 0};
+}
+
+void diff_nodes(const DiffSide& a, const DiffSide& b, unsigned level, std::uint64_t base,
+                const DiffContext& ctx);
+
+// Compares child j of a and b (at `level`) and descends when they differ.
+void diff_child(const DiffSide& a, const DiffSide& b, unsigned level, std::uint64_t base,
+                std::size_t j, const DiffContext& ctx) {
+  const std::uint64_t first = base + (std::uint64_t{j} << (FANOUT_LOG2 * level));
+  if (first >= ctx.limit) return;
+  if (level == 0) {
+    auto* pa = a.node == nullptr || a.above_root ? nullptr : static_cast<PageNode*>(a.node->child[j]);
+    auto* pb = b.node == nullptr || b.above_root ? nullptr : static_cast<PageNode*>(b.node->child[j]);
+    if (pa == pb) return;
+    if (slot_root(pa, ctx.digest) != slot_root(pb, ctx.digest)) ctx.out->push_back(first);
+    return;
+  }
+  const DiffSide ca = child_side(a, level, j);
+  const DiffSide cb = child_side(b, level, j);
+  if (!ca.above_root && !cb.above_root) {
+    if (ca.node == cb.node) return;  // shared subtree (or both Empty)
+    const Hash32& zero = zero_hash(ctx.digest, FANOUT_LOG2 * level);
+    const Hash32 ra = ca.node == nullptr ? zero : ready_hashes(ca.node, ctx.digest)->h[1];
+    const Hash32 rb = cb.node == nullptr ? zero : ready_hashes(cb.node, ctx.digest)->h[1];
+    if (ra == rb) return;
+  }
+  diff_nodes(ca, cb, level - 1, first, ctx);
+}
+
+// Walks the heaps of two real nodes in step, into the children under differing entries.
+void diff_heap(const DiffSide& a, const NodeHashes* ha, const DiffSide& b, const NodeHashes* hb,
+               unsigned level, std::uint64_t base, std::size_t entry, const DiffContext& ctx) {
+  if (entry >= FANOUT) {
+    diff_child(a, b, level, base, entry - FANOUT, ctx);
+    return;
+  }
+  const unsigned height = FANOUT_LOG2 * (level + 1) - (31 - static_cast<unsigned>(__builtin_clz(static_cast<unsigned>(entry))));
+  const Hash32& zero = zero_hash(ctx.digest, height);
+  const Hash32& va = ha == nullptr ? zero : ha->h[entry];
+  const Hash32& vb = hb == nullptr ? zero : hb->h[entry];
+  if (va == vb) return;
+  diff_heap(a, ha, b, hb, level, base, 2 * entry, ctx);
+  diff_heap(a, ha, b, hb, level, base, 2 * entry + 1, ctx);
+}
+
+void diff_nodes(const DiffSide& a, const DiffSide& b, unsigned level, std::uint64_t base,
+                const DiffContext& ctx) {
+  if (!a.above_root && !b.above_root) {
+    if (a.node == b.node) return;
+    diff_heap(a, ready_hashes(a.node, ctx.digest), b, ready_hashes(b.node, ctx.digest), level,
+              base, 1, ctx);
+    return;
+  }
+  for (std::size_t j = 0; j < FANOUT; ++j) diff_child(a, b, level, base, j, ctx);
+}
+
+}  // namespace
+
+void tree_diff(const TreeNode* a, unsigned levels_a, const TreeNode* b, unsigned levels_b,
+               std::uint64_t limit, Digest digest, std::vector<std::uint64_t>& out) {
+  const unsigned levels = std::max(levels_a, levels_b);
+  if (levels == 0) return;
+  const DiffContext ctx{digest, limit, &out};
+  auto top = [&](const TreeNode* root, unsigned own) {
+    if (own == levels || root == nullptr) return DiffSide{root, false, 0};
+    return DiffSide{root, true, own - 1};
+  };
+  diff_nodes(top(a, levels_a), top(b, levels_b), levels - 1, 0, ctx);
+}
+
 }  // namespace datacap::detail

@@ -1,0 +1,226 @@
+// A content-addressed page store, saved caps, and hydration of Missing pages from a store.
+//
+// Pages are keyed by their SHA-256 page root (SPEC §4), so identical pages are stored once
+// across every cap. A clean cap is saved as a record keyed by its SHA-256 cap root: its size
+// and page table (page index → page root for every non-Empty page); its Loaded pages are
+// stored, its Missing pages are recorded by hash (their bytes may or may not be in the store).
+// Garbage collection keeps the named caps and the pages they reference and drops the rest.
+//
+// Two stores implement the interface: MemoryStore (pages shared by reference, nothing copied)
+// and LmdbStore (persistent, embedded, on LMDB; the default for tools).
+//
+// Trust: bytes read back from a store are checked before use — load_cap and hydrate compare
+// every page with the root it was fetched by (IntegrityError, nothing changed); get() returns
+// the bytes as stored.
+//
+// Crash safety (LmdbStore): save_cap commits pages in batches first and the cap record last,
+// each in an LMDB transaction, so a cap whose save returned survives a crash of the process
+// (and, as LMDB syncs each commit, of the machine); a crash mid-save leaves only unreferenced
+// pages, which gc drops.
+//
+// Thread-safety: every member of MemoryStore and LmdbStore may be called from any number of
+// threads at once. gc waits for saves in progress (in this process and, for LmdbStore, in
+// others) and saves wait for a gc.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "datacap/cap.hpp"
+#include "datacap/export.hpp"
+#include "datacap/hash.hpp"
+#include "datacap/page.hpp"
+
+namespace datacap {
+
+// What a store knows of one saved cap.
+struct SavedCap {
+  Hash32 root{};                  // SHA-256 cap root
+  std::uint64_t content_len = 0;  // size in bytes
+  std::uint64_t page_entries = 0; // non-Empty pages in its page table
+};
+
+struct GcReport {
+  std::uint64_t caps_kept = 0;
+  std::uint64_t caps_removed = 0;
+  std::uint64_t pages_kept = 0;
+  std::uint64_t pages_removed = 0;
+};
+
+struct HydrateReport {
+  std::uint64_t hydrated = 0;       // Missing pages now Loaded
+  std::uint64_t still_missing = 0;  // Missing pages the store does not hold
+};
+
+class DATACAP_API PageStore {
+ public:
+  virtual ~PageStore();
+  PageStore(const PageStore&) = delete;
+  PageStore& operator=(const PageStore&) = delete;
+
+  // ---- pages -----------------------------------------------------------------------------
+  // Stores the page (once per distinct content) and returns its page root. Throws
+  // InvalidArgument for a null page, IoError when the store cannot write.
+  Hash32 put(const PageRef& page);
+  // As put() for many pages in one transaction: roots[k] receives pages[k]'s root. Throws
+  // InvalidArgument when the spans' sizes differ. O(pages · PAGE_SIZE) hashing + the writes.
+  void put_many(std::span<const PageRef> pages, std::span<Hash32> roots);
+  // The page stored under `root`, or a null PageRef. Bytes as stored (not re-hashed).
+  [[nodiscard]] PageRef get(const Hash32& root) const;
+  // out[k] = get(roots[k]) in one read transaction. Throws InvalidArgument on size mismatch.
+  void get_many(std::span<const Hash32> roots, std::span<PageRef> out) const;
+  [[nodiscard]] bool has(const Hash32& root) const;
+  // Pages stored (distinct contents).
+  [[nodiscard]] std::uint64_t page_count() const;
+
+  // ---- caps ------------------------------------------------------------------------------
+  // Saves a clean cap: stores its Loaded pages, then its record; returns its SHA-256 cap root.
+  // Saving a cap already saved writes nothing. Throws DirtyCap, IoError.
+  Hash32 save_cap(const DataCap& cap);
+  // The cap saved under `cap_root`, its pages Loaded from the store (Missing where the store
+  // lacks a recorded page), every page checked against its recorded root and the whole against
+  // cap_root. Throws NotFound, IntegrityError, DecodeError (a damaged record), IoError.
+  [[nodiscard]] DataCap load_cap(const Hash32& cap_root) const;
+  [[nodiscard]] bool has_cap(const Hash32& cap_root) const;
+  // Every saved cap, ordered by root.
+  [[nodiscard]] std::vector<SavedCap> list_caps() const;
+  // Keeps the caps in `keep` and every page they reference; removes every other cap and page.
+  // Throws NotFound (nothing removed) when a root in `keep` is not a saved cap.
+  GcReport gc(std::span<const Hash32> keep);
+
+  // ---- streaming save --------------------------------------------------------------------
+  // Saves a cap given page by page in ascending order, holding at most one batch of pages and
+  // the page table (36 bytes per non-Empty page) in memory: for files larger than memory.
+  class DATACAP_API CapWriter {
+   public:
+    // Throws OutOfRange when content_len is beyond 2^32 pages.
+    CapWriter(PageStore& store, std::uint64_t content_len);
+    ~CapWriter();
+    CapWriter(const CapWriter&) = delete;
+    CapWriter& operator=(const CapWriter&) = delete;
+    // Page `page_index` holds `page` (zero pages are recorded as Empty). Throws OutOfRange for an
+    // index >= page count, InvalidArgument when not above the previous index or null.
+    void add_page(std::uint64_t page_index, const PageRef& page);
+    // Page `page_index` is Missing(hash).
+    void add_missing(std::uint64_t page_index, const Hash32& hash);
+    // Stores what is left, commits the record and returns the cap root. Once only.
+    Hash32 finish();
+
+   private:
+    struct State;
+    std::unique_ptr<State> state_;
+  };
+
+ public:
+  class Lock;
+
+ protected:
+  PageStore() = default;
+
+  struct PageRecord {
+    Hash32 root;
+    PageRef page;
+  };
+  // Stores the pages not yet present, atomically (all or none).
+  virtual void do_put_pages(std::span<const PageRecord> pages) = 0;
+  virtual void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const = 0;
+  virtual bool do_has_page(const Hash32& root) const = 0;
+  virtual std::uint64_t do_page_count() const = 0;
+  // Stores a cap record (encoded) under its root, atomically; a root already present is kept.
+  virtual void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) = 0;
+  // The record under cap_root, or false.
+  virtual bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const = 0;
+  // Every (root, record), ordered by root.
+  virtual void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const = 0;
+  // Removes every cap not in `keep` and every page not referenced by a kept cap, atomically.
+  virtual GcReport do_gc(std::span<const Hash32> keep) = 0;
+
+  virtual std::unique_ptr<Lock> lock(bool exclusive) const = 0;
+
+ public:
+  // Held by a save from its first page to its record (shared) and by gc (exclusive).
+  class Lock {
+   public:
+    virtual ~Lock() = default;
+  };
+
+  // The page roots a cap record references (helpers for implementations and tools).
+  // Throws DecodeError for a malformed record.
+  static void record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out);
+  static SavedCap record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record);
+};
+
+// Pages kept in memory, shared by reference with the caps that put them (no copies).
+class DATACAP_API MemoryStore final : public PageStore {
+ public:
+  MemoryStore();
+  ~MemoryStore() override;
+
+ protected:
+  void do_put_pages(std::span<const PageRecord> pages) override;
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override;
+  bool do_has_page(const Hash32& root) const override;
+  std::uint64_t do_page_count() const override;
+  void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
+  bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override;
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override;
+  GcReport do_gc(std::span<const Hash32> keep) override;
+  std::unique_ptr<Lock> lock(bool exclusive) const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct LmdbOptions {
+  // Largest size the database may grow to (address space reserved, not disk used).
+  std::uint64_t map_size = std::uint64_t{1} << 40;
+  bool create = true;  // create the directory when it does not exist
+};
+
+// A persistent store in an LMDB environment in directory `path` (data.mdb, lock.mdb and
+// datacap.lock). A page takes one 4 KiB database page: its bytes are trimmed of trailing zeros
+// and split so that LMDB never spends two pages on one. Any number of processes may open the
+// same directory.
+class DATACAP_API LmdbStore final : public PageStore {
+ public:
+  // Throws IoError when the directory cannot be created or opened, DecodeError when it holds
+  // a database of another format.
+  explicit LmdbStore(const std::string& path, LmdbOptions options = {});
+  ~LmdbStore() override;
+
+  [[nodiscard]] const std::string& path() const noexcept;
+
+ protected:
+  void do_put_pages(std::span<const PageRecord> pages) override;
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override;
+  bool do_has_page(const Hash32& root) const override;
+  std::uint64_t do_page_count() const override;
+  void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
+  bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override;
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override;
+  GcReport do_gc(std::span<const Hash32> keep) override;
+  std::unique_ptr<Lock> lock(bool exclusive) const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Resolves the cap's Missing pages (all, or those in `page_indices`; others are ignored) from
+// `store`, in one batch: every fetched page is checked against its hash first — a wrong page
+// throws IntegrityError and nothing is changed. Pages the store lacks stay Missing (counted in
+// the report). Keeps the SHA-256 root; never changes what another cap sees.
+// O(pages fetched · (PAGE_SIZE hash + L · 64)).
+DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store);
+DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store,
+                                  std::span<const std::uint64_t> page_indices);
+
+}  // namespace datacap

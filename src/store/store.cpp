@@ -1,0 +1,442 @@
+// The store-independent half of PageStore: hashing, cap records, streaming saves, loading,
+// hydration; and MemoryStore.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "datacap/error.hpp"
+#include "datacap/store.hpp"
+#include "slab/slot_tree.hpp"
+#include "store/record.hpp"
+
+namespace datacap {
+
+using detail::PageNode;
+
+namespace {
+
+constexpr std::size_t SAVE_BATCH_PAGES = 16384;  // 64 MiB per transaction
+
+// Computes (and caches) the SHA-256 roots of pages that have none, in parallel batches.
+void ensure_roots(std::span<const PageRef> pages) {
+  std::vector<PageNode*> todo;
+  for (const PageRef& page : pages) {
+    PageNode* node = PageNode::node_of(page);
+    Hash32 ignored;
+    if (!node->cached_root(Digest::sha256, ignored)) todo.push_back(node);
+  }
+  detail::hash_page_roots(todo, Digest::sha256);
+}
+
+}  // namespace
+
+PageStore::~PageStore() = default;
+
+Hash32 PageStore::put(const PageRef& page) {
+  Hash32 root;
+  put_many(std::span<const PageRef>(&page, 1), std::span<Hash32>(&root, 1));
+  return root;
+}
+
+void PageStore::put_many(std::span<const PageRef> pages, std::span<Hash32> roots) {
+  if (pages.size() != roots.size()) {
+    throw InvalidArgument("PageStore::put_many: " + std::to_string(pages.size()) + " pages but " +
+                          std::to_string(roots.size()) + " roots");
+  }
+  for (std::size_t k = 0; k < pages.size(); ++k) {
+    if (!pages[k]) throw InvalidArgument("PageStore::put_many: pages[" + std::to_string(k) + "] is null");
+  }
+  ensure_roots(pages);
+  std::vector<PageRecord> records;
+  records.reserve(pages.size());
+  for (std::size_t k = 0; k < pages.size(); ++k) {
+    roots[k] = pages[k].root(Digest::sha256);
+    records.push_back({roots[k], pages[k]});
+  }
+  do_put_pages(records);
+}
+
+PageRef PageStore::get(const Hash32& root) const {
+  PageRef out;
+  do_get_pages(std::span<const Hash32>(&root, 1), std::span<PageRef>(&out, 1));
+  return out;
+}
+
+void PageStore::get_many(std::span<const Hash32> roots, std::span<PageRef> out) const {
+  if (roots.size() != out.size()) {
+    throw InvalidArgument("PageStore::get_many: " + std::to_string(roots.size()) + " roots but " +
+                          std::to_string(out.size()) + " outputs");
+  }
+  do_get_pages(roots, out);
+}
+
+bool PageStore::has(const Hash32& root) const { return do_has_page(root); }
+std::uint64_t PageStore::page_count() const { return do_page_count(); }
+bool PageStore::has_cap(const Hash32& cap_root) const {
+  std::vector<std::uint8_t> record;
+  return do_get_cap(cap_root, record);
+}
+
+void PageStore::record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out) {
+  const detail::CapRecordView view = detail::parse_cap_record(record);
+  for (std::uint64_t k = 0; k < view.entry_count; ++k) out.push_back(view.entry_root(k));
+}
+
+SavedCap PageStore::record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record) {
+  const detail::CapRecordView view = detail::parse_cap_record(record);
+  return SavedCap{cap_root, view.content_len, view.entry_count};
+}
+
+std::vector<SavedCap> PageStore::list_caps() const {
+  std::vector<SavedCap> out;
+  do_for_each_cap([&](const Hash32& root, std::span<const std::uint8_t> record) {
+    out.push_back(record_summary(root, record));
+  });
+  return out;
+}
+
+GcReport PageStore::gc(std::span<const Hash32> keep) {
+  const auto held = lock(true);
+  return do_gc(keep);
+}
+
+// ---- streaming save ----------------------------------------------------------------------------
+
+struct PageStore::CapWriter::State {
+  struct Pending {
+    std::uint64_t page_index;
+    PageRef page;  // null: Missing
+    Hash32 hash;   // Missing: its hash
+  };
+  State(PageStore& s, std::uint64_t len)
+      : store(s), held(s.lock(false)), content_len(len), page_count(len / PAGE_SIZE) {}
+
+  PageStore& store;
+  std::unique_ptr<PageStore::Lock> held;
+  std::uint64_t content_len;
+  std::uint64_t page_count;
+  std::vector<Pending> pending;
+  std::vector<std::uint8_t> record;
+  std::uint64_t entries = 0;
+  std::uint64_t next_index = 0;  // pages below this are appended to the root builder
+  bool started = false;
+  bool finished = false;
+  CapRootBuilder builder{Digest::sha256};
+
+  void check_index(const char* context, std::uint64_t page_index) const {
+    if (finished) throw InvalidArgument(std::string(context) + ": the writer has finished");
+    if (page_index >= page_count) {
+      throw OutOfRange(std::string(context) + ": page_index " + std::to_string(page_index) +
+                       " >= page_count " + std::to_string(page_count));
+    }
+    if (started && page_index < next_index) {
+      throw InvalidArgument(std::string(context) + ": page_index " + std::to_string(page_index) +
+                            " is not above the previous page");
+    }
+  }
+
+  void add(Pending entry) {
+    next_index = entry.page_index + 1;
+    started = true;
+    pending.push_back(std::move(entry));
+    if (pending.size() >= SAVE_BATCH_PAGES) flush();
+  }
+
+  void flush() {
+    std::vector<PageRef> loaded;
+    for (const Pending& p : pending) {
+      if (p.page) loaded.push_back(p.page);
+    }
+    ensure_roots(loaded);
+    std::vector<PageRecord> records;
+    records.reserve(loaded.size());
+    const Hash32& zero_page_root = zero_hash(Digest::sha256, 7);
+    for (const Pending& p : pending) {
+      const Hash32 root = p.page ? p.page.root(Digest::sha256) : p.hash;
+      if (p.page && root == zero_page_root) continue;  // a zero page is Empty
+      builder.append_zero_pages(p.page_index - builder.page_count());
+      builder.append_page_root(root);
+      detail::append_cap_record_entry(record, static_cast<std::uint32_t>(p.page_index), root);
+      ++entries;
+      if (p.page) records.push_back({root, p.page});
+    }
+    pending.clear();
+    if (!records.empty()) store.do_put_pages(records);
+  }
+};
+
+PageStore::CapWriter::CapWriter(PageStore& store, std::uint64_t content_len) {
+  if (content_len % PAGE_SIZE != 0 || content_len / PAGE_SIZE > MAX_PAGE_COUNT) {
+    throw OutOfRange("CapWriter: content_len " + std::to_string(content_len) +
+                     " is not a page multiple within 2^32 pages");
+  }
+  state_ = std::make_unique<State>(store, content_len);
+  detail::begin_cap_record(state_->record, content_len);
+}
+
+PageStore::CapWriter::~CapWriter() = default;
+
+void PageStore::CapWriter::add_page(std::uint64_t page_index, const PageRef& page) {
+  state_->check_index("CapWriter::add_page", page_index);
+  if (!page) throw InvalidArgument("CapWriter::add_page: page " + std::to_string(page_index) + " is null");
+  state_->add({page_index, page, {}});
+}
+
+void PageStore::CapWriter::add_missing(std::uint64_t page_index, const Hash32& hash) {
+  state_->check_index("CapWriter::add_missing", page_index);
+  state_->add({page_index, PageRef(), hash});
+}
+
+Hash32 PageStore::CapWriter::finish() {
+  State& s = *state_;
+  if (s.finished) throw InvalidArgument("CapWriter::finish: called twice");
+  s.flush();
+  s.builder.append_zero_pages(s.page_count - s.builder.page_count());
+  const Hash32 root = s.builder.finish(s.content_len);
+  detail::end_cap_record(s.record, s.entries);
+  s.store.do_put_cap(root, s.record);
+  s.finished = true;
+  s.held.reset();
+  return root;
+}
+
+// ---- caps --------------------------------------------------------------------------------------
+
+Hash32 PageStore::save_cap(const DataCap& cap) {
+  if (!cap.is_clean()) {
+    throw DirtyCap("PageStore::save_cap: cap has " + std::to_string(cap.dirty_page_count()) +
+                   " dirty pages; flush it first");
+  }
+  // The root hashes every page on every core and caches the page roots the writer then reuses.
+  const Hash32 root = cap.hash_tree_root(Digest::sha256);
+  if (has_cap(root)) return root;
+  CapWriter writer(*this, cap.content_len());
+  cap.backing().for_each_stored([&](std::uint32_t page_index, const PageSlot& slot) {
+    if (slot.is_missing()) {
+      writer.add_missing(page_index, slot.missing_hash());
+    } else {
+      writer.add_page(page_index, slot.page());
+    }
+  });
+  const Hash32 written = writer.finish();
+  if (written != root) {  // the record's root is recomputed from the table: they must agree
+    throw IntegrityError("PageStore::save_cap: cap record", 0, root, written);
+  }
+  return root;
+}
+
+DataCap PageStore::load_cap(const Hash32& cap_root) const {
+  std::vector<std::uint8_t> record;
+  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::load_cap", "cap", cap_root);
+  const detail::CapRecordView view = detail::parse_cap_record(record);
+  PageSlab slab(view.content_len);
+  constexpr std::uint64_t BATCH = 4096;
+  std::vector<Hash32> roots;
+  std::vector<PageRef> pages;
+  for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
+    const std::uint64_t n = std::min(BATCH, view.entry_count - first);
+    roots.resize(n);
+    pages.assign(n, PageRef());
+    for (std::uint64_t k = 0; k < n; ++k) roots[k] = view.entry_root(first + k);
+    do_get_pages(roots, pages);
+    std::vector<PageRef> present;
+    for (const PageRef& p : pages) {
+      if (p) present.push_back(p);
+    }
+    ensure_roots(present);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      const std::uint32_t page_index = view.entry_index(first + k);
+      if (!pages[k]) {
+        slab.set_page_slot(page_index, PageSlot::missing(roots[k]));
+        continue;
+      }
+      const Hash32 actual = pages[k].root(Digest::sha256);
+      if (actual != roots[k]) throw IntegrityError("PageStore::load_cap", page_index, roots[k], actual);
+      slab.set_page_slot(page_index, PageSlot::loaded(pages[k]));
+    }
+  }
+  DataCap cap = DataCap::from_backing(std::move(slab));
+  const Hash32 actual = cap.hash_tree_root(Digest::sha256);
+  if (actual != cap_root) throw IntegrityError("PageStore::load_cap: cap record", 0, cap_root, actual);
+  return cap;
+}
+
+// ---- hydration ---------------------------------------------------------------------------------
+
+namespace {
+
+HydrateReport hydrate_indices(DataCap& cap, const PageStore& store,
+                              const std::vector<std::uint64_t>& missing) {
+  HydrateReport report;
+  if (missing.empty()) return report;
+  std::vector<Hash32> hashes;
+  hashes.reserve(missing.size());
+  for (const std::uint64_t page_index : missing) hashes.push_back(cap.page_slot(page_index).missing_hash());
+  std::vector<PageRef> fetched(missing.size());
+  store.get_many(hashes, fetched);
+  std::vector<DataCap::ResolvedPage> resolved;
+  std::vector<PageRef> present;
+  for (std::size_t k = 0; k < missing.size(); ++k) {
+    if (!fetched[k]) {
+      ++report.still_missing;
+      continue;
+    }
+    present.push_back(fetched[k]);
+    resolved.push_back({missing[k], fetched[k]});
+  }
+  ensure_roots(present);
+  cap.resolve_missing(resolved);  // checks every page first; throws with nothing changed
+  report.hydrated = resolved.size();
+  return report;
+}
+
+}  // namespace
+
+HydrateReport hydrate(DataCap& cap, const PageStore& store) {
+  return hydrate_indices(cap, store, cap.missing_pages());
+}
+
+HydrateReport hydrate(DataCap& cap, const PageStore& store, std::span<const std::uint64_t> page_indices) {
+  std::vector<std::uint64_t> missing;
+  for (const std::uint64_t page_index : page_indices) {
+    if (page_index >= cap.page_count()) {
+      throw OutOfRange("hydrate: page_index " + std::to_string(page_index) + " >= page_count " +
+                       std::to_string(cap.page_count()));
+    }
+    if (cap.page_slot(page_index).is_missing()) missing.push_back(page_index);
+  }
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  return hydrate_indices(cap, store, missing);
+}
+
+// ---- MemoryStore -------------------------------------------------------------------------------
+
+namespace {
+struct Hash32Hasher {
+  std::size_t operator()(const Hash32& h) const noexcept {
+    std::size_t v;
+    std::memcpy(&v, h.data(), sizeof v);  // a cryptographic hash: any 8 bytes are uniform
+    return v;
+  }
+};
+}  // namespace
+
+struct MemoryStore::Impl {
+  mutable std::shared_mutex data_mutex;
+  std::unordered_map<Hash32, PageRef, Hash32Hasher> pages;
+  std::map<Hash32, std::vector<std::uint8_t>> caps;
+  mutable std::shared_mutex save_gc_mutex;  // saves shared, gc exclusive
+};
+
+namespace {
+struct MemoryLock final : PageStore::Lock {
+  explicit MemoryLock(std::shared_mutex& m, bool exclusive) : mutex(m), exclusive(exclusive) {
+    if (exclusive) {
+      mutex.lock();
+    } else {
+      mutex.lock_shared();
+    }
+  }
+  ~MemoryLock() override {
+    if (exclusive) {
+      mutex.unlock();
+    } else {
+      mutex.unlock_shared();
+    }
+  }
+  std::shared_mutex& mutex;
+  bool exclusive;
+};
+}  // namespace
+
+MemoryStore::MemoryStore() : impl_(std::make_unique<Impl>()) {}
+MemoryStore::~MemoryStore() = default;
+
+void MemoryStore::do_put_pages(std::span<const PageRecord> pages) {
+  std::unique_lock guard(impl_->data_mutex);
+  for (const PageRecord& r : pages) impl_->pages.try_emplace(r.root, r.page);
+}
+
+void MemoryStore::do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const {
+  std::shared_lock guard(impl_->data_mutex);
+  for (std::size_t k = 0; k < roots.size(); ++k) {
+    const auto it = impl_->pages.find(roots[k]);
+    out[k] = it == impl_->pages.end() ? PageRef() : it->second;
+  }
+}
+
+bool MemoryStore::do_has_page(const Hash32& root) const {
+  std::shared_lock guard(impl_->data_mutex);
+  return impl_->pages.count(root) != 0;
+}
+
+std::uint64_t MemoryStore::do_page_count() const {
+  std::shared_lock guard(impl_->data_mutex);
+  return impl_->pages.size();
+}
+
+void MemoryStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) {
+  std::unique_lock guard(impl_->data_mutex);
+  impl_->caps.try_emplace(cap_root, record.begin(), record.end());
+}
+
+bool MemoryStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const {
+  std::shared_lock guard(impl_->data_mutex);
+  const auto it = impl_->caps.find(cap_root);
+  if (it == impl_->caps.end()) return false;
+  record = it->second;
+  return true;
+}
+
+void MemoryStore::do_for_each_cap(
+    const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const {
+  std::shared_lock guard(impl_->data_mutex);
+  for (const auto& [root, record] : impl_->caps) fn(root, record);
+}
+
+GcReport MemoryStore::do_gc(std::span<const Hash32> keep) {
+  std::unique_lock guard(impl_->data_mutex);
+  for (const Hash32& root : keep) {
+    if (impl_->caps.count(root) == 0) throw NotFound("MemoryStore::gc: --keep", "cap", root);
+  }
+  const std::set<Hash32> kept(keep.begin(), keep.end());
+  std::unordered_set<Hash32, Hash32Hasher> referenced;
+  std::vector<Hash32> roots;
+  for (const Hash32& root : kept) {
+    roots.clear();
+    record_page_roots(impl_->caps.at(root), roots);
+    referenced.insert(roots.begin(), roots.end());
+  }
+  GcReport report;
+  for (auto it = impl_->caps.begin(); it != impl_->caps.end();) {
+    if (kept.count(it->first) != 0) {
+      ++report.caps_kept;
+      ++it;
+    } else {
+      ++report.caps_removed;
+      it = impl_->caps.erase(it);
+    }
+  }
+  for (auto it = impl_->pages.begin(); it != impl_->pages.end();) {
+    if (referenced.count(it->first) != 0) {
+      ++report.pages_kept;
+      ++it;
+    } else {
+      ++report.pages_removed;
+      it = impl_->pages.erase(it);
+    }
+  }
+  return report;
+}
+
+std::unique_ptr<PageStore::Lock> MemoryStore::lock(bool exclusive) const {
+  return std::make_unique<MemoryLock>(impl_->save_gc_mutex, exclusive);
+}
+
+}  // namespace datacap
