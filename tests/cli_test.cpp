@@ -14,32 +14,12 @@
 #include <string>
 
 #include "datacap/datacap.hpp"
+#include "support/cli_run.hpp"
 #include "support/vectors.hpp"
 
 #ifdef DATACAP_CLI_PATH
 namespace datacap::testing {
 namespace {
-
-struct CliRun {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-// Runs a shell command line; captures stdout and stderr (stderr through a temp file).
-CliRun run(const std::string& args) {
-  const std::string err_path = ::testing::TempDir() + "datacap_cli_err_" + std::to_string(::getpid()) + ".txt";
-  const std::string cmd = std::string(DATACAP_CLI_PATH) + " " + args + " 2>" + err_path;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("popen failed");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  std::ifstream err_file(err_path);
-  std::string err((std::istreambuf_iterator<char>(err_file)), {});
-  return CliRun{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, err};
-}
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 

@@ -59,6 +59,18 @@ DATACAP_API ArchiveInfo write_archive(const DataCap& cap, const std::string& pat
 DATACAP_API OpenedArchive open_archive(const std::string& path,
                                        ArchiveVerify verify = ArchiveVerify::full);
 
+// True when the file at `path` begins with the archive magic (a cheap sniff, not a check).
+// Throws IoError when it cannot be opened.
+DATACAP_API bool is_archive_file(const std::string& path);
+
+// A clean cap of a raw file's bytes, as DataCap::from_bytes_sized(file bytes, size) would give,
+// without copying them: Loaded pages borrow a read-only mapping of the file (kept mapped while
+// any page lives), all-zero pages and holes of sparse files are Empty (holes are not read).
+// Heap use is about 70 bytes per non-zero page. The file must not be changed or truncated
+// while the cap's pages are in use (a truncated mapping faults). Throws IoError (not a regular
+// file, cannot be read), OutOfRange (beyond 2^32 pages). O(file bytes) for the zero scan.
+DATACAP_API DataCap map_raw_file(const std::string& path, std::uint64_t size = 0);
+
 // Full verification of the file; returns its info. Same errors as open_archive.
 DATACAP_API ArchiveInfo verify_archive(const std::string& path);
 

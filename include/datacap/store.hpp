@@ -92,23 +92,36 @@ class DATACAP_API PageStore {
   // Throws NotFound (nothing removed) when a root in `keep` is not a saved cap.
   GcReport gc(std::span<const Hash32> keep);
 
-  // ---- streaming save --------------------------------------------------------------------
-  // Saves a cap given page by page in ascending order, holding at most one batch of pages and
-  // the page table (36 bytes per non-Empty page) in memory: for files larger than memory.
+  // ---- streaming ------------------------------------------------------------------------
+  // Calls fn(page_index, slot) for every non-Empty page of the cap saved under `cap_root`, in
+  // ascending order, holding one batch of pages at a time: Loaded pages are checked against
+  // their recorded roots first; pages the store lacks come as Missing. After the last page the
+  // cap root is recomputed from the record and compared with cap_root. Throws as load_cap —
+  // possibly after some calls to fn, so a caller writing output must discard it on error.
+  void export_cap(const Hash32& cap_root,
+                  const std::function<void(std::uint64_t, const PageSlot&)>& fn) const;
+  // The size of the cap saved under cap_root. Throws NotFound, DecodeError.
+  [[nodiscard]] SavedCap saved_cap(const Hash32& cap_root) const;
+
+  // Saves a cap given page by page in ascending order, holding at most one batch of pages
+  // (64 MiB) and the page table (36 bytes per non-Empty page) in memory: for inputs larger than
+  // memory. Pages are committed batch by batch; the cap exists once finish() returns.
   class DATACAP_API CapWriter {
    public:
-    // Throws OutOfRange when content_len is beyond 2^32 pages.
-    CapWriter(PageStore& store, std::uint64_t content_len);
+    explicit CapWriter(PageStore& store);
     ~CapWriter();
     CapWriter(const CapWriter&) = delete;
     CapWriter& operator=(const CapWriter&) = delete;
-    // Page `page_index` holds `page` (zero pages are recorded as Empty). Throws OutOfRange for an
-    // index >= page count, InvalidArgument when not above the previous index or null.
+    // Page `page_index` holds `page` (an all-zero page is recorded as Empty). Throws
+    // OutOfRange for an index >= 2^32, InvalidArgument when the index is not above the previous
+    // one, the page is null or the writer has finished.
     void add_page(std::uint64_t page_index, const PageRef& page);
-    // Page `page_index` is Missing(hash).
+    // Page `page_index` is Missing(hash). Same errors.
     void add_missing(std::uint64_t page_index, const Hash32& hash);
-    // Stores what is left, commits the record and returns the cap root. Once only.
-    Hash32 finish();
+    // Stores what is left, commits the record of a cap of `content_len` bytes and returns its
+    // root. Throws OutOfRange when content_len is not a page multiple, exceeds 2^32 pages or
+    // does not cover the pages added; InvalidArgument when called twice.
+    Hash32 finish(std::uint64_t content_len);
 
    private:
     struct State;

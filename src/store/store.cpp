@@ -33,6 +33,13 @@ void ensure_roots(std::span<const PageRef> pages) {
   detail::hash_page_roots(todo, Digest::sha256);
 }
 
+// The cap root a builder fed with a cap's pages gives, for any size: the builder rounds a size
+// up to at least one page, but a cap of size 0 (DataCap::empty()) has its own root.
+Hash32 finish_root(CapRootBuilder& builder, std::uint64_t content_len) {
+  if (content_len == 0) return hash_pair(Digest::sha256, size_root(0), Hash32{});
+  return builder.finish(content_len);
+}
+
 }  // namespace
 
 PageStore::~PageStore() = default;
@@ -113,13 +120,10 @@ struct PageStore::CapWriter::State {
     PageRef page;  // null: Missing
     Hash32 hash;   // Missing: its hash
   };
-  State(PageStore& s, std::uint64_t len)
-      : store(s), held(s.lock(false)), content_len(len), page_count(len / PAGE_SIZE) {}
+  explicit State(PageStore& s) : store(s), held(s.lock(false)) {}
 
   PageStore& store;
   std::unique_ptr<PageStore::Lock> held;
-  std::uint64_t content_len;
-  std::uint64_t page_count;
   std::vector<Pending> pending;
   std::vector<std::uint8_t> record;
   std::uint64_t entries = 0;
@@ -130,9 +134,9 @@ struct PageStore::CapWriter::State {
 
   void check_index(const char* context, std::uint64_t page_index) const {
     if (finished) throw InvalidArgument(std::string(context) + ": the writer has finished");
-    if (page_index >= page_count) {
+    if (page_index >= MAX_PAGE_COUNT) {
       throw OutOfRange(std::string(context) + ": page_index " + std::to_string(page_index) +
-                       " >= page_count " + std::to_string(page_count));
+                       " is beyond 2^32 pages");
     }
     if (started && page_index < next_index) {
       throw InvalidArgument(std::string(context) + ": page_index " + std::to_string(page_index) +
@@ -170,13 +174,8 @@ struct PageStore::CapWriter::State {
   }
 };
 
-PageStore::CapWriter::CapWriter(PageStore& store, std::uint64_t content_len) {
-  if (content_len % PAGE_SIZE != 0 || content_len / PAGE_SIZE > MAX_PAGE_COUNT) {
-    throw OutOfRange("CapWriter: content_len " + std::to_string(content_len) +
-                     " is not a page multiple within 2^32 pages");
-  }
-  state_ = std::make_unique<State>(store, content_len);
-  detail::begin_cap_record(state_->record, content_len);
+PageStore::CapWriter::CapWriter(PageStore& store) : state_(std::make_unique<State>(store)) {
+  detail::begin_cap_record(state_->record, 0);
 }
 
 PageStore::CapWriter::~CapWriter() = default;
@@ -184,6 +183,11 @@ PageStore::CapWriter::~CapWriter() = default;
 void PageStore::CapWriter::add_page(std::uint64_t page_index, const PageRef& page) {
   state_->check_index("CapWriter::add_page", page_index);
   if (!page) throw InvalidArgument("CapWriter::add_page: page " + std::to_string(page_index) + " is null");
+  if (page.is_zero()) {  // Empty: no entry (cheaper to see than to hash)
+    state_->next_index = page_index + 1;
+    state_->started = true;
+    return;
+  }
   state_->add({page_index, page, {}});
 }
 
@@ -192,12 +196,19 @@ void PageStore::CapWriter::add_missing(std::uint64_t page_index, const Hash32& h
   state_->add({page_index, PageRef(), hash});
 }
 
-Hash32 PageStore::CapWriter::finish() {
+Hash32 PageStore::CapWriter::finish(std::uint64_t content_len) {
   State& s = *state_;
   if (s.finished) throw InvalidArgument("CapWriter::finish: called twice");
+  if (content_len % PAGE_SIZE != 0 || content_len / PAGE_SIZE > MAX_PAGE_COUNT ||
+      content_len / PAGE_SIZE < s.next_index) {
+    throw OutOfRange("CapWriter::finish: content_len " + std::to_string(content_len) +
+                     " is not a page multiple within 2^32 pages covering the " +
+                     std::to_string(s.next_index) + " pages added");
+  }
   s.flush();
-  s.builder.append_zero_pages(s.page_count - s.builder.page_count());
-  const Hash32 root = s.builder.finish(s.content_len);
+  s.builder.append_zero_pages(content_len / PAGE_SIZE - s.builder.page_count());
+  const Hash32 root = finish_root(s.builder, content_len);
+  detail::put_le64(s.record.data() + 8, content_len);
   detail::end_cap_record(s.record, s.entries);
   s.store.do_put_cap(root, s.record);
   s.finished = true;
@@ -215,7 +226,7 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
   // The root hashes every page on every core and caches the page roots the writer then reuses.
   const Hash32 root = cap.hash_tree_root(Digest::sha256);
   if (has_cap(root)) return root;
-  CapWriter writer(*this, cap.content_len());
+  CapWriter writer(*this);
   cap.backing().for_each_stored([&](std::uint32_t page_index, const PageSlot& slot) {
     if (slot.is_missing()) {
       writer.add_missing(page_index, slot.missing_hash());
@@ -223,47 +234,66 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
       writer.add_page(page_index, slot.page());
     }
   });
-  const Hash32 written = writer.finish();
+  const Hash32 written = writer.finish(cap.content_len());
   if (written != root) {  // the record's root is recomputed from the table: they must agree
     throw IntegrityError("PageStore::save_cap: cap record", 0, root, written);
   }
   return root;
 }
 
-DataCap PageStore::load_cap(const Hash32& cap_root) const {
+SavedCap PageStore::saved_cap(const Hash32& cap_root) const {
   std::vector<std::uint8_t> record;
-  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::load_cap", "cap", cap_root);
+  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::saved_cap", "cap", cap_root);
+  return record_summary(cap_root, record);
+}
+
+void PageStore::export_cap(const Hash32& cap_root,
+                           const std::function<void(std::uint64_t, const PageSlot&)>& fn) const {
+  std::vector<std::uint8_t> record;
+  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::export_cap", "cap", cap_root);
   const detail::CapRecordView view = detail::parse_cap_record(record);
-  PageSlab slab(view.content_len);
+  CapRootBuilder builder(Digest::sha256);
   constexpr std::uint64_t BATCH = 4096;
   std::vector<Hash32> roots;
   std::vector<PageRef> pages;
+  std::vector<PageRef> present;
   for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
     const std::uint64_t n = std::min(BATCH, view.entry_count - first);
     roots.resize(n);
     pages.assign(n, PageRef());
     for (std::uint64_t k = 0; k < n; ++k) roots[k] = view.entry_root(first + k);
     do_get_pages(roots, pages);
-    std::vector<PageRef> present;
+    present.clear();
     for (const PageRef& p : pages) {
       if (p) present.push_back(p);
     }
     ensure_roots(present);
     for (std::uint64_t k = 0; k < n; ++k) {
       const std::uint32_t page_index = view.entry_index(first + k);
-      if (!pages[k]) {
-        slab.set_page_slot(page_index, PageSlot::missing(roots[k]));
-        continue;
+      if (pages[k]) {
+        const Hash32 actual = pages[k].root(Digest::sha256);
+        if (actual != roots[k]) throw IntegrityError("PageStore: cap " + to_hex(cap_root), page_index, roots[k], actual);
       }
-      const Hash32 actual = pages[k].root(Digest::sha256);
-      if (actual != roots[k]) throw IntegrityError("PageStore::load_cap", page_index, roots[k], actual);
-      slab.set_page_slot(page_index, PageSlot::loaded(pages[k]));
+      builder.append_zero_pages(page_index - builder.page_count());
+      builder.append_page_root(roots[k]);
+    }
+    for (std::uint64_t k = 0; k < n; ++k) {
+      fn(view.entry_index(first + k), pages[k] ? PageSlot::loaded(pages[k]) : PageSlot::missing(roots[k]));
     }
   }
-  DataCap cap = DataCap::from_backing(std::move(slab));
-  const Hash32 actual = cap.hash_tree_root(Digest::sha256);
-  if (actual != cap_root) throw IntegrityError("PageStore::load_cap: cap record", 0, cap_root, actual);
-  return cap;
+  builder.append_zero_pages(view.content_len / PAGE_SIZE - builder.page_count());
+  const Hash32 actual = finish_root(builder, view.content_len);
+  if (actual != cap_root) {
+    throw DecodeError("PageStore: cap " + to_hex(cap_root), 0,
+                      "the record's page table has root " + to_hex(actual));
+  }
+}
+
+DataCap PageStore::load_cap(const Hash32& cap_root) const {
+  const SavedCap info = saved_cap(cap_root);
+  PageSlab slab(info.content_len);
+  export_cap(cap_root, [&](std::uint64_t page_index, const PageSlot& slot) { slab.set_page_slot(page_index, slot); });
+  return DataCap::from_backing(std::move(slab));
 }
 
 // ---- hydration ---------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ namespace datacap::cli {
 void add_root_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_archive_commands(CLI::App& app);  // pack, unpack, info, verify
+void add_store_commands(CLI::App& app);    // store put, get, ls, gc
+void add_proof_commands(CLI::App& app);    // proof, verify-proof, diff
 
 // Exit status for failures main() reports: 1 for runtime failures, 2 for usage errors.
 inline constexpr int EXIT_RUNTIME_ERROR = 1;

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   datacap::cli::add_root_command(app);
   datacap::cli::add_demo_command(app);
   datacap::cli::add_archive_commands(app);
+  datacap::cli::add_store_commands(app);
+  datacap::cli::add_proof_commands(app);
   try {
     // CLI11 reports a mistyped command as "a subcommand is required"; name it instead.
     if (argc > 1 && argv[1][0] != '-') {

@@ -1,0 +1,457 @@
+// Page stores (memory and LMDB, one suite for both), saved caps, gc, eliding and hydrating.
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "datacap/datacap.hpp"
+#include "support/seed.hpp"
+#include "support/vectors.hpp"
+
+namespace datacap {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+namespace fs = std::filesystem;
+
+Bytes random_page(std::mt19937_64& rng, std::size_t used = PAGE_SIZE) {
+  Bytes page(PAGE_SIZE, 0);
+  for (std::size_t i = 0; i < used; ++i) page[i] = static_cast<std::uint8_t>(rng());
+  if (used > 0) page[used - 1] |= 1;  // exactly `used` bytes before the zero tail
+  return page;
+}
+
+// A clean cap of n pages: some random, some sharing content with others, some Empty.
+DataCap random_cap(std::mt19937_64& rng, std::uint64_t n, std::vector<Bytes>* pool = nullptr) {
+  DataCap cap = DataCap::zeroed(n * PAGE_SIZE);
+  for (std::uint64_t p = 0; p < n; ++p) {
+    const auto c = rng() % 10;
+    if (c < 2) continue;  // Empty
+    Bytes page = (c < 4 && pool != nullptr && !pool->empty()) ? (*pool)[rng() % pool->size()]
+                                                             : random_page(rng, 1 + rng() % PAGE_SIZE);
+    if (pool != nullptr) pool->push_back(page);
+    cap.put_page(p * PAGE_SIZE, page);
+  }
+  return cap;
+}
+
+Bytes bytes_of(const DataCap& cap) {
+  Bytes out(cap.content_len());
+  cap.copy_into(0, out);
+  return out;
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("datacap_store_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+enum class Kind { memory, lmdb };
+
+class Store : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override { reopen(); }
+  void TearDown() override {
+    store_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  // LMDB: closes and opens the same directory (what persists); memory: keeps the store.
+  void reopen() {
+    if (GetParam() == Kind::memory) {
+      if (!store_) store_ = std::make_unique<MemoryStore>();
+      return;
+    }
+    if (dir_.empty()) dir_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    store_.reset();
+    store_ = std::make_unique<LmdbStore>(dir_.string());
+  }
+  PageStore& store() { return *store_; }
+
+  fs::path dir_;
+  std::unique_ptr<PageStore> store_;
+};
+
+TEST_P(Store, PagesAreKeyedByTheirRootAndStoredOnce) {
+  std::mt19937_64 rng(testing::env_seed(31));
+  // Lengths around the split LMDB makes at 4080 bytes, and a zero page.
+  for (const std::size_t used : {0u, 1u, 100u, 4079u, 4080u, 4081u, 4095u, 4096u}) {
+    SCOPED_TRACE("used " + std::to_string(used));
+    const Bytes bytes = random_page(rng, used);
+    const PageRef page = PageRef::copy_of(bytes);
+    const Hash32 root = store().put(page);
+    EXPECT_EQ(root, page_root(Digest::sha256, bytes));
+    EXPECT_TRUE(store().has(root));
+    const std::uint64_t count = store().page_count();
+    EXPECT_EQ(store().put(PageRef::copy_of(bytes)), root);  // same content, another object
+    EXPECT_EQ(store().page_count(), count);
+    reopen();
+    const PageRef back = store().get(root);
+    ASSERT_TRUE(back);
+    EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), back.data()));
+  }
+  Hash32 absent{};
+  absent[0] = 0x42;
+  EXPECT_FALSE(store().has(absent));
+  EXPECT_FALSE(store().get(absent));
+  // Batched forms.
+  std::vector<PageRef> pages;
+  for (int i = 0; i < 50; ++i) pages.push_back(PageRef::copy_of(random_page(rng)));
+  pages.push_back(pages[3]);  // a duplicate inside one batch
+  std::vector<Hash32> roots(pages.size());
+  store().put_many(pages, roots);
+  std::vector<PageRef> got(roots.size());
+  store().get_many(roots, got);
+  for (std::size_t k = 0; k < pages.size(); ++k) {
+    ASSERT_TRUE(got[k]);
+    EXPECT_TRUE(std::equal(pages[k].data(), pages[k].data() + PAGE_SIZE, got[k].data()));
+  }
+  EXPECT_THROW(store().put_many(pages, std::span<Hash32>(roots).first(3)), InvalidArgument);
+  EXPECT_THROW(store().get_many(roots, std::span<PageRef>(got).first(3)), InvalidArgument);
+  EXPECT_THROW((void)store().put(PageRef()), InvalidArgument);
+}
+
+TEST_P(Store, SavedCapsLoadBackByRootWithTheirBytes) {
+  std::mt19937_64 rng(testing::env_seed(37));
+  std::vector<Bytes> pool;
+  std::vector<std::pair<Hash32, Bytes>> saved;
+  for (const std::uint64_t n : {1u, 2u, 64u, 65u, 300u, 4100u}) {
+    const DataCap cap = random_cap(rng, n, &pool);
+    const Hash32 root = store().save_cap(cap);
+    EXPECT_EQ(root, cap.hash_tree_root());
+    EXPECT_TRUE(store().has_cap(root));
+    saved.emplace_back(root, bytes_of(cap));
+  }
+  // The SPEC vectors too (a 2^20-page sparse cap among them).
+  for (const auto& row : testing::read_manifest()) {
+    const DataCap cap = DataCap::from_bytes_sized(testing::read_file(testing::vectors_dir() + "/" + row.file), row.size_arg);
+    EXPECT_EQ(to_hex(store().save_cap(cap)), row.sha256_root) << row.file;
+  }
+  // The empty cap (size 0) has a root of its own.
+  const Hash32 empty_root = store().save_cap(DataCap::empty());
+  EXPECT_EQ(empty_root, DataCap::empty().hash_tree_root());
+  EXPECT_EQ(store().load_cap(empty_root).content_len(), 0u);
+  const std::uint64_t pages = store().page_count();
+  for (const auto& [root, bytes] : saved) {
+    const DataCap again = DataCap::from_bytes(bytes);  // same content, no shared objects
+    EXPECT_EQ(store().save_cap(again), root);
+  }
+  EXPECT_EQ(store().page_count(), pages) << "saving equal content stored new pages";
+  reopen();
+  for (const auto& [root, bytes] : saved) {
+    const DataCap cap = store().load_cap(root);
+    EXPECT_EQ(cap.hash_tree_root(), root);
+    EXPECT_EQ(bytes_of(cap), bytes);
+    EXPECT_TRUE(cap.missing_pages().empty());
+  }
+  for (const auto& row : testing::read_manifest()) {
+    EXPECT_EQ(to_hex(store().load_cap(hash_from_hex(row.sha256_root)).hash_tree_root()), row.sha256_root);
+  }
+  const std::vector<SavedCap> listed = store().list_caps();
+  EXPECT_TRUE(std::is_sorted(listed.begin(), listed.end(),
+                             [](const SavedCap& a, const SavedCap& b) { return a.root < b.root; }));
+  for (const auto& [root, bytes] : saved) {
+    const auto it = std::find_if(listed.begin(), listed.end(), [&](const SavedCap& c) { return c.root == root; });
+    ASSERT_NE(it, listed.end());
+    EXPECT_EQ(it->content_len, bytes.size());
+  }
+}
+
+TEST_P(Store, MissingPagesAreRecordedByHashAndLoadWhenTheStoreHasThem) {
+  std::mt19937_64 rng(testing::env_seed(41));
+  DataCap cap = random_cap(rng, 40);
+  const Hash32 root = cap.hash_tree_root();
+  const Bytes bytes = bytes_of(cap);
+  std::vector<std::uint64_t> loaded;
+  cap.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { loaded.push_back(p); });
+  ASSERT_GE(loaded.size(), 4u);
+  DataCap partial = cap;
+  partial.elide_pages(std::span<const std::uint64_t>(loaded).first(3));
+  EXPECT_EQ(store().save_cap(partial), root);  // the elided pages are recorded by hash only
+  reopen();
+  DataCap back = store().load_cap(root);
+  EXPECT_EQ(back.hash_tree_root(), root);
+  EXPECT_EQ(back.missing_pages(), std::vector<std::uint64_t>(loaded.begin(), loaded.begin() + 3));
+  // Once the store has the elided pages' bytes, loading gives them back Loaded.
+  for (int k = 0; k < 3; ++k) (void)store().put(cap.page_slot(loaded[static_cast<std::size_t>(k)]).page());
+  back = store().load_cap(root);
+  EXPECT_TRUE(back.missing_pages().empty());
+  EXPECT_EQ(bytes_of(back), bytes);
+}
+
+TEST_P(Store, GcKeepsNamedCapsAndTheirPagesOnly) {
+  std::mt19937_64 rng(testing::env_seed(43));
+  std::vector<Bytes> pool;
+  const DataCap a = random_cap(rng, 200, &pool);
+  const DataCap b = random_cap(rng, 300, &pool);  // shares some pages with a
+  const DataCap c = random_cap(rng, 100, &pool);
+  const Hash32 ra = store().save_cap(a), rb = store().save_cap(b), rc = store().save_cap(c);
+  (void)store().put(PageRef::copy_of(random_page(rng)));  // a page no cap references
+  Hash32 unknown{};
+  unknown[1] = 9;
+  const std::uint64_t before = store().page_count();
+  const std::vector<Hash32> bad = {ra, unknown};
+  EXPECT_THROW((void)store().gc(bad), NotFound);
+  EXPECT_EQ(store().page_count(), before);
+  EXPECT_EQ(store().list_caps().size(), 3u);
+
+  const std::vector<Hash32> keep = {rb, rb, ra};
+  const GcReport report = store().gc(keep);
+  EXPECT_EQ(report.caps_kept, 2u);
+  EXPECT_EQ(report.caps_removed, 1u);
+  EXPECT_EQ(report.pages_kept + report.pages_removed, before);
+  std::set<Hash32> referenced;
+  for (const DataCap* cap : {&a, &b}) {
+    cap->backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { referenced.insert(s.root()); });
+  }
+  EXPECT_EQ(report.pages_kept, referenced.size());
+  EXPECT_EQ(store().page_count(), referenced.size());
+  EXPECT_FALSE(store().has_cap(rc));
+  reopen();
+  EXPECT_EQ(bytes_of(store().load_cap(ra)), bytes_of(a));
+  EXPECT_EQ(bytes_of(store().load_cap(rb)), bytes_of(b));
+  EXPECT_THROW((void)store().load_cap(rc), NotFound);
+  // Keeping nothing empties the store.
+  const GcReport all = store().gc({});
+  EXPECT_EQ(all.caps_removed, 2u);
+  EXPECT_EQ(store().page_count(), 0u);
+  EXPECT_TRUE(store().list_caps().empty());
+}
+
+TEST_P(Store, ErrorsAreTyped) {
+  std::mt19937_64 rng(testing::env_seed(47));
+  DataCap cap = random_cap(rng, 5);
+  Hash32 unknown{};
+  unknown[2] = 7;
+  try {
+    (void)store().load_cap(unknown);
+    ADD_FAILURE() << "no NotFound";
+  } catch (const NotFound& e) {
+    EXPECT_EQ(e.key(), unknown);
+    EXPECT_EQ(e.kind(), ErrorKind::not_found);
+    EXPECT_NE(std::string(e.what()).find(to_hex(unknown)), std::string::npos);
+  }
+  DataCap dirty = cap;
+  dirty.write(1, Bytes{1});
+  EXPECT_THROW((void)store().save_cap(dirty), DirtyCap);
+  PageStore::CapWriter writer(store());
+  const Bytes page2 = random_page(rng);
+  writer.add_page(2, PageRef::copy_of(page2));
+  EXPECT_THROW(writer.add_page(2, PageRef::copy_of(random_page(rng))), InvalidArgument);
+  EXPECT_THROW(writer.add_page(1, PageRef::copy_of(random_page(rng))), InvalidArgument);
+  EXPECT_THROW(writer.add_page(MAX_PAGE_COUNT, PageRef::copy_of(random_page(rng))), OutOfRange);
+  EXPECT_THROW(writer.add_page(3, PageRef()), InvalidArgument);
+  writer.add_page(3, PageRef::copy_of(Bytes(PAGE_SIZE, 0)));  // recorded as Empty
+  EXPECT_THROW((void)writer.finish(4 * PAGE_SIZE + 1), OutOfRange);
+  EXPECT_THROW((void)writer.finish(3 * PAGE_SIZE), OutOfRange);  // does not cover page 3
+  const Hash32 root = writer.finish(6 * PAGE_SIZE);
+  EXPECT_THROW((void)writer.finish(6 * PAGE_SIZE), InvalidArgument);
+  EXPECT_THROW(writer.add_page(5, PageRef::copy_of(page2)), InvalidArgument);
+  const std::vector<SparsePage> sparse = {{2, page2}};
+  EXPECT_EQ(root, DataCap::from_sparse_pages(6 * PAGE_SIZE, sparse).hash_tree_root());
+  EXPECT_EQ(store().saved_cap(root).page_entries, 1u);
+  EXPECT_THROW((void)store().saved_cap(unknown), NotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothStores, Store, ::testing::Values(Kind::memory, Kind::lmdb),
+                         [](const auto& info) { return info.param == Kind::memory ? "Memory" : "Lmdb"; });
+
+// ---- damaged stores --------------------------------------------------------------------------
+
+// Overwrites a value in one of the store's LMDB databases, as a damaged disk or a bug would.
+void poke_lmdb(const fs::path& dir, const char* db, const Hash32& key, const Bytes& value) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 4);
+  mdb_env_set_mapsize(env, std::size_t{1} << 40);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644), 0);
+  MDB_txn* txn = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<std::uint8_t*>(key.data())};
+  MDB_val v{value.size(), const_cast<std::uint8_t*>(value.data())};
+  ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+TEST(LmdbStore, DamagedPagesAndRecordsAreTypedErrors) {
+  std::mt19937_64 rng(testing::env_seed(53));
+  const fs::path dir = fresh_dir("damaged");
+  const DataCap cap = random_cap(rng, 20);
+  Hash32 root, victim;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(cap);
+    cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { victim = s.root(); });
+  }
+  poke_lmdb(dir, "pages", victim, Bytes(100, 0xAB));
+  {
+    LmdbStore store(dir.string());
+    try {
+      (void)store.load_cap(root);
+      ADD_FAILURE() << "no IntegrityError";
+    } catch (const IntegrityError& e) {
+      EXPECT_EQ(e.expected(), victim);
+      EXPECT_EQ(e.kind(), ErrorKind::integrity);
+    }
+  }
+  poke_lmdb(dir, "caps", root, Bytes(30, 1));
+  {
+    LmdbStore store(dir.string());
+    EXPECT_THROW((void)store.load_cap(root), DecodeError);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, OpeningErrorsAreTyped) {
+  const fs::path dir = fresh_dir("open");
+  EXPECT_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}), IoError);
+  { LmdbStore created(dir.string()); }
+  EXPECT_NO_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
+  // A file where the directory should be.
+  const fs::path file = dir / "plain";
+  { std::ofstream(file) << "x"; }
+  EXPECT_THROW(LmdbStore(file.string()), IoError);
+  fs::remove_all(dir);
+}
+
+// ---- eliding and hydrating --------------------------------------------------------------------
+
+// A store that answers with other bytes than it was asked for.
+class LyingStore final : public PageStore {
+ public:
+  explicit LyingStore(PageRef answer) : answer_(std::move(answer)) {}
+
+ protected:
+  void do_put_pages(std::span<const PageRecord>) override {}
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override {
+    for (std::size_t k = 0; k < roots.size(); ++k) out[k] = honest_.get(roots[k]);
+    if (!out.empty()) out[out.size() / 2] = answer_;
+  }
+  bool do_has_page(const Hash32&) const override { return true; }
+  std::uint64_t do_page_count() const override { return 0; }
+  void do_put_cap(const Hash32&, std::span<const std::uint8_t>) override {}
+  bool do_get_cap(const Hash32&, std::vector<std::uint8_t>&) const override { return false; }
+  void do_for_each_cap(const std::function<void(const Hash32&, std::span<const std::uint8_t>)>&) const override {}
+  GcReport do_gc(std::span<const Hash32>) override { return {}; }
+  std::unique_ptr<Lock> lock(bool) const override { return std::make_unique<Lock>(); }
+
+ public:
+  MemoryStore honest_;
+  PageRef answer_;
+};
+
+TEST(Hydrate, ElidingKeepsTheRootAndHydratingRestoresTheBytes) {
+  std::mt19937_64 rng(testing::env_seed(59));
+  const DataCap full = random_cap(rng, 700);
+  const Hash32 root = full.hash_tree_root();
+  const Bytes bytes = bytes_of(full);
+  MemoryStore store;
+  (void)store.save_cap(full);
+
+  DataCap partial = full;  // shares the backing: eliding must not show in `full`
+  std::vector<std::uint64_t> chosen;
+  for (std::uint64_t p = 0; p < 700; p += 3) chosen.push_back(p);
+  partial.elide_pages(chosen);
+  EXPECT_EQ(partial.hash_tree_root(), root);
+  EXPECT_EQ(bytes_of(full), bytes);
+  EXPECT_TRUE(full.missing_pages().empty());
+  std::vector<std::uint64_t> expect_missing;
+  for (std::uint64_t p : chosen) {
+    if (full.page_slot(p).is_loaded()) expect_missing.push_back(p);
+  }
+  EXPECT_EQ(partial.missing_pages(), expect_missing);
+  for (std::uint64_t p : expect_missing) {
+    EXPECT_EQ(partial.page_slot(p).missing_hash(), full.page_slot(p).root());
+  }
+  Bytes out(PAGE_SIZE);
+  EXPECT_THROW(partial.copy_into(expect_missing[0] * PAGE_SIZE, out), MissingPage);
+  // flush keeps Missing pages.
+  EXPECT_EQ(partial.flush().missing_pages(), expect_missing);
+
+  // Hydrate part, then the rest.
+  const std::vector<std::uint64_t> some(expect_missing.begin(), expect_missing.begin() + 10);
+  const DataCap before_hydrate = partial;
+  HydrateReport r = hydrate(partial, store, some);
+  EXPECT_EQ(r.hydrated, 10u);
+  EXPECT_EQ(r.still_missing, 0u);
+  EXPECT_EQ(partial.missing_pages().size(), expect_missing.size() - 10);
+  EXPECT_EQ(before_hydrate.missing_pages(), expect_missing);  // a copy is untouched
+  r = hydrate(partial, store);
+  EXPECT_EQ(r.hydrated, expect_missing.size() - 10);
+  EXPECT_TRUE(partial.missing_pages().empty());
+  EXPECT_EQ(bytes_of(partial), bytes);
+  EXPECT_EQ(partial.hash_tree_root(), root);
+  // BLAKE2b roots agree again once every page is Loaded.
+  EXPECT_EQ(partial.hash_tree_root(Digest::blake2b256), full.hash_tree_root(Digest::blake2b256));
+}
+
+TEST(Hydrate, PagesTheStoreLacksStayMissing) {
+  std::mt19937_64 rng(testing::env_seed(61));
+  DataCap cap = random_cap(rng, 50);
+  const Hash32 root = cap.hash_tree_root();
+  MemoryStore store;
+  std::vector<std::uint64_t> all;
+  cap.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { all.push_back(p); });
+  (void)store.put(cap.page_slot(all[0]).page());
+  cap.elide_pages(all);
+  const HydrateReport r = hydrate(cap, store);
+  EXPECT_EQ(r.hydrated, 1u);
+  EXPECT_EQ(r.still_missing, all.size() - 1);
+  EXPECT_EQ(cap.hash_tree_root(), root);
+}
+
+TEST(Hydrate, AStoreReturningWrongBytesChangesNothing) {
+  std::mt19937_64 rng(testing::env_seed(67));
+  const DataCap full = random_cap(rng, 100);
+  LyingStore store(PageRef::copy_of(random_page(rng)));
+  (void)store.honest_.save_cap(full);
+  DataCap cap = full;
+  std::vector<std::uint64_t> all;
+  full.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { all.push_back(p); });
+  cap.elide_pages(all);
+  const std::vector<std::uint64_t> missing = cap.missing_pages();
+  try {
+    (void)hydrate(cap, store);
+    ADD_FAILURE() << "no IntegrityError";
+  } catch (const IntegrityError& e) {
+    EXPECT_EQ(e.page_index(), missing[missing.size() / 2]);
+  }
+  EXPECT_EQ(cap.missing_pages(), missing) << "a page was resolved despite the error";
+  EXPECT_EQ(cap.hash_tree_root(), full.hash_tree_root());
+}
+
+TEST(Hydrate, DirtyPagesAreElidedAndResolvedInTheOverlay) {
+  std::mt19937_64 rng(testing::env_seed(71));
+  const DataCap base = random_cap(rng, 30);
+  DataCap cap = base;
+  const Bytes page = random_page(rng);
+  cap.write_page(5 * PAGE_SIZE, page);
+  const Hash32 flushed_root = cap.flush().hash_tree_root();
+  const std::vector<std::uint64_t> five = {5};
+  cap.elide_pages(five);
+  EXPECT_TRUE(cap.is_dirty(5));
+  EXPECT_TRUE(cap.page_slot(5).is_missing());
+  EXPECT_EQ(cap.flush().hash_tree_root(), flushed_root);
+  const std::vector<DataCap::ResolvedPage> wrong = {{5, PageRef::copy_of(random_page(rng))}};
+  EXPECT_THROW(cap.resolve_missing(wrong), IntegrityError);
+  const std::vector<DataCap::ResolvedPage> right = {{5, PageRef::copy_of(page)}};
+  cap.resolve_missing(right);
+  EXPECT_TRUE(cap.page_slot(5).is_loaded());
+  EXPECT_EQ(cap.flush().hash_tree_root(), flushed_root);
+  // Misuse.
+  const std::vector<std::uint64_t> past = {30};
+  EXPECT_THROW(cap.elide_pages(past), OutOfRange);
+  EXPECT_THROW(cap.resolve_missing(right), InvalidArgument);  // page 5 is Loaded now
+  const std::vector<DataCap::ResolvedPage> past_end = {{30, PageRef::copy_of(page)}};
+  EXPECT_THROW(cap.resolve_missing(past_end), OutOfRange);
+  EXPECT_THROW((void)hydrate(cap, MemoryStore(), past), OutOfRange);
+}
+
+}  // namespace
+}  // namespace datacap

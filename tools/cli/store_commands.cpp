@@ -1,0 +1,186 @@
+// datacap store put FILE... --db DIR [--size BYTES]   prints each file's cap root once it is saved
+// datacap store get ROOT --db DIR -o FILE              writes the saved cap's bytes (full size)
+// datacap store ls --db DIR                            one line per saved cap: root size pages
+// datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
+//
+// put and get stream: memory holds one batch of pages (64 MiB) and the page table (36 bytes
+// per non-zero page), whatever the file's size.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "cli/file_source.hpp"
+#include "cli/progress.hpp"
+#include "datacap/datacap.hpp"
+
+namespace datacap::cli {
+namespace {
+
+// The cap size `datacap root FILE --size S` uses: max(len, S) rounded up to a page, ≥ 1 page.
+std::uint64_t cap_size(std::uint64_t len, std::uint64_t size) {
+  const std::uint64_t wanted = std::max(len, size);
+  const std::uint64_t pages = std::max<std::uint64_t>(1, wanted / PAGE_SIZE + (wanted % PAGE_SIZE != 0 ? 1 : 0));
+  if (pages > MAX_PAGE_COUNT) {
+    throw OutOfRange("size " + std::to_string(wanted) + " is beyond 2^32 pages");
+  }
+  return pages * PAGE_SIZE;
+}
+
+Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
+  PageStore::CapWriter writer(store);
+  Progress progress("store put", input_size_hint(path));
+  std::uint64_t next_page = 0;
+  PageStreamCallbacks cb;
+  cb.on_pages = [&](std::span<const std::uint8_t> bytes) {
+    for (std::size_t at = 0; at < bytes.size(); at += PAGE_SIZE) {
+      const auto page = bytes.subspan(at, std::min<std::size_t>(PAGE_SIZE, bytes.size() - at));
+      writer.add_page(next_page++, PageRef::copy_of(page));
+    }
+  };
+  cb.on_zero_pages = [&](std::uint64_t n) { next_page += n; };
+  cb.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
+  const std::uint64_t len = stream_pages(path, cb);
+  progress.finish();
+  return writer.finish(cap_size(len, size));
+}
+
+// A file written through a temporary name and renamed into place only when complete.
+class OutputFile {
+ public:
+  explicit OutputFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-" + std::to_string(::getpid())) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IoError(tmp_, std::string("cannot create: ") + std::strerror(errno));
+  }
+  ~OutputFile() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(tmp_.c_str());
+    }
+  }
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  void write_at(std::uint64_t offset, const std::uint8_t* p, std::size_t n) {
+    auto off = static_cast<off_t>(offset);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd_, p, n, off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail("write failed");
+      p += w;
+      off += w;
+      n -= static_cast<std::size_t>(w);
+    }
+  }
+  void finish(std::uint64_t size) {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) fail("cannot size the output");
+    if (::fsync(fd_) != 0) fail("fsync failed");
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const std::string message = std::strerror(errno);
+      ::unlink(tmp_.c_str());
+      throw IoError(path_, "cannot rename into place: " + message);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) { throw IoError(path_, what + ": " + std::strerror(errno)); }
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+LmdbStore open_store(const std::string& db, bool create) {
+  return LmdbStore(db, LmdbOptions{std::uint64_t{1} << 40, create});
+}
+
+}  // namespace
+
+void add_store_commands(CLI::App& app) {
+  CLI::App* store = app.add_subcommand("store", "A content-addressed page store (LMDB) of saved caps");
+  store->require_subcommand(1);
+  {
+    struct Options {
+      std::vector<std::string> files;
+      std::string db;
+      std::uint64_t size = 0;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* cmd = store->add_subcommand("put", "Save each FILE as a cap; print its root when it is saved");
+    cmd->add_option("FILE", o->files, "input files; '-' reads standard input")->required();
+    cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
+    cmd->add_option("--size", o->size, "logical size in bytes of each cap (at least the file's length)");
+    cmd->callback([o] {
+      LmdbStore s(o->db);
+      for (const std::string& file : o->files) {
+        const Hash32 root = put_file(s, file, o->size);
+        // Printed only after the record is committed: a printed root is a saved cap.
+        std::printf("%s\n", to_hex(root).c_str());
+        std::fflush(stdout);
+      }
+    });
+  }
+  {
+    struct Options {
+      std::string root, db, out;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* cmd = store->add_subcommand("get", "Write the cap saved under ROOT to FILE (its full size)");
+    cmd->add_option("ROOT", o->root, "cap root, 64 hex characters")->required();
+    cmd->add_option("--db", o->db, "store directory")->required();
+    cmd->add_option("-o,--output", o->out, "file to write")->required();
+    cmd->callback([o] {
+      const Hash32 root = hash_from_hex(o->root);
+      const LmdbStore s = open_store(o->db, false);
+      const SavedCap info = s.saved_cap(root);
+      OutputFile out(o->out);
+      Progress progress("store get", info.content_len);
+      s.export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
+        if (slot.is_missing()) throw MissingPage("store get", static_cast<std::uint32_t>(page_index), slot.missing_hash());
+        out.write_at(page_index * PAGE_SIZE, slot.page().data(), PAGE_SIZE);
+        progress.update(page_index * PAGE_SIZE);
+      });
+      progress.finish();
+      out.finish(info.content_len);
+    });
+  }
+  {
+    auto db = std::make_shared<std::string>();
+    CLI::App* cmd = store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
+    cmd->add_option("--db", *db, "store directory")->required();
+    cmd->callback([db] {
+      const LmdbStore s = open_store(*db, false);
+      for (const SavedCap& c : s.list_caps()) {
+        std::printf("%s %llu %llu\n", to_hex(c.root).c_str(), static_cast<unsigned long long>(c.content_len),
+                    static_cast<unsigned long long>(c.page_entries));
+      }
+      std::fprintf(stderr, "%llu pages stored\n", static_cast<unsigned long long>(s.page_count()));
+    });
+  }
+  {
+    struct Options {
+      std::string db;
+      std::vector<std::string> keep;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* cmd = store->add_subcommand("gc", "Keep the named caps and their pages; remove every other cap and page");
+    cmd->add_option("--db", o->db, "store directory")->required();
+    cmd->add_option("--keep", o->keep, "cap roots to keep (at least one; every other cap is removed)")->required();
+    cmd->callback([o] {
+      std::vector<Hash32> keep;
+      for (const std::string& hex : o->keep) keep.push_back(hash_from_hex(hex));
+      LmdbStore s = open_store(o->db, false);
+      const GcReport r = s.gc(keep);
+      std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
+                  static_cast<unsigned long long>(r.caps_kept), static_cast<unsigned long long>(r.pages_kept),
+                  static_cast<unsigned long long>(r.caps_removed), static_cast<unsigned long long>(r.pages_removed));
+    });
+  }
+}
+
+}  // namespace datacap::cli
