@@ -13,6 +13,7 @@
 
 #include "datacap/datacap.hpp"
 #include "archive/archive_internal.hpp"
+#include "store/record.hpp"
 
 #include <cstring>
 #include <new>
@@ -87,6 +88,72 @@ inline void archive_input(std::span<const std::uint8_t> data) {
     }
     file->release();
   }
+}
+
+// A saved cap's record as a store hands it back (a damaged disk, a foreign writer): a typed
+// DecodeError, or a record whose re-encoding is the same bytes.
+inline void cap_record_input(std::span<const std::uint8_t> data) {
+  detail::CapRecordView view;
+  try {
+    view = detail::parse_cap_record(data);
+  } catch (const DecodeError&) {
+    return;
+  }
+  std::vector<std::uint8_t> again;
+  detail::begin_cap_record(again, view.content_len);
+  for (std::uint64_t k = 0; k < view.entry_count; ++k) {
+    detail::append_cap_record_entry(again, view.entry_index(k), view.entry_root(k));
+  }
+  detail::end_cap_record(again, view.entry_count);
+  check(again.size() == data.size() && std::memcmp(again.data(), data.data(), data.size()) == 0);
+  const SavedCap summary = PageStore::record_summary(Hash32{}, data);
+  check(summary.content_len == view.content_len && summary.page_entries == view.entry_count);
+}
+
+// Proofs from an untrusted peer: verification returns true or false, never crashes or throws,
+// and a proof it accepts for some root is rejected for any other root.
+inline void proof_input(std::span<const std::uint8_t> data) {
+  if (data.size() < 12) return;
+  auto take64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | data[at + static_cast<std::size_t>(i)];
+    return v;
+  };
+  // Sizes from tiny to 2^32 pages (and malformed ones), indices anywhere.
+  const std::uint64_t mask = (data[8] & 1) != 0 ? ~std::uint64_t{0} : ~std::uint64_t{0xFFF};
+  const std::uint64_t content_len = (take64(0) % (std::uint64_t{1} << 45)) & mask;
+  const std::size_t leaves = 1 + data[9] % 8;
+  std::size_t at = 12;
+  auto take_hash = [&] {
+    Hash32 h{};
+    for (std::size_t i = 0; i < 32 && at < data.size(); ++i) h[i] = data[at++];
+    return h;
+  };
+  MultiProof multi;
+  multi.content_len = content_len;
+  for (std::size_t k = 0; k < leaves && at + 4 <= data.size(); ++k) {
+    const std::uint64_t index = data[at] | data[at + 1] << 8 | data[at + 2] << 16 | std::uint64_t{data[at + 3]} << 24;
+    at += 4;
+    multi.page_indices.push_back(index);
+    multi.leaves.push_back(take_hash());
+  }
+  while (at < data.size() && multi.helpers.size() < 64) multi.helpers.push_back(take_hash());
+  const Hash32 root = multi.helpers.empty() ? Hash32{} : multi.helpers.front();
+  Hash32 other = root;
+  other[0] ^= 1;
+  if (verify_multiproof(multi, root)) check(!verify_multiproof(multi, other));
+  PageProof single;
+  single.content_len = content_len;
+  single.page_index = multi.page_indices.empty() ? 0 : multi.page_indices.front();
+  single.leaf = multi.leaves.empty() ? Hash32{} : multi.leaves.front();
+  single.branch = multi.helpers;
+  if (verify_page_proof(single, root)) check(!verify_page_proof(single, other));
+  RangeProof range;
+  range.offset = take64(0) % (content_len + 1);
+  range.length = data[10];
+  range.pages = multi;
+  range.page_bytes.assign(multi.page_indices.size() * PAGE_SIZE, data[11]);
+  (void)verify_range_proof(range, root);
 }
 
 }  // namespace datacap::fuzz

@@ -33,6 +33,8 @@ std::size_t replay(const std::string& target, void (*fn)(std::span<const std::ui
 TEST(FuzzReplay, PageSlot) { EXPECT_GE(replay("page_slot", page_slot_input), 3u); }
 TEST(FuzzReplay, Archive) { EXPECT_GE(replay("archive", archive_input), 2u); }
 TEST(FuzzReplay, DataDesc) { EXPECT_GE(replay("data_desc", data_desc_input), 2u); }
+TEST(FuzzReplay, CapRecord) { EXPECT_GE(replay("cap_record", cap_record_input), 3u); }
+TEST(FuzzReplay, Proof) { EXPECT_GE(replay("proof", proof_input), 2u); }
 
 }  // namespace
 }  // namespace datacap::fuzz

@@ -103,8 +103,8 @@ class DATACAP_API PageStore {
   // The size of the cap saved under cap_root. Throws NotFound, DecodeError.
   [[nodiscard]] SavedCap saved_cap(const Hash32& cap_root) const;
 
-  // Saves a cap given page by page in ascending order, holding at most one batch of pages
-  // (64 MiB) and the page table (36 bytes per non-Empty page) in memory: for inputs larger than
+  // Saves a cap given page by page in ascending order, holding at most two batches of pages
+  // (64 MiB each: one being hashed, one being written) and the page table (36 bytes per non-Empty page) in memory: for inputs larger than
   // memory. Pages are committed batch by batch; the cap exists once finish() returns.
   class DATACAP_API CapWriter {
    public:
@@ -145,6 +145,7 @@ class DATACAP_API PageStore {
   virtual std::uint64_t do_page_count() const = 0;
   // Stores a cap record (encoded) under its root, atomically; a root already present is kept.
   virtual void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) = 0;
+  virtual bool do_has_cap(const Hash32& cap_root) const = 0;
   // The record under cap_root, or false.
   virtual bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const = 0;
   // Every (root, record), ordered by root.
@@ -180,6 +181,7 @@ class DATACAP_API MemoryStore final : public PageStore {
   bool do_has_page(const Hash32& root) const override;
   std::uint64_t do_page_count() const override;
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
+  bool do_has_cap(const Hash32& cap_root) const override;
   bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override;
   void do_for_each_cap(
       const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override;
@@ -216,6 +218,7 @@ class DATACAP_API LmdbStore final : public PageStore {
   bool do_has_page(const Hash32& root) const override;
   std::uint64_t do_page_count() const override;
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
+  bool do_has_cap(const Hash32& cap_root) const override;
   bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override;
   void do_for_each_cap(
       const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override;

@@ -116,6 +116,10 @@ void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std:
 // core when there are many.
 void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest);
 
+// True when the tree's root node has its hashes under `digest` computed (so the pages root is
+// known in O(1)); an empty tree counts as computed.
+bool tree_root_cached(const TreeNode* root, Digest digest) noexcept;
+
 // The root of the subtree of height `height` (0: one page) whose pages are
 // [index·2^height, (index+1)·2^height), from cached hashes (computed first if needed).
 // REQUIRES height ≤ 6·levels.

@@ -1,10 +1,12 @@
 // LmdbStore: pages, cap records and a format marker in one LMDB environment.
 //
-// Databases: "pages" (page root → the page's bytes trimmed of trailing zeros, at most
-// PAGE_HEAD bytes), "tails" (page root → the rest, ≤ 16 bytes, only for pages longer than
-// PAGE_HEAD), "caps" (cap root → record, see store/record.hpp), "meta" ("format" → FORMAT).
+// Databases: "pages", "caps" (cap root → record, see store/record.hpp), "meta" ("format" →
+// FORMAT). A page is its bytes trimmed of trailing zeros, split at PAGE_HEAD: the key is its
+// root followed by the bytes past PAGE_HEAD (none to 16), the value the first ≤ PAGE_HEAD bytes.
 // LMDB stores a value larger than half a page on its own overflow pages behind a 16-byte page
-// header, so a whole 4096-byte value would take two 4 KiB pages; split at PAGE_HEAD it takes one.
+// header, so a whole 4096-byte value would take two 4 KiB pages; split, it takes one, and the
+// tail rides in the key at no extra lookup. A page is found by its root with a range search
+// (the first key at or after the root, checked to start with it).
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/file.h>
@@ -55,7 +57,7 @@ Hash32 hash_of(const MDB_val& v) {
 struct LmdbStore::Impl {
   std::string path;
   MDB_env* env = nullptr;
-  MDB_dbi pages = 0, tails = 0, caps = 0, meta = 0;
+  MDB_dbi pages = 0, caps = 0, meta = 0;
 
   [[noreturn]] void fail(const std::string& what, int rc) const {
     std::string message = what + ": " + mdb_strerror(rc);
@@ -95,31 +97,29 @@ struct LmdbStore::Impl {
     Cursor& operator=(const Cursor&) = delete;
   };
 
-  // Reads the page under `root` inside `txn`; null when absent.
-  PageRef read_page(MDB_txn* txn, const Hash32& root) const {
-    MDB_val key = key_of(root);
-    MDB_val head;
-    int rc = mdb_get(txn, pages, &key, &head);
-    if (rc == MDB_NOTFOUND) return PageRef();
-    check(rc, "read page");
-    MDB_val tail{0, nullptr};
-    if (head.mv_size == PAGE_HEAD) {
-      rc = mdb_get(txn, tails, &key, &tail);
-      if (rc == MDB_NOTFOUND) {
-        tail = MDB_val{0, nullptr};
-      } else {
-        check(rc, "read page tail");
-      }
-    }
-    if (head.mv_size > PAGE_HEAD || tail.mv_size > PAGE_SIZE - PAGE_HEAD) {
+  // Positions `cursor` (on "pages") at the page whose root is `root`; false when absent.
+  bool find_page(MDB_cursor* cursor, const Hash32& root, MDB_val& key, MDB_val& value) const {
+    key = key_of(root);
+    const int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND) return false;
+    check(rc, "find page");
+    return key.mv_size >= root.size() && std::memcmp(key.mv_data, root.data(), root.size()) == 0;
+  }
+
+  // Reads the page under `root`; null when absent.
+  PageRef read_page(MDB_cursor* cursor, const Hash32& root) const {
+    MDB_val key, head;
+    if (!find_page(cursor, root, key, head)) return PageRef();
+    const std::size_t tail = key.mv_size - root.size();
+    if (head.mv_size > PAGE_HEAD || tail > PAGE_SIZE - PAGE_HEAD || (tail != 0 && head.mv_size != PAGE_HEAD)) {
       throw DecodeError(path + ": page " + to_hex(root), 0,
-                        "stored as " + std::to_string(head.mv_size) + " + " +
-                            std::to_string(tail.mv_size) + " bytes, more than a page");
+                        "stored as " + std::to_string(head.mv_size) + " + " + std::to_string(tail) +
+                            " bytes, not a trimmed page");
     }
     PageNode* node = PageNode::allocate();
     std::memcpy(node->data, head.mv_data, head.mv_size);
-    if (tail.mv_size != 0) std::memcpy(node->data + PAGE_HEAD, tail.mv_data, tail.mv_size);
-    const std::size_t used = head.mv_size + tail.mv_size;
+    if (tail != 0) std::memcpy(node->data + PAGE_HEAD, static_cast<const std::uint8_t*>(key.mv_data) + root.size(), tail);
+    const std::size_t used = head.mv_size + tail;
     std::memset(node->data + used, 0, PAGE_SIZE - used);
     return PageNode::adopt_ref(node);
   }
@@ -169,7 +169,6 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
     s.check(mdb_reader_check(s.env, &dead), "clear stale readers");  // after a killed process
     Impl::Txn txn(s, true);
     s.check(mdb_dbi_open(txn.txn, "pages", MDB_CREATE, &s.pages), "open database 'pages'");
-    s.check(mdb_dbi_open(txn.txn, "tails", MDB_CREATE, &s.tails), "open database 'tails'");
     s.check(mdb_dbi_open(txn.txn, "caps", MDB_CREATE, &s.caps), "open database 'caps'");
     s.check(mdb_dbi_open(txn.txn, "meta", MDB_CREATE, &s.meta), "open database 'meta'");
     const std::string key = "format";
@@ -201,19 +200,20 @@ const std::string& LmdbStore::path() const noexcept { return impl_->path; }
 void LmdbStore::do_put_pages(std::span<const PageRecord> pages) {
   const Impl& s = *impl_;
   Impl::Txn txn(s, true);
+  Impl::Cursor cursor(s, txn.txn, s.pages);
+  std::uint8_t key_bytes[32 + (PAGE_SIZE - PAGE_HEAD)];
   for (const PageRecord& r : pages) {
+    MDB_val found_key, found_value;
+    if (s.find_page(cursor.cursor, r.root, found_key, found_value)) continue;  // stored once
     const std::uint8_t* bytes = r.page.data();
     std::size_t len = PAGE_SIZE;
     while (len > 0 && bytes[len - 1] == 0) --len;
-    MDB_val key = key_of(r.root);
+    std::memcpy(key_bytes, r.root.data(), 32);
+    const std::size_t tail = len > PAGE_HEAD ? len - PAGE_HEAD : 0;
+    std::memcpy(key_bytes + 32, bytes + PAGE_HEAD, tail);
+    MDB_val key = val_of(key_bytes, 32 + tail);
     MDB_val head = val_of(bytes, std::min(len, PAGE_HEAD));
-    const int rc = mdb_put(txn.txn, s.pages, &key, &head, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) continue;  // stored once per content
-    s.check(rc, "write page");
-    if (len > PAGE_HEAD) {
-      MDB_val tail = val_of(bytes + PAGE_HEAD, len - PAGE_HEAD);
-      s.check(mdb_put(txn.txn, s.tails, &key, &tail, 0), "write page tail");
-    }
+    s.check(mdb_put(txn.txn, s.pages, &key, &head, MDB_NOOVERWRITE), "write page");
   }
   txn.commit();
 }
@@ -221,18 +221,16 @@ void LmdbStore::do_put_pages(std::span<const PageRecord> pages) {
 void LmdbStore::do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const {
   const Impl& s = *impl_;
   Impl::Txn txn(s, false);
-  for (std::size_t k = 0; k < roots.size(); ++k) out[k] = s.read_page(txn.txn, roots[k]);
+  Impl::Cursor cursor(s, txn.txn, s.pages);
+  for (std::size_t k = 0; k < roots.size(); ++k) out[k] = s.read_page(cursor.cursor, roots[k]);
 }
 
 bool LmdbStore::do_has_page(const Hash32& root) const {
   const Impl& s = *impl_;
   Impl::Txn txn(s, false);
-  MDB_val key = key_of(root);
-  MDB_val v;
-  const int rc = mdb_get(txn.txn, s.pages, &key, &v);
-  if (rc == MDB_NOTFOUND) return false;
-  s.check(rc, "read page");
-  return true;
+  Impl::Cursor cursor(s, txn.txn, s.pages);
+  MDB_val key, value;
+  return s.find_page(cursor.cursor, root, key, value);
 }
 
 std::uint64_t LmdbStore::do_page_count() const {
@@ -252,6 +250,17 @@ void LmdbStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t>
   if (rc == MDB_KEYEXIST) return;  // saved before: same root, same record
   s.check(rc, "write cap record");
   txn.commit();
+}
+
+bool LmdbStore::do_has_cap(const Hash32& cap_root) const {
+  const Impl& s = *impl_;
+  Impl::Txn txn(s, false);
+  MDB_val key = key_of(cap_root);
+  MDB_val v;
+  const int rc = mdb_get(txn.txn, s.caps, &key, &v);
+  if (rc == MDB_NOTFOUND) return false;
+  s.check(rc, "read cap record");
+  return true;
 }
 
 bool LmdbStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const {
@@ -319,13 +328,10 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
     for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
          rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
       s.check(rc, "scan pages");
-      if (k.mv_size == 32 && referenced.count(hash_of(k)) != 0) {
+      if (k.mv_size >= 32 && referenced.count(hash_of(MDB_val{32, k.mv_data})) != 0) {
         ++report.pages_kept;
         continue;
       }
-      MDB_val tail_key = k;
-      const int trc = mdb_del(txn.txn, s.tails, &tail_key, nullptr);
-      if (trc != MDB_NOTFOUND) s.check(trc, "delete page tail");
       s.check(mdb_cursor_del(cursor.cursor, 0), "delete page");
       ++report.pages_removed;
     }

@@ -1,6 +1,7 @@
 // The store-independent half of PageStore: hashing, cap records, streaming saves, loading,
 // hydration; and MemoryStore.
 #include <algorithm>
+#include <future>
 #include <cstring>
 #include <map>
 #include <set>
@@ -17,10 +18,11 @@
 namespace datacap {
 
 using detail::PageNode;
+using detail::SlabAccess;
 
 namespace {
 
-constexpr std::size_t SAVE_BATCH_PAGES = 16384;  // 64 MiB per transaction
+constexpr std::size_t SAVE_BATCH_PAGES = 32768;  // 128 MiB per transaction
 
 // Computes (and caches) the SHA-256 roots of pages that have none, in parallel batches.
 void ensure_roots(std::span<const PageRef> pages) {
@@ -84,10 +86,7 @@ void PageStore::get_many(std::span<const Hash32> roots, std::span<PageRef> out) 
 
 bool PageStore::has(const Hash32& root) const { return do_has_page(root); }
 std::uint64_t PageStore::page_count() const { return do_page_count(); }
-bool PageStore::has_cap(const Hash32& cap_root) const {
-  std::vector<std::uint8_t> record;
-  return do_get_cap(cap_root, record);
-}
+bool PageStore::has_cap(const Hash32& cap_root) const { return do_has_cap(cap_root); }
 
 void PageStore::record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out) {
   const detail::CapRecordView view = detail::parse_cap_record(record);
@@ -125,6 +124,10 @@ struct PageStore::CapWriter::State {
   PageStore& store;
   std::unique_ptr<PageStore::Lock> held;
   std::vector<Pending> pending;
+  // The previous batch's write, running while the next batch is hashed (hashing is on every
+  // core, writing mostly waits for the disk: overlapped, a save costs about the larger of the
+  // two rather than their sum). Joined before the next write, in finish() and on destruction.
+  std::future<void> writing;
   std::vector<std::uint8_t> record;
   std::uint64_t entries = 0;
   std::uint64_t next_index = 0;  // pages below this are appended to the root builder
@@ -170,7 +173,19 @@ struct PageStore::CapWriter::State {
       if (p.page) records.push_back({root, p.page});
     }
     pending.clear();
-    if (!records.empty()) store.do_put_pages(records);
+    wait_for_write();
+    if (!records.empty()) {
+      writing = std::async(std::launch::async, [this, batch = std::move(records)] { store.do_put_pages(batch); });
+    }
+  }
+
+  // Rethrows the previous write's error, if any.
+  void wait_for_write() {
+    if (writing.valid()) writing.get();
+  }
+
+  ~State() {
+    if (writing.valid()) writing.wait();  // an error here was already superseded by another
   }
 };
 
@@ -206,6 +221,7 @@ Hash32 PageStore::CapWriter::finish(std::uint64_t content_len) {
                      std::to_string(s.next_index) + " pages added");
   }
   s.flush();
+  s.wait_for_write();
   s.builder.append_zero_pages(content_len / PAGE_SIZE - s.builder.page_count());
   const Hash32 root = finish_root(s.builder, content_len);
   detail::put_le64(s.record.data() + 8, content_len);
@@ -223,9 +239,12 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
     throw DirtyCap("PageStore::save_cap: cap has " + std::to_string(cap.dirty_page_count()) +
                    " dirty pages; flush it first");
   }
-  // The root hashes every page on every core and caches the page roots the writer then reuses.
-  const Hash32 root = cap.hash_tree_root(Digest::sha256);
-  if (has_cap(root)) return root;
+  // With its root known, a cap saved before is found at once. Otherwise the writer hashes the
+  // pages batch by batch while the previous batch is written.
+  if (detail::tree_root_cached(SlabAccess::root(cap.backing()), Digest::sha256) &&
+      has_cap(cap.hash_tree_root(Digest::sha256))) {
+    return cap.hash_tree_root(Digest::sha256);
+  }
   CapWriter writer(*this);
   cap.backing().for_each_stored([&](std::uint32_t page_index, const PageSlot& slot) {
     if (slot.is_missing()) {
@@ -235,9 +254,10 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
     }
   });
   const Hash32 written = writer.finish(cap.content_len());
-  if (written != root) {  // the record's root is recomputed from the table: they must agree
-    throw IntegrityError("PageStore::save_cap: cap record", 0, root, written);
-  }
+  // The page roots are cached now: the cap's own root costs only its internal nodes, and it
+  // must agree with the root the writer computed from the page table.
+  const Hash32 root = cap.hash_tree_root(Digest::sha256);
+  if (written != root) throw IntegrityError("PageStore::save_cap: cap record", 0, root, written);
   return root;
 }
 
@@ -414,6 +434,11 @@ std::uint64_t MemoryStore::do_page_count() const {
 void MemoryStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) {
   std::unique_lock guard(impl_->data_mutex);
   impl_->caps.try_emplace(cap_root, record.begin(), record.end());
+}
+
+bool MemoryStore::do_has_cap(const Hash32& cap_root) const {
+  std::shared_lock guard(impl_->data_mutex);
+  return impl_->caps.count(cap_root) != 0;
 }
 
 bool MemoryStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const {

@@ -222,6 +222,12 @@ Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page
 
 void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest) { hash_pages(pages, digest); }
 
+bool tree_root_cached(const TreeNode* root, Digest digest) noexcept {
+  if (root == nullptr) return true;
+  const NodeHashes* nh = root->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire);
+  return nh != nullptr && is_ready(nh);
+}
+
 Hash32 tree_subtree_root(const TreeNode* root, unsigned levels, unsigned height,
                          std::uint64_t index, Digest digest) {
   const std::uint64_t first = index << height;

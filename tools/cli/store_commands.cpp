@@ -33,6 +33,10 @@ std::uint64_t cap_size(std::uint64_t len, std::uint64_t size) {
 }
 
 Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
+  if (path != "-" && input_size_hint(path) > 0) {
+    // A regular file: its pages are borrowed from a read-only mapping, not copied.
+    return store.save_cap(map_raw_file(path, size));
+  }
   PageStore::CapWriter writer(store);
   Progress progress("store put", input_size_hint(path));
   std::uint64_t next_page = 0;

@@ -1,0 +1,7 @@
+// libFuzzer target: proof on untrusted bytes (see targets.hpp).
+#include "targets.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  datacap::fuzz::proof_input(std::span<const std::uint8_t>(data, size));
+  return 0;
+}
