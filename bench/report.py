@@ -125,7 +125,31 @@ overhead = counter("BM_ArchiveOpen/structure/real_time", "overhead_pct")
 if overhead is not None:
     target("archive size over its unique pages (1 GiB, distinct pages)", f"+{overhead:.2f}%", "≤ +1%", overhead <= 1)
 
-out.append("## Targets of the speed (#3) and archive (#4) issues\n")
+put = seconds("BM_StorePut/iterations:1/real_time")
+if put:
+    rate = (262144 * 4096) / put
+    target("`BM_StorePut`: first save of a 1 GiB cap into LMDB (page hashing included)", f"{rate / 1e6:.0f} MB/s ({fmt_time(put)})", "≥ 300 MB/s", rate >= 300e6)
+    for case, what in ((1, "the same cap again (its saved record is found)"),
+                       (2, "the same pages as a new cap (every page found stored)"),
+                       (0, "a separately built cap of the same bytes (every page re-hashed)")):
+        again = seconds(f"BM_StorePutAgain/case:{case}/real_time")
+        if again:
+            ok = again * 10 <= put if case != 0 else None
+            target(f"`BM_StorePutAgain/{case}`: {what}", f"{put / again:.3g}× faster ({fmt_time(again)})",
+                   "≥ 10× faster" if case != 0 else "(for information)", ok)
+hyd = seconds("BM_Hydrate1000/real_time")
+if hyd:
+    target("`BM_Hydrate1000`: 1,000 random Missing pages from LMDB", fmt_time(hyd), "≤ 20 ms", hyd <= 20e-3)
+proof = seconds("BM_PageProof")
+if proof:
+    target("`BM_PageProof`: single-page proof build + verify, 1 GiB cap", fmt_time(proof), "≤ 20 µs", proof <= 20e-6)
+for shared in (1, 0):
+    d = seconds(f"BM_Diff/shared:{shared}")
+    if d:
+        how = "copy sharing unchanged subtrees" if shared else "separately built (all compared by hash)"
+        target(f"`BM_Diff/{shared}`: two 1 GiB caps, 64 pages differ, {how}", fmt_time(d), "≤ 1 ms", d <= 1e-3)
+
+out.append("## Targets of the speed (#3), archive (#4) and store/proof (#5) issues\n")
 out.append("| figure | measured | target | verdict |")
 out.append("|---|---|---|---|")
 out.extend(rows)

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <shared_mutex>
 #include <unordered_set>
 
 #include "datacap/error.hpp"
@@ -41,9 +42,7 @@ struct Hash32Hasher {
   }
 };
 
-MDB_val val_of(const void* data, std::size_t size) {
-  return MDB_val{size, const_cast<void*>(data)};
-}
+MDB_val val_of(const void* data, std::size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
 MDB_val key_of(const Hash32& h) { return val_of(h.data(), h.size()); }
 
 Hash32 hash_of(const MDB_val& v) {
@@ -54,26 +53,62 @@ Hash32 hash_of(const MDB_val& v) {
 
 }  // namespace
 
+// Thrown inside a write transaction that ran out of map space; write() grows the map and
+// runs the transaction again. Never leaves this file.
+struct MapFull {};
+
 struct LmdbStore::Impl {
   std::string path;
   MDB_env* env = nullptr;
   MDB_dbi pages = 0, caps = 0, meta = 0;
+  // Transactions hold it shared; changing the map size (which LMDB allows only while this
+  // process has no transaction) holds it exclusively.
+  mutable std::shared_mutex map_mutex;
 
   [[noreturn]] void fail(const std::string& what, int rc) const {
-    std::string message = what + ": " + mdb_strerror(rc);
-    if (rc == MDB_MAP_FULL) message += " (the store reached its map size; open it with a larger LmdbOptions::map_size)";
-    throw IoError(path, message);
+    if (rc == MDB_MAP_FULL) throw MapFull{};
+    throw IoError(path, what + ": " + mdb_strerror(rc));
   }
   void check(int rc, const char* what) const {
     if (rc != MDB_SUCCESS) fail(what, rc);
   }
 
+  // Doubles the map (the file grows only as pages are written).
+  void grow() const {
+    std::unique_lock exclusive(map_mutex);
+    MDB_envinfo info;
+    check(mdb_env_info(env, &info), "read map size");
+    const std::size_t bigger = info.me_mapsize * 2;
+    const int rc = mdb_env_set_mapsize(env, bigger);
+    if (rc != MDB_SUCCESS) {
+      throw IoError(path, "the store is full at " + std::to_string(info.me_mapsize) +
+                              " bytes of map and cannot grow to " + std::to_string(bigger) + ": " +
+                              mdb_strerror(rc));
+    }
+  }
+
+  // Another process grew the map: adopt its size.
+  void adopt_new_size() const {
+    std::unique_lock exclusive(map_mutex);
+    check(mdb_env_set_mapsize(env, 0), "adopt the grown map size");
+  }
+
   // A transaction aborted unless committed.
   struct Txn {
     const Impl& impl;
+    std::shared_lock<std::shared_mutex> held;
     MDB_txn* txn = nullptr;
     Txn(const Impl& i, bool write) : impl(i) {
-      impl.check(mdb_txn_begin(impl.env, nullptr, write ? 0 : MDB_RDONLY, &txn), "begin transaction");
+      for (;;) {
+        held = std::shared_lock(impl.map_mutex);
+        const int rc = mdb_txn_begin(impl.env, nullptr, write ? 0 : MDB_RDONLY, &txn);
+        if (rc != MDB_MAP_RESIZED) {
+          impl.check(rc, "begin transaction");
+          return;
+        }
+        held.unlock();
+        impl.adopt_new_size();
+      }
     }
     ~Txn() {
       if (txn != nullptr) mdb_txn_abort(txn);
@@ -86,6 +121,22 @@ struct LmdbStore::Impl {
       impl.check(mdb_txn_commit(t), "commit");
     }
   };
+
+  // Runs fn(txn) in a write transaction and commits it; when the map is full, aborts, grows the
+  // map and runs it again from the start.
+  template <typename Fn>
+  void write(Fn&& fn) const {
+    for (;;) {
+      try {
+        Txn txn(*this, true);
+        if (!fn(txn)) return;  // nothing to commit
+        txn.commit();
+        return;
+      } catch (const MapFull&) {
+      }
+      grow();
+    }
+  }
 
   struct Cursor {
     MDB_cursor* cursor = nullptr;
@@ -111,14 +162,16 @@ struct LmdbStore::Impl {
     MDB_val key, head;
     if (!find_page(cursor, root, key, head)) return PageRef();
     const std::size_t tail = key.mv_size - root.size();
-    if (head.mv_size > PAGE_HEAD || tail > PAGE_SIZE - PAGE_HEAD || (tail != 0 && head.mv_size != PAGE_HEAD)) {
+    if (head.mv_size > PAGE_HEAD || tail > PAGE_SIZE - PAGE_HEAD ||
+        (tail != 0 && head.mv_size != PAGE_HEAD)) {
       throw DecodeError(path + ": page " + to_hex(root), 0,
                         "stored as " + std::to_string(head.mv_size) + " + " + std::to_string(tail) +
                             " bytes, not a trimmed page");
     }
     PageNode* node = PageNode::allocate();
     std::memcpy(node->data, head.mv_data, head.mv_size);
-    if (tail != 0) std::memcpy(node->data + PAGE_HEAD, static_cast<const std::uint8_t*>(key.mv_data) + root.size(), tail);
+    if (tail != 0)
+      std::memcpy(node->data + PAGE_HEAD, static_cast<const std::uint8_t*>(key.mv_data) + root.size(), tail);
     const std::size_t used = head.mv_size + tail;
     std::memset(node->data + used, 0, PAGE_SIZE - used);
     return PageNode::adopt_ref(node);
@@ -159,34 +212,45 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
     std::filesystem::create_directories(path, ec);
     if (ec) throw IoError(path, "cannot create the store directory: " + ec.message());
   }
-  s.check(mdb_env_create(&s.env), "create environment");
-  try {
-    s.check(mdb_env_set_maxdbs(s.env, 4), "set max databases");
-    s.check(mdb_env_set_mapsize(s.env, static_cast<std::size_t>(options.map_size)), "set map size");
+  // Reserve the map asked for; where address space is short (sanitizers, ulimit -v) settle for
+  // less: the map grows when it fills.
+  for (std::uint64_t map_size = std::max<std::uint64_t>(options.map_size, std::uint64_t{1} << 26);;
+       map_size /= 2) {
+    s.check(mdb_env_create(&s.env), "create environment");
+    int rc = mdb_env_set_maxdbs(s.env, 4);
+    if (rc == MDB_SUCCESS) rc = mdb_env_set_mapsize(s.env, static_cast<std::size_t>(map_size));
     // MDB_NOTLS: read transactions belong to the call, not the thread, so any thread may read.
-    s.check(mdb_env_open(s.env, path.c_str(), MDB_NOTLS, 0644), "open");
+    if (rc == MDB_SUCCESS) rc = mdb_env_open(s.env, path.c_str(), MDB_NOTLS, 0644);
+    if (rc == MDB_SUCCESS) break;
+    mdb_env_close(s.env);
+    s.env = nullptr;
+    if (rc != ENOMEM || map_size <= (std::uint64_t{1} << 26)) s.check(rc, "open");
+  }
+  try {
     int dead = 0;
     s.check(mdb_reader_check(s.env, &dead), "clear stale readers");  // after a killed process
-    Impl::Txn txn(s, true);
-    s.check(mdb_dbi_open(txn.txn, "pages", MDB_CREATE, &s.pages), "open database 'pages'");
-    s.check(mdb_dbi_open(txn.txn, "caps", MDB_CREATE, &s.caps), "open database 'caps'");
-    s.check(mdb_dbi_open(txn.txn, "meta", MDB_CREATE, &s.meta), "open database 'meta'");
-    const std::string key = "format";
-    MDB_val k = val_of(key.data(), key.size());
-    MDB_val v;
-    const int rc = mdb_get(txn.txn, s.meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-      MDB_val f = val_of(FORMAT.data(), FORMAT.size());
-      s.check(mdb_put(txn.txn, s.meta, &k, &f, 0), "write format");
-    } else {
-      s.check(rc, "read format");
-      const std::string_view found(static_cast<const char*>(v.mv_data), v.mv_size);
-      if (found != FORMAT) {
-        throw DecodeError(path + ": meta.format", 0,
-                          "store format '" + std::string(found) + "', expected '" + std::string(FORMAT) + "'");
+    s.write([&](Impl::Txn& txn) {
+      s.check(mdb_dbi_open(txn.txn, "pages", MDB_CREATE, &s.pages), "open database 'pages'");
+      s.check(mdb_dbi_open(txn.txn, "caps", MDB_CREATE, &s.caps), "open database 'caps'");
+      s.check(mdb_dbi_open(txn.txn, "meta", MDB_CREATE, &s.meta), "open database 'meta'");
+      const std::string key = "format";
+      MDB_val k = val_of(key.data(), key.size());
+      MDB_val v;
+      const int rc = mdb_get(txn.txn, s.meta, &k, &v);
+      if (rc == MDB_NOTFOUND) {
+        MDB_val f = val_of(FORMAT.data(), FORMAT.size());
+        s.check(mdb_put(txn.txn, s.meta, &k, &f, 0), "write format");
+      } else {
+        s.check(rc, "read format");
+        const std::string_view found(static_cast<const char*>(v.mv_data), v.mv_size);
+        if (found != FORMAT) {
+          throw DecodeError(
+              path + ": meta.format", 0,
+              "store format '" + std::string(found) + "', expected '" + std::string(FORMAT) + "'");
+        }
       }
-    }
-    txn.commit();
+      return true;
+    });
   } catch (...) {
     mdb_env_close(s.env);
     throw;
@@ -199,23 +263,24 @@ const std::string& LmdbStore::path() const noexcept { return impl_->path; }
 
 void LmdbStore::do_put_pages(std::span<const PageRecord> pages) {
   const Impl& s = *impl_;
-  Impl::Txn txn(s, true);
-  Impl::Cursor cursor(s, txn.txn, s.pages);
-  std::uint8_t key_bytes[32 + (PAGE_SIZE - PAGE_HEAD)];
-  for (const PageRecord& r : pages) {
-    MDB_val found_key, found_value;
-    if (s.find_page(cursor.cursor, r.root, found_key, found_value)) continue;  // stored once
-    const std::uint8_t* bytes = r.page.data();
-    std::size_t len = PAGE_SIZE;
-    while (len > 0 && bytes[len - 1] == 0) --len;
-    std::memcpy(key_bytes, r.root.data(), 32);
-    const std::size_t tail = len > PAGE_HEAD ? len - PAGE_HEAD : 0;
-    std::memcpy(key_bytes + 32, bytes + PAGE_HEAD, tail);
-    MDB_val key = val_of(key_bytes, 32 + tail);
-    MDB_val head = val_of(bytes, std::min(len, PAGE_HEAD));
-    s.check(mdb_put(txn.txn, s.pages, &key, &head, MDB_NOOVERWRITE), "write page");
-  }
-  txn.commit();
+  s.write([&](Impl::Txn& txn) {
+    Impl::Cursor cursor(s, txn.txn, s.pages);
+    std::uint8_t key_bytes[32 + (PAGE_SIZE - PAGE_HEAD)];
+    for (const PageRecord& r : pages) {
+      MDB_val found_key, found_value;
+      if (s.find_page(cursor.cursor, r.root, found_key, found_value)) continue;  // stored once
+      const std::uint8_t* bytes = r.page.data();
+      std::size_t len = PAGE_SIZE;
+      while (len > 0 && bytes[len - 1] == 0) --len;
+      std::memcpy(key_bytes, r.root.data(), 32);
+      const std::size_t tail = len > PAGE_HEAD ? len - PAGE_HEAD : 0;
+      std::memcpy(key_bytes + 32, bytes + PAGE_HEAD, tail);
+      MDB_val key = val_of(key_bytes, 32 + tail);
+      MDB_val head = val_of(bytes, std::min(len, PAGE_HEAD));
+      s.check(mdb_put(txn.txn, s.pages, &key, &head, MDB_NOOVERWRITE), "write page");
+    }
+    return true;
+  });
 }
 
 void LmdbStore::do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const {
@@ -243,13 +308,14 @@ std::uint64_t LmdbStore::do_page_count() const {
 
 void LmdbStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) {
   const Impl& s = *impl_;
-  Impl::Txn txn(s, true);
-  MDB_val key = key_of(cap_root);
-  MDB_val v = val_of(record.data(), record.size());
-  const int rc = mdb_put(txn.txn, s.caps, &key, &v, MDB_NOOVERWRITE);
-  if (rc == MDB_KEYEXIST) return;  // saved before: same root, same record
-  s.check(rc, "write cap record");
-  txn.commit();
+  s.write([&](Impl::Txn& txn) {
+    MDB_val key = key_of(cap_root);
+    MDB_val v = val_of(record.data(), record.size());
+    const int rc = mdb_put(txn.txn, s.caps, &key, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return false;  // saved before: same root, same record
+    s.check(rc, "write cap record");
+    return true;
+  });
 }
 
 bool LmdbStore::do_has_cap(const Hash32& cap_root) const {
@@ -285,58 +351,62 @@ void LmdbStore::do_for_each_cap(
   for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
        rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
     s.check(rc, "list caps");
-    if (k.mv_size != 32) throw DecodeError(s.path + ": caps", 0, "a key of " + std::to_string(k.mv_size) + " bytes");
+    if (k.mv_size != 32)
+      throw DecodeError(s.path + ": caps", 0, "a key of " + std::to_string(k.mv_size) + " bytes");
     fn(hash_of(k), std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size));
   }
 }
 
 GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
   const Impl& s = *impl_;
-  Impl::Txn txn(s, true);
-  std::set<Hash32> kept;
-  std::unordered_set<Hash32, Hash32Hasher> referenced;
-  std::vector<Hash32> roots;
-  for (const Hash32& root : keep) {
-    MDB_val key = key_of(root);
-    MDB_val v;
-    const int rc = mdb_get(txn.txn, s.caps, &key, &v);
-    if (rc == MDB_NOTFOUND) throw NotFound("LmdbStore::gc: --keep", "cap", root);
-    s.check(rc, "read cap record");
-    if (!kept.insert(root).second) continue;
-    roots.clear();
-    record_page_roots(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size), roots);
-    referenced.insert(roots.begin(), roots.end());
-  }
   GcReport report;
-  {
-    Impl::Cursor cursor(s, txn.txn, s.caps);
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
-         rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
-      s.check(rc, "scan caps");
-      if (kept.count(hash_of(k)) != 0 && k.mv_size == 32) {
-        ++report.caps_kept;
-        continue;
-      }
-      s.check(mdb_cursor_del(cursor.cursor, 0), "delete cap");
-      ++report.caps_removed;
+  s.write([&](Impl::Txn& txn) {
+    report = GcReport{};
+    std::set<Hash32> kept;
+    std::unordered_set<Hash32, Hash32Hasher> referenced;
+    std::vector<Hash32> roots;
+    for (const Hash32& root : keep) {
+      MDB_val key = key_of(root);
+      MDB_val v;
+      const int rc = mdb_get(txn.txn, s.caps, &key, &v);
+      if (rc == MDB_NOTFOUND) throw NotFound("LmdbStore::gc: --keep", "cap", root);
+      s.check(rc, "read cap record");
+      if (!kept.insert(root).second) continue;
+      roots.clear();
+      record_page_roots(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size),
+                        roots);
+      referenced.insert(roots.begin(), roots.end());
     }
-  }
-  {
-    Impl::Cursor cursor(s, txn.txn, s.pages);
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
-         rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
-      s.check(rc, "scan pages");
-      if (k.mv_size >= 32 && referenced.count(hash_of(MDB_val{32, k.mv_data})) != 0) {
-        ++report.pages_kept;
-        continue;
+    {
+      Impl::Cursor cursor(s, txn.txn, s.caps);
+      MDB_val k, v;
+      for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
+           rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
+        s.check(rc, "scan caps");
+        if (kept.count(hash_of(k)) != 0 && k.mv_size == 32) {
+          ++report.caps_kept;
+          continue;
+        }
+        s.check(mdb_cursor_del(cursor.cursor, 0), "delete cap");
+        ++report.caps_removed;
       }
-      s.check(mdb_cursor_del(cursor.cursor, 0), "delete page");
-      ++report.pages_removed;
     }
-  }
-  txn.commit();
+    {
+      Impl::Cursor cursor(s, txn.txn, s.pages);
+      MDB_val k, v;
+      for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
+           rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
+        s.check(rc, "scan pages");
+        if (k.mv_size >= 32 && referenced.count(hash_of(MDB_val{32, k.mv_data})) != 0) {
+          ++report.pages_kept;
+          continue;
+        }
+        s.check(mdb_cursor_del(cursor.cursor, 0), "delete page");
+        ++report.pages_removed;
+      }
+    }
+    return true;
+  });
   return report;
 }
 

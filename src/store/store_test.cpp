@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -508,6 +509,35 @@ TEST(StoreThreads, LmdbStoreUnderConcurrentUse) {
     LmdbStore store(dir.string());
     concurrent_use(store);
   }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace datacap
+
+namespace datacap {
+namespace {
+
+TEST(LmdbStore, TheMapGrowsWhenItFills) {
+  std::mt19937_64 rng(testing::env_seed(79));
+  const fs::path dir = fresh_dir("grow");
+  DataCap cap = DataCap::zeroed(20000 * PAGE_SIZE);  // 80 MiB of pages in a 64 MiB map
+  std::vector<std::uint8_t> page(PAGE_SIZE);
+  for (std::uint64_t p = 0; p < 20000; ++p) {
+    for (std::size_t i = 0; i < PAGE_SIZE; i += 8) {
+      const std::uint64_t r = rng();
+      std::memcpy(page.data() + i, &r, 8);
+    }
+    cap.put_page(p * PAGE_SIZE, page);
+  }
+  Hash32 root;
+  {
+    LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 26, true});
+    root = store.save_cap(cap);
+  }
+  LmdbStore reopened(dir.string(), LmdbOptions{std::uint64_t{1} << 26, false});
+  EXPECT_EQ(reopened.load_cap(root).hash_tree_root(), root);
+  EXPECT_EQ(reopened.page_count(), 20000u);
   fs::remove_all(dir);
 }
 

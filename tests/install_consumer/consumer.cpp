@@ -14,7 +14,16 @@ int main() {
   datacap::DataCap copy = cap;
   const unsigned char hello[] = {'h', 'e', 'l', 'l', 'o'};
   copy.write(0, hello);
+  const datacap::DataCap flushed = copy.flush();
+  // The store and proofs through the installed library (LMDB stays its private dependency).
+  datacap::MemoryStore store;
+  const datacap::Hash32 saved = store.save_cap(flushed);
+  if (store.load_cap(saved).hash_tree_root() != saved ||
+      !datacap::verify_page_proof(datacap::prove_page(flushed, 0), saved)) {
+    std::fprintf(stderr, "consumer: store or proof failed\n");
+    return 1;
+  }
   std::printf("consumer: datacap %s found by find_package; root %s\n", datacap::version_string(),
-              datacap::to_hex(copy.flush().hash_tree_root()).c_str());
+              datacap::to_hex(saved).c_str());
   return 0;
 }
