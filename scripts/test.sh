@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite: a Release build with -Werror, then the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, and a
+# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded and store tests under ThreadSanitizer, and a
 # check that an installed datacap is found by find_package. Installs missing packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ step "ThreadSanitizer build and threaded tests"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
   -DDATACAP_SANITIZE=thread -DDATACAP_BUILD_CLI=OFF >/dev/null
 cmake --build build/tsan -j"$jobs" --target datacap_tests
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 'Threads' -j"$jobs"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 'Threads|Store|Hydrate' -j"$jobs"
 
 step "Fuzzers (clang, AddressSanitizer + UndefinedBehaviorSanitizer), ${DATACAP_FUZZ_SECONDS:-60} s each"
 CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_BUILD_FUZZERS=ON \

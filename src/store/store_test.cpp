@@ -265,7 +265,7 @@ INSTANTIATE_TEST_SUITE_P(BothStores, Store, ::testing::Values(Kind::memory, Kind
 // ---- damaged stores --------------------------------------------------------------------------
 
 // Overwrites a value in one of the store's LMDB databases, as a damaged disk or a bug would.
-void poke_lmdb(const fs::path& dir, const char* db, const Hash32& key, const Bytes& value) {
+void poke_lmdb(const fs::path& dir, const char* db, const Bytes& key, const Bytes& value) {
   MDB_env* env = nullptr;
   ASSERT_EQ(mdb_env_create(&env), 0);
   mdb_env_set_maxdbs(env, 4);
@@ -275,7 +275,7 @@ void poke_lmdb(const fs::path& dir, const char* db, const Hash32& key, const Byt
   ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
   MDB_dbi dbi;
   ASSERT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
-  MDB_val k{key.size(), const_cast<std::uint8_t*>(key.data())};
+  MDB_val k{key.size(), const_cast<std::uint8_t*>(key.data())};  // NOLINT: LMDB's C API
   MDB_val v{value.size(), const_cast<std::uint8_t*>(value.data())};
   ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
   ASSERT_EQ(mdb_txn_commit(txn), 0);
@@ -292,7 +292,7 @@ TEST(LmdbStore, DamagedPagesAndRecordsAreTypedErrors) {
     root = store.save_cap(cap);
     cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { victim = s.root(); });
   }
-  poke_lmdb(dir, "pages", victim, Bytes(100, 0xAB));
+  poke_lmdb(dir, "pages", Bytes(victim.begin(), victim.end()), Bytes(100, 0xAB));
   {
     LmdbStore store(dir.string());
     try {
@@ -303,7 +303,7 @@ TEST(LmdbStore, DamagedPagesAndRecordsAreTypedErrors) {
       EXPECT_EQ(e.kind(), ErrorKind::integrity);
     }
   }
-  poke_lmdb(dir, "caps", root, Bytes(30, 1));
+  poke_lmdb(dir, "caps", Bytes(root.begin(), root.end()), Bytes(30, 1));
   {
     LmdbStore store(dir.string());
     EXPECT_THROW((void)store.load_cap(root), DecodeError);
@@ -316,6 +316,15 @@ TEST(LmdbStore, OpeningErrorsAreTyped) {
   EXPECT_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}), IoError);
   { LmdbStore created(dir.string()); }
   EXPECT_NO_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
+  // A store of another format.
+  const std::string format = "format", other = "someone-elses-store-9";
+  poke_lmdb(dir, "meta", Bytes(format.begin(), format.end()), Bytes(other.begin(), other.end()));
+  try {
+    LmdbStore foreign(dir.string());
+    ADD_FAILURE() << "no DecodeError";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find(other), std::string::npos) << e.what();
+  }
   // A file where the directory should be.
   const fs::path file = dir / "plain";
   { std::ofstream(file) << "x"; }
