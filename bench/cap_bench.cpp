@@ -147,10 +147,13 @@ void BM_IncrementalRoot(benchmark::State& state) {
   const DataCap& base = rooted_cap(pages);
   std::mt19937_64 rng(7);
   std::vector<std::uint8_t> page = random_bytes(PAGE_SIZE, 9);
+  std::vector<std::uint64_t> draws(std::size_t{1} << 16);  // drawn before timing, used in turn
+  for (auto& v : draws) v = rng();
+  std::size_t next = 0;
   for (auto _ : state) {
     DataCap cap = base;
     for (std::uint64_t i = 0; i < k; ++i) {
-      const std::uint64_t v = rng();
+      const std::uint64_t v = draws[next++ & (draws.size() - 1)];
       std::memcpy(page.data(), &v, 8);
       cap.write_page((v % pages) * PAGE_SIZE, page);
     }
@@ -175,10 +178,15 @@ void BM_TreeUpdate(benchmark::State& state) {
     for (auto& b : h) b = static_cast<std::uint8_t>(rng());
     slots.push_back(PageSlot::missing(h));
   }
+  // The random positions are drawn before timing (the generator is not the tree's work); 2^16
+  // of them, used in turn, so successive iterations still touch different pages.
+  std::vector<std::uint64_t> draws(std::size_t{1} << 16);
+  for (auto& v : draws) v = rng();
+  std::size_t next = 0;
   for (auto _ : state) {
     DataCap cap = base;
     for (std::uint64_t i = 0; i < k; ++i) {
-      const std::uint64_t v = rng();
+      const std::uint64_t v = draws[next++ & (draws.size() - 1)];
       cap.insert_overlay_page(v % pages, slots[v % slots.size()]);
     }
     cap = std::move(cap).flush();

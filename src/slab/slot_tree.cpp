@@ -14,6 +14,52 @@ inline std::size_t child_index(std::uint64_t page_index, unsigned level) noexcep
 
 constexpr int KEEP_NONE = -1;
 
+inline void retain_child(void* c, unsigned level) noexcept {
+  if (c == nullptr) return;
+  if (level == 0) {
+    static_cast<PageNode*>(c)->retain();
+  } else {
+    static_cast<TreeNode*>(c)->retain();
+  }
+}
+
+inline void release_child(void* c, unsigned level) noexcept {
+  if (c == nullptr) return;
+  if (level == 0) {
+    static_cast<PageNode*>(c)->release();
+  } else {
+    static_cast<TreeNode*>(c)->release();
+  }
+}
+
+// Gives up the origin once the node holds its own reference to every slot.
+inline void drop_origin_if_all_owned(TreeNode* node) noexcept {
+  if (node->owned != ~std::uint64_t{0}) return;
+  TreeNode* origin = node->origin;
+  node->origin = nullptr;
+  origin->release();
+}
+
+// Makes the (unique) node hold its own reference to child j, so that the slot may be written.
+inline void own_slot(TreeNode* node, std::size_t j) noexcept {
+  if (node->origin == nullptr) return;
+  const std::uint64_t bit = std::uint64_t{1} << j;
+  if ((node->owned & bit) != 0) return;
+  retain_child(node->child[j], node->level);
+  node->owned |= bit;
+  drop_origin_if_all_owned(node);
+}
+
+// Makes the (unique) node own every child (for builders that fill slots directly).
+void own_all(TreeNode* node) noexcept {
+  if (node->origin == nullptr) return;
+  for (std::size_t j = 0; j < FANOUT; ++j) {
+    if ((node->owned >> j & 1) == 0) retain_child(node->child[j], node->level);
+  }
+  node->owned = ~std::uint64_t{0};
+  drop_origin_if_all_owned(node);
+}
+
 // Makes the node behind `link` unique (allocating it at `level` when null) and marks child
 // `changed` dirty in its hash caches, since the caller is about to change that child. The
 // hashes of digest index `keep` (if any) are left valid: the caller promises the child's root
@@ -56,20 +102,16 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep
     copy->release();
     throw;
   }
-  // Locked increments are barriers: misses on 64 scattered counts would be taken one after the
-  // other. Prefetching every count line first lets the misses overlap.
-  for (void* c : node->child) {
-    if (c != nullptr) __builtin_prefetch(c, 1);
-  }
-  for (std::size_t i = 0; i < FANOUT; ++i) {
-    void* c = node->child[i];
-    copy->child[i] = c;
-    if (c == nullptr) continue;
-    if (level == 0) {
-      static_cast<PageNode*>(c)->retain();
-    } else {
-      static_cast<TreeNode*>(c)->retain();
-    }
+  // The copy borrows the children (one reference on their origin) instead of taking 64
+  // references on scattered objects; it takes its own only for the slots the source owned
+  // beyond its origin, and for those it writes later (own_slot).
+  TreeNode* origin = node->origin != nullptr ? node->origin : node;
+  origin->retain();
+  copy->origin = origin;
+  copy->owned = node->origin != nullptr ? node->owned : 0;
+  std::memcpy(copy->child, node->child, sizeof copy->child);
+  for (std::uint64_t m = copy->owned; m != 0; m &= m - 1) {
+    retain_child(copy->child[__builtin_ctzll(m)], level);
   }
   link = copy;
   node->release();
@@ -114,17 +156,16 @@ std::uint64_t count_rec(const TreeNode* node) noexcept {
 
 void TreeNode::destroy() noexcept {
   for (auto& nh : hashes) delete nh.load(std::memory_order_relaxed);
+  if (origin != nullptr) {
+    for (std::uint64_t m = owned; m != 0; m &= m - 1) release_child(child[__builtin_ctzll(m)], level);
+    origin->release();
+    delete this;
+    return;
+  }
   for (void* c : child) {  // as in make_unique: overlap the misses before the locked decrements
     if (c != nullptr) __builtin_prefetch(c, 1);
   }
-  for (void* c : child) {
-    if (c == nullptr) continue;
-    if (level == 0) {
-      static_cast<PageNode*>(c)->release();
-    } else {
-      static_cast<TreeNode*>(c)->release();
-    }
-  }
+  for (void* c : child) release_child(c, level);
   delete this;
 }
 
@@ -162,9 +203,11 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
   TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
   root = node;
   for (unsigned level = levels - 1; level > 0; --level) {
+    own_slot(node, child_index(page_index, level));
     node = make_unique(node->child[child_index(page_index, level)], level - 1,
                        child_index(page_index, level - 1));
   }
+  own_slot(node, page_index & (FANOUT - 1));
   return node->child[page_index & (FANOUT - 1)];
 }
 
@@ -175,9 +218,11 @@ void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page
   TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
   root = node;
   for (unsigned level = levels - 1; level > 0; --level) {
+    own_slot(node, child_index(page_index, level));
     node = make_unique(node->child[child_index(page_index, level)], level - 1,
                        child_index(page_index, level - 1), keep);
   }
+  own_slot(node, page_index & (FANOUT - 1));
   void*& link = node->child[page_index & (FANOUT - 1)];
   auto* old = static_cast<PageNode*>(link);
   link = adopted;
@@ -188,7 +233,9 @@ TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t pa
   void*& link = tree_link_for_write(root, levels, page_index);
   // The link is a slot of the leaf's child array: step back to the node that holds it.
   auto* slots = reinterpret_cast<std::uint8_t*>(&link) - sizeof(void*) * (page_index & (FANOUT - 1));
-  return reinterpret_cast<TreeNode*>(slots - offsetof(TreeNode, child));
+  auto* leaf = reinterpret_cast<TreeNode*>(slots - offsetof(TreeNode, child));
+  own_all(leaf);  // the builder writes any of its slots
+  return leaf;
 }
 
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted) {
@@ -206,9 +253,11 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
   path[levels - 1] = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
   root = path[levels - 1];
   for (unsigned level = levels - 1; level > 0; --level) {
+    own_slot(path[level], child_index(page_index, level));
     path[level - 1] = make_unique(path[level]->child[child_index(page_index, level)], level - 1,
                                   child_index(page_index, level - 1));
   }
+  own_slot(path[0], page_index & (FANOUT - 1));
   void*& leaf_link = path[0]->child[page_index & (FANOUT - 1)];
   static_cast<PageNode*>(leaf_link)->release();
   leaf_link = nullptr;
@@ -244,8 +293,10 @@ void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page
   TreeNode* node = make_unique(root_link, levels - 1, child_index(first_page, levels - 1));
   root = node;
   for (unsigned l = levels - 1; l > level + 1; --l) {
+    own_slot(node, child_index(first_page, l));
     node = make_unique(node->child[child_index(first_page, l)], l - 1, child_index(first_page, l - 1));
   }
+  own_slot(node, child_index(first_page, level + 1));
   void*& link = node->child[child_index(first_page, level + 1)];
   auto* old = static_cast<TreeNode*>(link);
   link = adopted;
@@ -275,8 +326,10 @@ std::uint64_t tree_bytes(const TreeNode* node, bool exclusive) noexcept {
   for (const auto& nh : node->hashes) {
     if (nh.load(std::memory_order_relaxed) != nullptr) bytes += pooled(sizeof(NodeHashes));
   }
-  for (void* c : node->child) {
+  for (std::size_t j = 0; j < FANOUT; ++j) {
+    void* c = node->child[j];
     if (c == nullptr) continue;
+    if (exclusive && node->origin != nullptr && (node->owned >> j & 1) == 0) continue;  // borrowed
     if (node->level > 0) {
       bytes += tree_bytes(static_cast<const TreeNode*>(c), exclusive);
       continue;

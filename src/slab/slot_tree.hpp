@@ -16,6 +16,8 @@
 //    re-hashes only the 6 entries above each changed child in each node — O(k · log n) hashes
 //    for k changed pages. The cap's pages root is the heap entry of the root node that covers
 //    the cap's actual depth.
+//  - Writers reach a child slot only after making the node hold its own reference to it
+//    (own_slot), so a borrowed child (see TreeNode::origin) is never released by the borrower.
 //  - NodeHashes are claimed before they are written (EMPTY → WRITING → READY); a READY node is
 //    never written again while shared, so any thread may read it. Threads that find a node
 //    claimed by another wait for it only after publishing their own claims: no deadlock.
@@ -55,7 +57,16 @@ struct TreeNode {
   std::atomic<std::uint32_t> refs{1};
   std::uint8_t level;                                   // 0: children are PageNode*
   std::atomic<NodeHashes*> hashes[DIGEST_COUNT] = {};  // allocated on first root
-  void* child[FANOUT] = {};                             // null: all Empty
+  // Copy-on-write without touching the children: a path copy of a shared node borrows that
+  // node's children, kept alive by one reference on `origin`, and holds references of its own
+  // only for the slots in `owned` (the ones it has written since). With origin == nullptr the
+  // node owns every non-null child. An origin is never itself a copy (copies of copies share
+  // the first origin), so a node keeps at most one other node's children alive. An origin is
+  // reachable only through such references once its last tree holder is gone, so it is never
+  // written again.
+  TreeNode* origin = nullptr;
+  std::uint64_t owned = 0;
+  void* child[FANOUT] = {};  // null: all Empty
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
