@@ -469,11 +469,12 @@ DataCap DataCap::flush() && {
   detail::TreeNode* overlay = std::exchange(overlay_, nullptr);
   overlay_count_ = 0;
   try {
-    detail::tree_for_each(overlay, out.backing_.levels(), 0, out.page_count(),
-                          [&](std::uint64_t i, PageNode* node) {
-                            node->retain();
-                            out.backing_.set_page_slot(i, PageNode::adopt_slot(node));
-                          });
+    // One walk over the overlay: each backing node on the way is path-copied once.
+    detail::tree_merge(out.backing_.root_, out.backing_.levels(), overlay, [](std::uint64_t, PageNode* node) {
+      if (!node->is_missing() && detail::is_zero_page(node->data)) return static_cast<PageNode*>(nullptr);
+      node->retain();  // canonical: zero bytes are Empty in a backing
+      return node;
+    });
   } catch (...) {
     detail::tree_release(overlay);
     throw;

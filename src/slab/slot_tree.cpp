@@ -88,7 +88,7 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep
     for (std::size_t d = 0; d < DIGEST_COUNT; ++d) {
       NodeHashes* nh = node->hashes[d].load(std::memory_order_acquire);
       if (nh == nullptr || nh->state.load(std::memory_order_acquire) != NodeHashes::READY) continue;
-      auto* mine = new NodeHashes();
+      auto* mine = new NodeHashes;  // default-initialized: h is about to be copied over, not zeroed first
       std::memcpy(mine->h, nh->h, sizeof mine->h);
       if (static_cast<int>(d) == keep) {
         mine->dirty.store(0, std::memory_order_relaxed);
@@ -209,6 +209,62 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
   }
   own_slot(node, page_index & (FANOUT - 1));
   return node->child[page_index & (FANOUT - 1)];
+}
+
+namespace {
+
+// Marks child j of a unique node changed in every digest's cached hashes.
+void mark_changed(TreeNode* node, std::size_t j) noexcept {
+  const std::uint64_t bit = std::uint64_t{1} << j;
+  for (auto& slot : node->hashes) {
+    NodeHashes* nh = slot.load(std::memory_order_relaxed);
+    if (nh == nullptr) continue;
+    nh->dirty.fetch_or(bit, std::memory_order_relaxed);
+    nh->state.store(NodeHashes::EMPTY, std::memory_order_relaxed);
+  }
+}
+
+// Merges the overlay node `ov` (at `level`, first page `base`) into the backing node behind
+// `link`, which its parent already owns. Returns true when the backing node is left all-null
+// (the caller removes it).
+bool merge_rec(void*& link, unsigned level, const TreeNode* ov, std::uint64_t base,
+               const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt) {
+  std::size_t first = 0;
+  while (ov->child[first] == nullptr) ++first;  // an overlay node is never all-null
+  TreeNode* node = make_unique(link, level, first);
+  const std::uint64_t span = std::uint64_t{1} << (FANOUT_LOG2 * level);
+  for (std::size_t j = first; j < FANOUT; ++j) {
+    void* oc = ov->child[j];
+    if (oc == nullptr) continue;
+    own_slot(node, j);
+    mark_changed(node, j);
+    if (level == 0) {
+      PageNode* next = adopt(base + j, static_cast<PageNode*>(oc));
+      auto* old = static_cast<PageNode*>(node->child[j]);
+      node->child[j] = next;
+      if (old != nullptr) old->release();
+      continue;
+    }
+    if (merge_rec(node->child[j], level - 1, static_cast<const TreeNode*>(oc), base + j * span, adopt)) {
+      static_cast<TreeNode*>(node->child[j])->release();  // unique: frees it
+      node->child[j] = nullptr;
+    }
+  }
+  return all_null(node);
+}
+
+}  // namespace
+
+void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
+                const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt) {
+  if (overlay == nullptr || levels == 0) return;
+  void* root_link = root;
+  const bool emptied = merge_rec(root_link, levels - 1, overlay, 0, adopt);
+  root = static_cast<TreeNode*>(root_link);
+  if (emptied) {
+    root->release();
+    root = nullptr;
+  }
 }
 
 void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,

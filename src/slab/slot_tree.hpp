@@ -98,6 +98,13 @@ void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_
 // marked dirty on its path: for builders that fill a leaf's 64 slots directly.
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
 
+// Writes every page of `overlay` (a tree of the same shape) into `root` in one walk: each node
+// on the way is path-copied once, not once per page. adopt(page_index, overlay_page) returns
+// the node to store there, with a reference the tree takes (null: Empty, and nodes left empty
+// are removed).
+void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
+                const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt);
+
 // Replaces the (non-null) page at page_index with `adopted`, whose root under `kept` is the
 // same: the cached hashes under `kept` stay valid along the path (other digests' are reset).
 // Path-copies shared nodes, so no other tree sees the change. REQUIRES: a page is stored there.

@@ -30,8 +30,12 @@ inline CliRun run(const std::string& args) {
   std::array<char, 4096> buf{};
   while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
   const int status = ::pclose(pipe);
-  std::ifstream err_file(err_path);
-  std::string err((std::istreambuf_iterator<char>(err_file)), {});
+  std::string err;
+  {
+    std::ifstream err_file(err_path);
+    err.assign(std::istreambuf_iterator<char>(err_file), {});
+  }
+  std::remove(err_path.c_str());
   return CliRun{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, err};
 }
 
