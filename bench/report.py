@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 data = json.load(open(sys.argv[1]))
+for extra in sys.argv[2:]:  # further runs (the store benchmarks run in a process of their own)
+    data["benchmarks"].extend(json.load(open(extra))["benchmarks"])
 med = {}
 for b in data["benchmarks"]:
     if b.get("aggregate_name") != "median":
