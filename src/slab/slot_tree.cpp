@@ -90,12 +90,12 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep
       if (nh == nullptr || nh->state.load(std::memory_order_acquire) != NodeHashes::READY) continue;
       auto* mine = new NodeHashes;  // default-initialized: h is about to be copied over, not zeroed first
       std::memcpy(mine->h, nh->h, sizeof mine->h);
-      if (static_cast<int>(d) == keep) {
+      if (static_cast<int>(d) == keep) {  // the child's root is unchanged: still complete
         mine->dirty.store(0, std::memory_order_relaxed);
         mine->state.store(NodeHashes::READY, std::memory_order_relaxed);
-        continue;
+      } else {
+        mine->dirty.store(bit, std::memory_order_relaxed);
       }
-      mine->dirty.store(bit, std::memory_order_relaxed);
       copy->hashes[d].store(mine, std::memory_order_relaxed);
     }
   } catch (...) {
