@@ -74,6 +74,8 @@ class DATACAP_API PageStore {
   // out[k] = get(roots[k]) in one read transaction. Throws InvalidArgument on size mismatch.
   void get_many(std::span<const Hash32> roots, std::span<PageRef> out) const;
   [[nodiscard]] bool has(const Hash32& root) const;
+  // has(roots[k]) for every k, in one read transaction.
+  [[nodiscard]] std::vector<bool> has_many(std::span<const Hash32> roots) const;
   // Pages stored (distinct contents).
   [[nodiscard]] std::uint64_t page_count() const;
 
@@ -142,6 +144,8 @@ class DATACAP_API PageStore {
   virtual void do_put_pages(std::span<const PageRecord> pages) = 0;
   virtual void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const = 0;
   virtual bool do_has_page(const Hash32& root) const = 0;
+  // out[k] = whether roots[k] is stored (out is sized by the caller).
+  virtual void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const = 0;
   virtual std::uint64_t do_page_count() const = 0;
   // Stores a cap record (encoded) under its root, atomically; a root already present is kept.
   virtual void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) = 0;
@@ -179,6 +183,7 @@ class DATACAP_API MemoryStore final : public PageStore {
   void do_put_pages(std::span<const PageRecord> pages) override;
   void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override;
   bool do_has_page(const Hash32& root) const override;
+  void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override;
   std::uint64_t do_page_count() const override;
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
   bool do_has_cap(const Hash32& cap_root) const override;
@@ -216,6 +221,7 @@ class DATACAP_API LmdbStore final : public PageStore {
   void do_put_pages(std::span<const PageRecord> pages) override;
   void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override;
   bool do_has_page(const Hash32& root) const override;
+  void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override;
   std::uint64_t do_page_count() const override;
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
   bool do_has_cap(const Hash32& cap_root) const override;

@@ -298,6 +298,16 @@ bool LmdbStore::do_has_page(const Hash32& root) const {
   return s.find_page(cursor.cursor, root, key, value);
 }
 
+void LmdbStore::do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const {
+  const Impl& s = *impl_;
+  Impl::Txn txn(s, false);
+  Impl::Cursor cursor(s, txn.txn, s.pages);
+  for (std::size_t k = 0; k < roots.size(); ++k) {
+    MDB_val key, value;
+    out[k] = s.find_page(cursor.cursor, roots[k], key, value);
+  }
+}
+
 std::uint64_t LmdbStore::do_page_count() const {
   const Impl& s = *impl_;
   Impl::Txn txn(s, false);

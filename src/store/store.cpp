@@ -85,6 +85,12 @@ void PageStore::get_many(std::span<const Hash32> roots, std::span<PageRef> out) 
 }
 
 bool PageStore::has(const Hash32& root) const { return do_has_page(root); }
+
+std::vector<bool> PageStore::has_many(std::span<const Hash32> roots) const {
+  std::vector<bool> out(roots.size(), false);
+  do_has_pages(roots, out);
+  return out;
+}
 std::uint64_t PageStore::page_count() const { return do_page_count(); }
 bool PageStore::has_cap(const Hash32& cap_root) const { return do_has_cap(cap_root); }
 
@@ -424,6 +430,11 @@ void MemoryStore::do_get_pages(std::span<const Hash32> roots, std::span<PageRef>
 bool MemoryStore::do_has_page(const Hash32& root) const {
   std::shared_lock guard(impl_->data_mutex);
   return impl_->pages.count(root) != 0;
+}
+
+void MemoryStore::do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const {
+  std::shared_lock guard(impl_->data_mutex);
+  for (std::size_t k = 0; k < roots.size(); ++k) out[k] = impl_->pages.count(roots[k]) != 0;
 }
 
 std::uint64_t MemoryStore::do_page_count() const {

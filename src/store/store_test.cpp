@@ -108,6 +108,12 @@ TEST_P(Store, PagesAreKeyedByTheirRootAndStoredOnce) {
   store().put_many(pages, roots);
   std::vector<PageRef> got(roots.size());
   store().get_many(roots, got);
+  std::vector<Hash32> asked = roots;
+  asked.push_back(absent);
+  const std::vector<bool> present = store().has_many(asked);
+  ASSERT_EQ(present.size(), asked.size());
+  EXPECT_TRUE(std::all_of(present.begin(), present.end() - 1, [](bool b) { return b; }));
+  EXPECT_FALSE(present.back());
   for (std::size_t k = 0; k < pages.size(); ++k) {
     ASSERT_TRUE(got[k]);
     EXPECT_TRUE(std::equal(pages[k].data(), pages[k].data() + PAGE_SIZE, got[k].data()));
@@ -346,6 +352,7 @@ class LyingStore final : public PageStore {
     if (!out.empty()) out[out.size() / 2] = answer_;
   }
   bool do_has_page(const Hash32&) const override { return true; }
+  void do_has_pages(std::span<const Hash32>, std::vector<bool>& out) const override { out.assign(out.size(), true); }
   std::uint64_t do_page_count() const override { return 0; }
   void do_put_cap(const Hash32&, std::span<const std::uint8_t>) override {}
   bool do_has_cap(const Hash32&) const override { return false; }
