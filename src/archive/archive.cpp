@@ -489,16 +489,15 @@ OpenedArchive open_archive(const std::string& path, ArchiveVerify verify) {
     ::close(fd);
     throw DecodeError("Archive.header", 0, "file of " + std::to_string(len) + " bytes is shorter than the 4096-byte header");
   }
-  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  detail::MappedFile* file = nullptr;
+  try {
+    file = detail::MappedFile::map_readonly(fd, len, path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   ::close(fd);
-  if (base == MAP_FAILED) throw IoError(path, "cannot map: " + system_message());
-  auto* file = new detail::MappedFile();
-  file->base = base;
-  file->len = len;
-  struct Drop {
-    detail::MappedFile* f;
-    ~Drop() { f->release(); }  // pages hold their own references
-  } drop{file};
+  const detail::MappedFile::Holder drop{file};
   try {
     return detail::open_archive_image(file, verify);
   } catch (const DecodeError& e) {

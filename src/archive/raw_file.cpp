@@ -56,15 +56,9 @@ DataCap map_raw_file(const std::string& path, std::uint64_t size) {
   PageSlab slab(content_len);
   if (len == 0) return DataCap::from_backing(std::move(slab));
 
-  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, f.fd, 0);
-  if (base == MAP_FAILED) throw IoError(path, "cannot map: " + system_message());
-  auto* file = new detail::MappedFile();
-  file->base = base;
-  file->len = len;
-  struct Drop {
-    detail::MappedFile* f;
-    ~Drop() { f->release(); }  // the pages hold their own references
-  } drop{file};
+  detail::MappedFile* file = detail::MappedFile::map_readonly(f.fd, len, path);
+  const detail::MappedFile::Holder drop{file};
+  void* base = file->base;
   ::madvise(base, len, MADV_SEQUENTIAL);
   const auto* bytes = static_cast<const std::uint8_t*>(base);
   const std::uint64_t file_pages = (len + PAGE_SIZE - 1) / PAGE_SIZE;

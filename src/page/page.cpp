@@ -1,8 +1,10 @@
 #include <sys/mman.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include "datacap/error.hpp"
 #include "page/page_node.hpp"
@@ -46,6 +48,15 @@ PageNode* PageNode::borrowed(MappedFile* file, const std::uint8_t* bytes, bool r
   node->owner = file;
   if (retain_file) file->retain();
   return node;
+}
+
+MappedFile* MappedFile::map_readonly(int fd, std::size_t len, const std::string& path) {
+  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (base == MAP_FAILED) throw IoError(path, std::string("cannot map: ") + std::strerror(errno));
+  auto* file = new MappedFile();
+  file->base = base;
+  file->len = len;
+  return file;
 }
 
 void MappedFile::release() noexcept {

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "datacap/hash.hpp"
 #include "datacap/page.hpp"
@@ -61,8 +62,18 @@ struct MappedFile {
   // that differs from `root`.
   void check_root(const std::uint8_t* page, Digest digest, const Hash32& root) const;
 
+  // Maps `len` (> 0) bytes of the open file `fd` read-only; the caller holds the one reference.
+  // Throws IoError (naming `path`) when the mapping fails.
+  static MappedFile* map_readonly(int fd, std::size_t len, const std::string& path);
+
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept;  // unmaps on the last reference
+
+  // Drops the creator's reference at the end of a scope (pages hold their own).
+  struct Holder {
+    MappedFile* file;
+    ~Holder() { file->release(); }
+  };
 };
 
 // One page (data != nullptr: Loaded) or one Missing hash holder (data == nullptr).

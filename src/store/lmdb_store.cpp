@@ -157,6 +157,15 @@ struct LmdbStore::Impl {
     return key.mv_size >= root.size() && std::memcmp(key.mv_data, root.data(), root.size()) == 0;
   }
 
+  // The record of cap_root in `txn` (valid until the transaction ends); false when absent.
+  bool find_cap(MDB_txn* txn, const Hash32& cap_root, MDB_val& value) const {
+    MDB_val key = key_of(cap_root);
+    const int rc = mdb_get(txn, caps, &key, &value);
+    if (rc == MDB_NOTFOUND) return false;
+    check(rc, "read cap record");
+    return true;
+  }
+
   // Reads the page under `root`; null when absent.
   PageRef read_page(MDB_cursor* cursor, const Hash32& root) const {
     MDB_val key, head;
@@ -331,22 +340,15 @@ void LmdbStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t>
 bool LmdbStore::do_has_cap(const Hash32& cap_root) const {
   const Impl& s = *impl_;
   Impl::Txn txn(s, false);
-  MDB_val key = key_of(cap_root);
   MDB_val v;
-  const int rc = mdb_get(txn.txn, s.caps, &key, &v);
-  if (rc == MDB_NOTFOUND) return false;
-  s.check(rc, "read cap record");
-  return true;
+  return s.find_cap(txn.txn, cap_root, v);
 }
 
 bool LmdbStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const {
   const Impl& s = *impl_;
   Impl::Txn txn(s, false);
-  MDB_val key = key_of(cap_root);
   MDB_val v;
-  const int rc = mdb_get(txn.txn, s.caps, &key, &v);
-  if (rc == MDB_NOTFOUND) return false;
-  s.check(rc, "read cap record");
+  if (!s.find_cap(txn.txn, cap_root, v)) return false;
   const auto* p = static_cast<const std::uint8_t*>(v.mv_data);
   record.assign(p, p + v.mv_size);
   return true;
@@ -376,11 +378,8 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
     std::unordered_set<Hash32, Hash32Hasher> referenced;
     std::vector<Hash32> roots;
     for (const Hash32& root : keep) {
-      MDB_val key = key_of(root);
       MDB_val v;
-      const int rc = mdb_get(txn.txn, s.caps, &key, &v);
-      if (rc == MDB_NOTFOUND) throw NotFound("LmdbStore::gc: --keep", "cap", root);
-      s.check(rc, "read cap record");
+      if (!s.find_cap(txn.txn, root, v)) throw NotFound("LmdbStore::gc: --keep", "cap", root);
       if (!kept.insert(root).second) continue;
       roots.clear();
       record_page_roots(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size),

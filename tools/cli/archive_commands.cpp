@@ -13,6 +13,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/file_source.hpp"
+#include "cli/output_file.hpp"
 #include "cli/progress.hpp"
 #include "datacap/datacap.hpp"
 
@@ -33,16 +34,7 @@ void print_info_json(const ArchiveInfo& info, bool verified) {
 
 // Writes the effective bytes of `cap` to `path`, full size; Empty pages become holes.
 void write_effective_bytes(const DataCap& cap, const std::string& path) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw IoError(tmp, std::string("cannot create: ") + std::strerror(errno));
-  auto fail = [&](const std::string& what) {
-    const std::string message = std::strerror(errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw IoError(path, what + ": " + message);
-  };
-  if (::ftruncate(fd, static_cast<off_t>(cap.content_len())) != 0) fail("cannot size the output");
+  OutputFile out(path);
   Progress progress("unpack", cap.content_len());
   std::vector<std::uint32_t> pages;
   cap.backing().for_each_stored([&](std::uint32_t i, const PageSlot&) { pages.push_back(i); });
@@ -51,31 +43,12 @@ void write_effective_bytes(const DataCap& cap, const std::string& path) {
   pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
   for (std::uint32_t i : pages) {
     const PageResolution r = cap.page_at(std::uint64_t{i} * PAGE_SIZE);
-    if (r.kind == PageResolution::Kind::missing) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw MissingPage("unpack", i, r.missing_hash);
-    }
+    if (r.kind == PageResolution::Kind::missing) throw MissingPage("unpack", i, r.missing_hash);
     if (r.kind == PageResolution::Kind::zero) continue;
-    const std::uint8_t* p = r.data;
-    std::size_t left = PAGE_SIZE;
-    auto off = static_cast<off_t>(std::uint64_t{i} * PAGE_SIZE);
-    while (left > 0) {
-      const ssize_t n = ::pwrite(fd, p, left, off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail("write failed");
-      p += n;
-      off += n;
-      left -= static_cast<std::size_t>(n);
-    }
+    out.write_at(std::uint64_t{i} * PAGE_SIZE, r.data, PAGE_SIZE);
     progress.update(std::uint64_t{i} * PAGE_SIZE);
   }
-  if (::fsync(fd) != 0) fail("fsync failed");
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw IoError(path, std::string("cannot rename into place: ") + std::strerror(errno));
-  }
+  out.finish(cap.content_len());
 }
 
 }  // namespace
