@@ -36,19 +36,6 @@ inline __m256i ror(__m256i x) {
     h = add(t1, add(s0, maj));                                                                    \
   } while (0)
 
-// Rounds t .. t+7, the state rotating through the arguments; KW(j) is K[j] + W[j] of the block
-// being hashed (defined around each use).
-#define DATACAP_EIGHT_ROUNDS(t)                       \
-  do {                                                \
-    DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0)); \
-    DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(t + 1)); \
-    DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(t + 2)); \
-    DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(t + 3)); \
-    DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(t + 4)); \
-    DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(t + 5)); \
-    DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(t + 6)); \
-    DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(t + 7)); \
-  } while (0)
 
 inline __m256i sigma0(__m256i x) { return xor3(ror<7>(x), ror<18>(x), _mm256_srli_epi32(x, 3)); }
 inline __m256i sigma1(__m256i x) { return xor3(ror<17>(x), ror<19>(x), _mm256_srli_epi32(x, 10)); }
@@ -105,7 +92,6 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
     for (int k = 0; k < 8; ++k) std::memcpy(out + 32 * m + 4 * k, &words[k][m], 4);
   }
 }
-#undef DATACAP_EIGHT_ROUNDS
 #undef DATACAP_ROUND
 
 }  // namespace

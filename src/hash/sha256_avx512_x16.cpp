@@ -38,19 +38,6 @@ inline __m512i add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
     h = add(t1, add(s0, _mm512_ternarylogic_epi32(a, b, c, MAJ)));                                 \
   } while (0)
 
-// Rounds t .. t+7, the state rotating through the arguments; KW(j) is K[j] + W[j] of the block
-// being hashed (defined around each use).
-#define DATACAP_EIGHT_ROUNDS(t)                       \
-  do {                                                \
-    DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0)); \
-    DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(t + 1)); \
-    DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(t + 2)); \
-    DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(t + 3)); \
-    DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(t + 4)); \
-    DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(t + 5)); \
-    DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(t + 6)); \
-    DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(t + 7)); \
-  } while (0)
 
 inline __m512i sigma0(__m512i x) {
   return _mm512_ternarylogic_epi32(_mm512_ror_epi32(x, 7), _mm512_ror_epi32(x, 18),
@@ -111,7 +98,6 @@ inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
     _mm512_i32scatter_epi32(out + 4 * k, out_index, _mm512_shuffle_epi8(state[k], bswap), 4);
   }
 }
-#undef DATACAP_EIGHT_ROUNDS
 #undef DATACAP_ROUND
 
 }  // namespace

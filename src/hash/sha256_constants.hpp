@@ -46,3 +46,18 @@ constexpr std::array<std::uint32_t, 64> make_padding_kw() {
 inline constexpr std::array<std::uint32_t, 64> PADDING_KW = make_padding_kw();
 
 }  // namespace datacap::detail::sha256
+
+// Rounds t .. t+7 for a SIMD kernel, the state rotating through the arguments. The kernel
+// defines DATACAP_ROUND(a, b, c, d, e, f, g, h, kw) for its ISA and KW(j), K[j] + W[j] of the
+// block being hashed, around each use.
+#define DATACAP_EIGHT_ROUNDS(t)                       \
+  do {                                                \
+    DATACAP_ROUND(a, b, c, d, e, f, g, h, KW(t + 0)); \
+    DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(t + 1)); \
+    DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(t + 2)); \
+    DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(t + 3)); \
+    DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(t + 4)); \
+    DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(t + 5)); \
+    DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(t + 6)); \
+    DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(t + 7)); \
+  } while (0)

@@ -458,9 +458,23 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
 
 // ---- settle ------------------------------------------------------------------------------
 
+namespace {
+
+// Folds `overlay` into `backing` canonically (a zero page becomes Empty) in one walk: each
+// backing node on the way is path-copied once. Overlay pages gain a reference from the backing.
+void fold_overlay(PageSlab& backing, const detail::TreeNode* overlay) {
+  detail::tree_merge(detail::SlabAccess::root(backing), backing.levels(), overlay, [](std::uint64_t, PageNode* node) {
+    if (!node->is_missing() && detail::is_zero_page(node->data)) return static_cast<PageNode*>(nullptr);
+    node->retain();
+    return node;
+  });
+}
+
+}  // namespace
+
 DataCap DataCap::flush() const& {
   DataCap out = DataCap::from_backing(backing_);
-  for_each_dirty([&](std::uint32_t i, const PageSlot& slot) { out.backing_.set_page_slot(i, slot); });
+  fold_overlay(out.backing_, overlay_);
   return out;
 }
 
@@ -469,12 +483,7 @@ DataCap DataCap::flush() && {
   detail::TreeNode* overlay = std::exchange(overlay_, nullptr);
   overlay_count_ = 0;
   try {
-    // One walk over the overlay: each backing node on the way is path-copied once.
-    detail::tree_merge(out.backing_.root_, out.backing_.levels(), overlay, [](std::uint64_t, PageNode* node) {
-      if (!node->is_missing() && detail::is_zero_page(node->data)) return static_cast<PageNode*>(nullptr);
-      node->retain();  // canonical: zero bytes are Empty in a backing
-      return node;
-    });
+    fold_overlay(out.backing_, overlay);
   } catch (...) {
     detail::tree_release(overlay);
     throw;
