@@ -4,8 +4,9 @@
 // Why: a copy-on-write or a flush allocates and frees several such objects; through malloc each
 // costs a call, a size header (so more than 3% metadata per page) and, as the heap top shrinks
 // and grows, page faults. Here a block costs a pointer pop from the thread's own list; blocks
-// move between threads in batches through one mutex-protected list. Memory is carved from
-// 64-block chunks that are kept for reuse (never returned to the system).
+// move between threads in whole batches of 64 through one mutex-protected list, O(1) per batch.
+// Memory is carved from 64-block chunks as blocks are first used, and kept for reuse (never
+// returned to the system).
 //
 // Under AddressSanitizer or ThreadSanitizer the pool steps aside (plain operator new/delete) so
 // the sanitizers see every allocation.
@@ -23,7 +24,8 @@ namespace datacap::detail {
 
 template <std::size_t SIZE>
 class BlockPool {
-  static_assert(SIZE >= sizeof(void*) && SIZE % 8 == 0, "blocks hold a pointer and keep 8-byte alignment");
+  static_assert(SIZE >= 3 * sizeof(void*) && SIZE % 8 == 0,
+                "blocks hold a batch header and keep 8-byte alignment");
 
  public:
   static void* allocate() {
@@ -33,8 +35,15 @@ class BlockPool {
     Local& l = local();
     if (l.dead) return shared_take_one();
     if (l.head == nullptr) {
+      if (l.carve_left > 0) {  // fresh memory, touched only now that it is used
+        --l.carve_left;
+        void* p = l.carve;
+        l.carve += SIZE;
+        return p;
+      }
       guard().armed = true;  // registers the guard's destructor for this thread
       l.refill();
+      if (l.head == nullptr) return allocate();  // refill carved a new chunk
     }
     Block* b = l.head;
     l.head = b->next;
@@ -50,101 +59,140 @@ class BlockPool {
     Local& l = local();
     auto* b = static_cast<Block*>(p);
     if (l.dead) {
-      shared_give_one(b);
+      shared_give(b, 1);
       return;
     }
     b->next = l.head;
     l.head = b;
-    if (++l.count > LOCAL_MAX) l.spill(LOCAL_MAX / 2);
+    if (++l.count == BATCH) l.stash();
 #endif
   }
 
  private:
-  static constexpr std::size_t BATCH = 64;
-  static constexpr std::size_t LOCAL_MAX = 256;
+  static constexpr std::size_t BATCH = 64;        // blocks per batch, and per carved chunk
+  static constexpr std::size_t LOCAL_BATCHES = 4;  // full batches a thread keeps before sharing
 
+  // A free block. Free blocks form chains through `next`; the first block of a chain that is
+  // handed around whole (a batch) also records the chain's length and the next batch, so a
+  // batch moves between a thread and the shared list in O(1), never walking its blocks (which
+  // may be cold: walking them was one dependent cache miss per block).
   struct Block {
     Block* next;
+    Block* next_batch;
+    std::size_t count;
   };
 
   struct Shared {
     std::mutex mu;
-    Block* head = nullptr;
-    std::size_t count = 0;
+    Block* batches = nullptr;
   };
   static Shared& shared() {
     static Shared* s = new Shared();  // never destroyed: threads may exit after static teardown
     return *s;
   }
 
-  static void* shared_take_one() {
-    Local one{};
-    one.refill();  // takes a batch; keep one, return the rest
-    Block* b = one.head;
-    one.head = b->next;
-    --one.count;
-    one.spill(one.count);
-    return b;
-  }
-  static void shared_give_one(Block* b) noexcept {
+  static void shared_give(Block* head, std::size_t count) noexcept {
     Shared& s = shared();
     std::lock_guard<std::mutex> lock(s.mu);
-    b->next = s.head;
-    s.head = b;
-    ++s.count;
+    head->count = count;
+    head->next_batch = s.batches;
+    s.batches = head;
+  }
+  // A whole batch from the shared list (its length in `count`), or null.
+  static Block* shared_take_batch(std::size_t& count) noexcept {
+    Shared& s = shared();
+    std::lock_guard<std::mutex> lock(s.mu);
+    Block* head = s.batches;
+    if (head == nullptr) return nullptr;
+    s.batches = head->next_batch;
+    count = head->count;
+    return head;
+  }
+  // For threads whose cache is gone (static destructors at exit): one block, the rest of its
+  // batch going back.
+  static void* shared_take_one() {
+    std::size_t count = 0;
+    Block* head = shared_take_batch(count);
+    if (head == nullptr) return ::operator new(SIZE, std::align_val_t{64});  // a block of its own
+    if (count > 1) shared_give(head->next, count - 1);
+    return head;
   }
 
   // Trivially destructible, so it stays usable for the whole life of its thread; the guard
   // below returns its blocks when the thread ends and marks it dead, after which the thread
   // (e.g. static destructors at exit) uses the shared list directly.
   struct Local {
-    Block* head;
+    Block* head;                // the current chain, count blocks (< BATCH)
     std::size_t count;
+    Block* full;                // full batches kept here, linked through next_batch
+    std::size_t full_count;
+    unsigned char* carve;       // the unused rest of the newest chunk
+    std::size_t carve_left;
     bool dead;
 
+    // Makes `head` non-empty from a kept batch or the shared list, or else carves a new chunk.
     void refill() {
-      Shared& s = shared();
-      {
-        std::lock_guard<std::mutex> lock(s.mu);
-        while (s.head != nullptr && count < BATCH) {
-          Block* b = s.head;
-          s.head = b->next;
-          --s.count;
-          b->next = head;
-          head = b;
-          ++count;
-        }
+      if (full != nullptr) {
+        head = full;
+        full = full->next_batch;
+        count = head->count;
+        --full_count;
+        return;
       }
-      if (head != nullptr) return;
-      auto* chunk = static_cast<unsigned char*>(::operator new(SIZE * BATCH, std::align_val_t{64}));
-      for (std::size_t i = BATCH; i-- > 0;) {
-        auto* b = reinterpret_cast<Block*>(chunk + i * SIZE);
-        b->next = head;
-        head = b;
+      std::size_t n = 0;
+      if (Block* batch = shared_take_batch(n)) {
+        head = batch;
+        count = n;
+        return;
       }
-      count = BATCH;
+      carve = static_cast<unsigned char*>(::operator new(SIZE * BATCH, std::align_val_t{64}));
+      carve_left = BATCH;
     }
 
-    void spill(std::size_t n) noexcept {
-      Shared& s = shared();
-      std::lock_guard<std::mutex> lock(s.mu);
-      for (; n > 0 && head != nullptr; --n) {
-        Block* b = head;
-        head = b->next;
-        --count;
-        b->next = s.head;
-        s.head = b;
-        ++s.count;
+    // The current chain just became a full batch: keep it, or share it when enough are kept.
+    void stash() noexcept {
+      Block* batch = head;
+      head = nullptr;
+      count = 0;
+      if (full_count < LOCAL_BATCHES) {
+        batch->count = BATCH;
+        batch->next_batch = full;
+        full = batch;
+        ++full_count;
+        return;
       }
+      shared_give(batch, BATCH);
     }
 
+    // Everything back to the shared list (the thread is ending). Carved-but-unused blocks are
+    // chained only now.
+    void give_all() noexcept {
+      if (head != nullptr) shared_give(head, count);
+      head = nullptr;
+      count = 0;
+      while (full != nullptr) {
+        Block* batch = full;
+        full = full->next_batch;
+        shared_give(batch, batch->count);
+      }
+      full_count = 0;
+      if (carve_left == 0) return;
+      Block* chain = nullptr;
+      for (std::size_t i = carve_left; i-- > 0;) {
+        auto* b = reinterpret_cast<Block*>(carve + i * SIZE);
+        b->next = chain;
+        chain = b;
+      }
+      shared_give(chain, carve_left);
+      carve_left = 0;
+    }
   };
 
   struct Guard {
     bool armed = false;
     ~Guard() {
       Local& l = local();
-      l.spill(l.count);
+      l.give_all();
       l.dead = true;
     }
   };

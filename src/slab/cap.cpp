@@ -460,21 +460,22 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
 
 namespace {
 
-// Folds `overlay` into `backing` canonically (a zero page becomes Empty) in one walk: each
-// backing node on the way is path-copied once. Overlay pages gain a reference from the backing.
-void fold_overlay(PageSlab& backing, const detail::TreeNode* overlay) {
-  detail::tree_merge(detail::SlabAccess::root(backing), backing.levels(), overlay, [](std::uint64_t, PageNode* node) {
-    if (!node->is_missing() && detail::is_zero_page(node->data)) return static_cast<PageNode*>(nullptr);
-    node->retain();
-    return node;
-  });
+// What a backing takes for an overlay page: canonical (a zero page becomes Empty), with a
+// reference of its own.
+PageNode* adopt_for_backing(std::uint64_t, PageNode* node) {
+  if (!node->is_missing() && detail::is_zero_page(node->data)) return nullptr;
+  node->retain();
+  return node;
 }
 
 }  // namespace
 
+// Both fold the overlay into the backing in one walk: each backing node on the way is
+// path-copied once.
 DataCap DataCap::flush() const& {
   DataCap out = DataCap::from_backing(backing_);
-  fold_overlay(out.backing_, overlay_);
+  detail::tree_merge(detail::SlabAccess::root(out.backing_), out.backing_.levels(), overlay_,
+                     adopt_for_backing);
   return out;
 }
 
@@ -482,13 +483,9 @@ DataCap DataCap::flush() && {
   DataCap out = DataCap::from_backing(std::move(backing_));
   detail::TreeNode* overlay = std::exchange(overlay_, nullptr);
   overlay_count_ = 0;
-  try {
-    fold_overlay(out.backing_, overlay);
-  } catch (...) {
-    detail::tree_release(overlay);
-    throw;
-  }
-  detail::tree_release(overlay);
+  // The overlay is this cap's to give up: it is freed during the merge (released on failure).
+  detail::tree_merge_consume(detail::SlabAccess::root(out.backing_), out.backing_.levels(), overlay,
+                             adopt_for_backing);
   return out;
 }
 

@@ -77,15 +77,12 @@ void PageSlab::set_page_slot(std::uint64_t page_index, PageSlot slot) {
     slot = PageSlot();  // canonical: zero bytes are Empty in a backing
   }
   // On allocation failure during the path copy the tree keeps its old content (the copies
-  // already made are content-equal), and `slot` still owns its node.
+  // already made are content-equal) and the page is released.
   if (PageNode::node_of(slot) == nullptr) {
     detail::tree_set(root_, levels_, page_index, nullptr);
     return;
   }
-  void*& link = detail::tree_link_for_write(root_, levels_, page_index);
-  auto* old = static_cast<PageNode*>(link);
-  link = PageNode::release_slot(slot);
-  if (old) old->release();
+  detail::tree_set(root_, levels_, page_index, PageNode::release_slot(slot));
 }
 
 void PageSlab::for_each_stored(

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include "tree/merkle.hpp"
 
@@ -198,17 +199,44 @@ PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsi
   return b == nullptr ? nullptr : static_cast<PageNode*>(b->child[i]);
 }
 
-void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
+namespace {
+
+// Makes every node on page_index's path unique (creating missing ones, marking the path dirty
+// except in digest `keep`) and returns the leaf. The leaf's slot for page_index is not yet
+// owned by it: see own_slot and put_page.
+TreeNode* unique_leaf(TreeNode*& root, unsigned levels, std::uint64_t page_index, int keep = KEEP_NONE) {
   void* root_link = root;
-  TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
+  TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
   root = node;
   for (unsigned level = levels - 1; level > 0; --level) {
     own_slot(node, child_index(page_index, level));
     node = make_unique(node->child[child_index(page_index, level)], level - 1,
-                       child_index(page_index, level - 1));
+                       child_index(page_index, level - 1), keep);
   }
-  own_slot(node, page_index & (FANOUT - 1));
-  return node->child[page_index & (FANOUT - 1)];
+  return node;
+}
+
+// Stores `adopted` (its reference moves in) in slot j of a unique leaf and releases what the
+// leaf held there. A borrowed slot's old page belongs to the origin, which keeps it alive: it
+// is not touched at all (it is usually cold; retaining it only to release it cost a miss).
+inline void put_page(TreeNode* leaf, std::size_t j, PageNode* adopted) noexcept {
+  const std::uint64_t bit = std::uint64_t{1} << j;
+  auto* old = static_cast<PageNode*>(leaf->child[j]);
+  leaf->child[j] = adopted;
+  if (leaf->origin != nullptr && (leaf->owned & bit) == 0) {
+    leaf->owned |= bit;
+    drop_origin_if_all_owned(leaf);
+    return;
+  }
+  if (old != nullptr) old->release();
+}
+
+}  // namespace
+
+void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
+  TreeNode* leaf = unique_leaf(root, levels, page_index);
+  own_slot(leaf, page_index & (FANOUT - 1));
+  return leaf->child[page_index & (FANOUT - 1)];
 }
 
 namespace {
@@ -224,30 +252,72 @@ void mark_changed(TreeNode* node, std::size_t j) noexcept {
   }
 }
 
+// Starts fetching a node's first lines (counts, hash pointers, origin).
+inline void prefetch_node(const TreeNode* node) noexcept {
+  if (node != nullptr) __builtin_prefetch(node, 0, 1);
+}
+
+// Starts fetching what a path copy of the node reads: its child array and READY hash arrays.
+// Reads the node's first line, so that should have been prefetched a while ago.
+inline void prefetch_node_body(const TreeNode* node) noexcept {
+  if (node == nullptr) return;
+  constexpr std::size_t LINE = 64;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(node);
+  for (std::size_t off = LINE; off < sizeof(TreeNode); off += LINE) __builtin_prefetch(bytes + off, 0, 1);
+  for (const auto& slot : node->hashes) {
+    const NodeHashes* nh = slot.load(std::memory_order_relaxed);
+    if (nh == nullptr) continue;
+    const auto* h = reinterpret_cast<const unsigned char*>(nh);
+    for (std::size_t off = 0; off < sizeof(NodeHashes); off += LINE) __builtin_prefetch(h + off, 0, 1);
+  }
+}
+
 // Merges the overlay node `ov` (at `level`, first page `base`) into the backing node behind
 // `link`, which its parent already owns. Returns true when the backing node is left all-null
 // (the caller removes it).
-bool merge_rec(void*& link, unsigned level, const TreeNode* ov, std::uint64_t base,
-               const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt) {
+//
+// With `consume` the caller owns `ov` alone (and the slots it may give up): each overlay child
+// node that is likewise ours alone is released as soon as it is merged, while it is still in
+// the cache, instead of in a second walk over the whole overlay afterwards.
+bool merge_rec(void*& link, unsigned level, TreeNode* ov, std::uint64_t base,
+               const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt, bool consume) {
   std::size_t first = 0;
   while (ov->child[first] == nullptr) ++first;  // an overlay node is never all-null
   TreeNode* node = make_unique(link, level, first);
   const std::uint64_t span = std::uint64_t{1} << (FANOUT_LOG2 * level);
+  std::uint64_t todo = 0;  // overlay children, in order
   for (std::size_t j = first; j < FANOUT; ++j) {
+    if (ov->child[j] != nullptr) todo |= std::uint64_t{1} << j;
+  }
+  // The backing children about to be path-copied are usually cold, and each copy reads a node
+  // and its hash arrays: fetch the node two children ahead and, once it has arrived, its
+  // arrays one child ahead, so the misses overlap the work on the current child.
+  auto ahead = [&](std::uint64_t rest, unsigned n) -> const TreeNode* {
+    for (; rest != 0 && n > 0; --n) rest &= rest - 1;
+    return rest == 0 ? nullptr : static_cast<const TreeNode*>(node->child[__builtin_ctzll(rest)]);
+  };
+  if (level > 0) prefetch_node(ahead(todo, 0));
+  for (std::uint64_t rest = todo; rest != 0; rest &= rest - 1) {
+    const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(rest));
     void* oc = ov->child[j];
-    if (oc == nullptr) continue;
-    own_slot(node, j);
     mark_changed(node, j);
     if (level == 0) {
-      PageNode* next = adopt(base + j, static_cast<PageNode*>(oc));
-      auto* old = static_cast<PageNode*>(node->child[j]);
-      node->child[j] = next;
-      if (old != nullptr) old->release();
+      put_page(node, j, adopt(base + j, static_cast<PageNode*>(oc)));
       continue;
     }
-    if (merge_rec(node->child[j], level - 1, static_cast<const TreeNode*>(oc), base + j * span, adopt)) {
+    prefetch_node(ahead(rest, 2));
+    prefetch_node_body(ahead(rest, 1));
+    own_slot(node, j);
+    auto* ov_child = static_cast<TreeNode*>(oc);
+    const bool consume_child = consume && (ov->origin == nullptr || (ov->owned >> j & 1) != 0) &&
+                               ov_child->unique();
+    if (merge_rec(node->child[j], level - 1, ov_child, base + j * span, adopt, consume_child)) {
       static_cast<TreeNode*>(node->child[j])->release();  // unique: frees it
       node->child[j] = nullptr;
+    }
+    if (consume_child) {
+      ov->child[j] = nullptr;
+      ov_child->release();
     }
   }
   return all_null(node);
@@ -259,7 +329,33 @@ void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
                 const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt) {
   if (overlay == nullptr || levels == 0) return;
   void* root_link = root;
-  const bool emptied = merge_rec(root_link, levels - 1, overlay, 0, adopt);
+  // Not consumed: merge_rec only reads the overlay when told not to consume it.
+  const bool emptied = merge_rec(root_link, levels - 1, const_cast<TreeNode*>(overlay), 0, adopt, false);
+  root = static_cast<TreeNode*>(root_link);
+  if (emptied) {
+    root->release();
+    root = nullptr;
+  }
+}
+
+void tree_merge_consume(TreeNode*& root, unsigned levels, TreeNode*& overlay,
+                        const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt) {
+  TreeNode* ov = std::exchange(overlay, nullptr);
+  if (ov == nullptr) return;
+  if (levels == 0) {
+    ov->release();
+    return;
+  }
+  void* root_link = root;
+  bool emptied = false;
+  try {
+    emptied = merge_rec(root_link, levels - 1, ov, 0, adopt, ov->unique());
+  } catch (...) {
+    root = static_cast<TreeNode*>(root_link);
+    ov->release();
+    throw;
+  }
+  ov->release();
   root = static_cast<TreeNode*>(root_link);
   if (emptied) {
     root->release();
@@ -269,20 +365,14 @@ void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
 
 void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,
                             PageNode* adopted, Digest kept) {
-  const int keep = static_cast<int>(kept);
-  void* root_link = root;
-  TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
-  root = node;
-  for (unsigned level = levels - 1; level > 0; --level) {
-    own_slot(node, child_index(page_index, level));
-    node = make_unique(node->child[child_index(page_index, level)], level - 1,
-                       child_index(page_index, level - 1), keep);
+  TreeNode* leaf = nullptr;
+  try {
+    leaf = unique_leaf(root, levels, page_index, static_cast<int>(kept));
+  } catch (...) {
+    adopted->release();  // the copies made so far are content-equal: nothing changed
+    throw;
   }
-  own_slot(node, page_index & (FANOUT - 1));
-  void*& link = node->child[page_index & (FANOUT - 1)];
-  auto* old = static_cast<PageNode*>(link);
-  link = adopted;
-  if (old) old->release();
+  put_page(leaf, page_index & (FANOUT - 1), adopted);
 }
 
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
@@ -296,10 +386,14 @@ TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t pa
 
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted) {
   if (adopted != nullptr) {
-    void*& link = tree_link_for_write(root, levels, page_index);
-    auto* old = static_cast<PageNode*>(link);
-    link = adopted;
-    if (old) old->release();
+    TreeNode* leaf = nullptr;
+    try {
+      leaf = unique_leaf(root, levels, page_index);
+    } catch (...) {
+      adopted->release();  // the copies made so far are content-equal: nothing changed
+      throw;
+    }
+    put_page(leaf, page_index & (FANOUT - 1), adopted);
     return;
   }
   if (tree_get(root, levels, page_index) == nullptr) return;

@@ -105,13 +105,21 @@ TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t pa
 void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
                 const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt);
 
+// tree_merge, then releases the overlay (set to null), which the caller gives up: overlay nodes
+// held by nobody else are freed during the walk, each right after it is merged. If the merge
+// throws, `root` is a valid tree (some pages merged) and the overlay is released all the same.
+void tree_merge_consume(TreeNode*& root, unsigned levels, TreeNode*& overlay,
+                        const std::function<PageNode*(std::uint64_t, PageNode*)>& adopt);
+
 // Replaces the (non-null) page at page_index with `adopted`, whose root under `kept` is the
 // same: the cached hashes under `kept` stay valid along the path (other digests' are reset).
 // Path-copies shared nodes, so no other tree sees the change. REQUIRES: a page is stored there.
+// If a path copy fails to allocate, `adopted` is released and the content is unchanged.
 void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,
                             PageNode* adopted, Digest kept);
 
 // Sets page_index to `adopted` (null: Empty, removing emptied nodes). Releases the old page.
+// If a path copy fails to allocate, `adopted` is released and the content is unchanged.
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted);
 
 // The node at `level` covering page_index (its subtree starts at page_index rounded down to

@@ -7,6 +7,8 @@
 //   C. nodes: bottom-up, one tree level at a time; inside a level, one heap level at a time
 //      across every node of that tree level, so each hash_pairs call carries the pairs of all
 //      of them and the SIMD lanes stay full.
+// B and C run for the leaves (level 0) during A, in chunks of at least 64 leaves (see collect):
+// the leaves are then still in the cache, which they would not be after a walk over thousands.
 // A pair whose two children are zero subtrees gets zero[h+1] without hashing.
 #include <algorithm>
 #include <cstring>
@@ -23,6 +25,8 @@ namespace {
 
 constexpr std::size_t PAGE_TASK = 64;  // pages per parallel task
 constexpr std::size_t NODE_TASK = 32;  // nodes per parallel task
+constexpr std::size_t LEAF_CHUNK = 64;  // leaves settled together (batched, cache-resident)
+constexpr std::size_t PAGE_CHUNK = 1024;  // pages hashed together when leaves are settled
 
 NodeHashes* hashes_of(TreeNode* node, Digest digest) {
   auto& slot = node->hashes[static_cast<std::size_t>(digest)];
@@ -43,22 +47,42 @@ struct Plan {
   std::vector<PageNode*> pages;
 };
 
+// Notes the dirty pages of a leaf whose roots are not cached.
+void collect_leaf(TreeNode* leaf, const NodeHashes* nh, Digest digest, Plan& plan) {
+  const std::uint64_t dirty = nh->dirty.load(std::memory_order_relaxed);
+  for (std::uint64_t m = dirty; m != 0; m &= m - 1) {
+    const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(m));
+    auto* page = static_cast<PageNode*>(leaf->child[j]);
+    if (page == nullptr) continue;
+    // Its sibling's root is read when their parent is hashed: start the (often cold) fetch.
+    if (const void* sibling = leaf->child[j ^ 1]) __builtin_prefetch(sibling, 0, 1);
+    Hash32 ignored;
+    if (!page->cached_root(digest, ignored)) plan.pages.push_back(page);
+  }
+}
+
+void settle_leaves(Plan& plan, Digest digest);
+
 void collect(TreeNode* node, Digest digest, Plan& plan) {
   NodeHashes* nh = hashes_of(node, digest);
   if (is_ready(nh)) return;
   plan.by_level[node->level].push_back(node);
-  const std::uint64_t dirty = nh->dirty.load(std::memory_order_relaxed);
-  for (std::size_t j = 0; j < FANOUT; ++j) {
-    if (((dirty >> j) & 1) == 0 || node->child[j] == nullptr) continue;
-    if (node->level == 0) {
-      auto* page = static_cast<PageNode*>(node->child[j]);
-      Hash32 ignored;
-      if (!page->cached_root(digest, ignored)) {
-        plan.pages.push_back(page);
-      }
-    } else {
-      collect(static_cast<TreeNode*>(node->child[j]), digest, plan);
+  if (node->level == 0) {
+    collect_leaf(node, nh, digest, plan);
+    // Leaves are settled a chunk at a time, right after this walk has touched them, while
+    // their lines are still in the cache (after a walk over all of them they would not be) —
+    // once there are enough of them to fill the lanes, and either no pages to hash or enough
+    // to keep every core busy.
+    if (plan.by_level[0].size() >= LEAF_CHUNK &&
+        (plan.pages.empty() || plan.pages.size() >= PAGE_CHUNK)) {
+      settle_leaves(plan, digest);
     }
+    return;
+  }
+  const std::uint64_t dirty = nh->dirty.load(std::memory_order_relaxed);
+  for (std::uint64_t m = dirty; m != 0; m &= m - 1) {
+    auto* child = static_cast<TreeNode*>(node->child[__builtin_ctzll(m)]);
+    if (child != nullptr) collect(child, digest, plan);
   }
 }
 
@@ -181,23 +205,34 @@ void compute_level(const std::vector<TreeNode*>& nodes, Digest digest) {
   }
 }
 
+// Computes the hashes of `nodes` (one tree level), split across cores when there are many.
+void compute_nodes(const std::vector<TreeNode*>& nodes, Digest digest) {
+  const std::size_t tasks = (nodes.size() + NODE_TASK - 1) / NODE_TASK;
+  if (tasks <= 1) {
+    compute_level(nodes, digest);
+    return;
+  }
+  parallel_for(tasks, [&](std::size_t t) {
+    const auto begin = nodes.begin() + static_cast<std::ptrdiff_t>(t * NODE_TASK);
+    const auto end = nodes.begin() + static_cast<std::ptrdiff_t>(std::min(nodes.size(), (t + 1) * NODE_TASK));
+    compute_level(std::vector<TreeNode*>(begin, end), digest);
+  });
+}
+
+// Hashes the pages collected so far, then the leaves collected so far; empties both lists.
+void settle_leaves(Plan& plan, Digest digest) {
+  hash_pages(plan.pages, digest);
+  plan.pages.clear();
+  compute_nodes(plan.by_level[0], digest);
+  plan.by_level[0].clear();
+}
+
 void ensure_hashes(TreeNode* root, Digest digest) {
   if (is_ready(hashes_of(root, digest))) return;
   Plan plan;
   collect(root, digest, plan);
-  hash_pages(plan.pages, digest);
-  for (auto& nodes : plan.by_level) {
-    const std::size_t tasks = (nodes.size() + NODE_TASK - 1) / NODE_TASK;
-    if (tasks <= 1) {
-      compute_level(nodes, digest);
-      continue;
-    }
-    parallel_for(tasks, [&](std::size_t t) {
-      const auto begin = nodes.begin() + static_cast<std::ptrdiff_t>(t * NODE_TASK);
-      const auto end = nodes.begin() + static_cast<std::ptrdiff_t>(std::min(nodes.size(), (t + 1) * NODE_TASK));
-      compute_level(std::vector<TreeNode*>(begin, end), digest);
-    });
-  }
+  settle_leaves(plan, digest);
+  for (unsigned level = 1; level < MAX_LEVELS; ++level) compute_nodes(plan.by_level[level], digest);
 }
 
 Hash32 subtree_root_of(TreeNode* node, Digest digest) {
