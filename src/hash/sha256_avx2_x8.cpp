@@ -3,6 +3,8 @@
 // rotate is two shifts and an OR.
 #include <immintrin.h>
 
+#include <array>
+#include <cstdint>
 #include <cstring>
 
 #include "hash/kernel.hpp"
@@ -14,6 +16,32 @@ namespace {
 using namespace sha256;
 constexpr std::size_t LANES = 8;
 
+// Round constants already broadcast to all lanes, in memory: an add then takes one as a memory
+// operand, where _mm256_set1_epi32 of a constant costs a move and a broadcast (two ALU
+// operations competing with the rounds for the vector ports) each time it is used.
+struct alignas(32) Broadcast {
+  std::uint32_t lane[LANES];
+};
+template <std::size_t N>
+constexpr std::array<Broadcast, N> broadcast(const std::array<std::uint32_t, N>& words) {
+  std::array<Broadcast, N> out{};
+  for (std::size_t i = 0; i < N; ++i) {
+    for (std::size_t l = 0; l < LANES; ++l) out[i].lane[l] = words[i];
+  }
+  return out;
+}
+constexpr std::array<Broadcast, 64> K_LANES = broadcast(K);
+constexpr std::array<Broadcast, 64> PADDING_KW_LANES = broadcast(PADDING_KW);
+constexpr std::array<Broadcast, 8> H0_LANES = broadcast(H0);
+
+inline __m256i lanes(const Broadcast& b) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(b.lane)); }
+
+// The table's address, hidden from the optimizer: seeing the values, GCC would turn each load
+// back into a move and a broadcast.
+inline const Broadcast* opaque(const Broadcast* table) {
+  asm("" : "+r"(table));
+  return table;
+}
 inline __m256i add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
 inline __m256i xor3(__m256i a, __m256i b, __m256i c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
 template <int N>
@@ -50,10 +78,11 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
     w[t] = _mm256_shuffle_epi8(
         _mm256_i32gather_epi32(reinterpret_cast<const int*>(in + 4 * t), in_index, 4), bswap);
   }
-  __m256i a = _mm256_set1_epi32(static_cast<int>(H0[0])), b = _mm256_set1_epi32(static_cast<int>(H0[1]));
-  __m256i c = _mm256_set1_epi32(static_cast<int>(H0[2])), d = _mm256_set1_epi32(static_cast<int>(H0[3]));
-  __m256i e = _mm256_set1_epi32(static_cast<int>(H0[4])), f = _mm256_set1_epi32(static_cast<int>(H0[5]));
-  __m256i g = _mm256_set1_epi32(static_cast<int>(H0[6])), h = _mm256_set1_epi32(static_cast<int>(H0[7]));
+  const Broadcast* const k_lanes = opaque(K_LANES.data());
+  const Broadcast* const padding_kw_lanes = opaque(PADDING_KW_LANES.data());
+  const Broadcast* const h0_lanes = opaque(H0_LANES.data());
+  __m256i a = lanes(h0_lanes[0]), b = lanes(h0_lanes[1]), c = lanes(h0_lanes[2]), d = lanes(h0_lanes[3]);
+  __m256i e = lanes(h0_lanes[4]), f = lanes(h0_lanes[5]), g = lanes(h0_lanes[6]), h = lanes(h0_lanes[7]);
 
   __m256i ab, bc = _mm256_xor_si256(b, c);
 #pragma GCC unroll 8
@@ -64,20 +93,20 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
                         add(sigma0(w[(j - 15) & 15]), w[j & 15]));
       }
     }
-#define KW(j) add(w[(j) & 15], _mm256_set1_epi32(static_cast<int>(K[(j)])))
+#define KW(j) add(w[(j) & 15], lanes(k_lanes[(j)]))
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
-  a = add(a, _mm256_set1_epi32(static_cast<int>(H0[0]))); b = add(b, _mm256_set1_epi32(static_cast<int>(H0[1])));
-  c = add(c, _mm256_set1_epi32(static_cast<int>(H0[2]))); d = add(d, _mm256_set1_epi32(static_cast<int>(H0[3])));
-  e = add(e, _mm256_set1_epi32(static_cast<int>(H0[4]))); f = add(f, _mm256_set1_epi32(static_cast<int>(H0[5])));
-  g = add(g, _mm256_set1_epi32(static_cast<int>(H0[6]))); h = add(h, _mm256_set1_epi32(static_cast<int>(H0[7])));
+  a = add(a, lanes(h0_lanes[0])); b = add(b, lanes(h0_lanes[1]));
+  c = add(c, lanes(h0_lanes[2])); d = add(d, lanes(h0_lanes[3]));
+  e = add(e, lanes(h0_lanes[4])); f = add(f, lanes(h0_lanes[5]));
+  g = add(g, lanes(h0_lanes[6])); h = add(h, lanes(h0_lanes[7]));
 
   const __m256i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;
   bc = _mm256_xor_si256(b, c);
 #pragma GCC unroll 8
   for (int t = 0; t < 64; t += 8) {
-#define KW(j) _mm256_set1_epi32(static_cast<int>(PADDING_KW[(j)]))
+#define KW(j) lanes(padding_kw_lanes[(j)])
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
