@@ -22,6 +22,10 @@ namespace datacap::detail {
 #define DATACAP_POOL_BYPASS 1
 #endif
 
+// Memory for a pool's next chunk of blocks: 64-byte aligned, from huge-page regions shared by
+// every pool (block_pool.cpp), kept for the life of the process. Throws std::bad_alloc.
+void* pool_chunk(std::size_t bytes);
+
 template <std::size_t SIZE>
 class BlockPool {
   static_assert(SIZE >= 3 * sizeof(void*) && SIZE % 8 == 0,
@@ -145,7 +149,7 @@ class BlockPool {
         count = n;
         return;
       }
-      carve = static_cast<unsigned char*>(::operator new(SIZE * BATCH, std::align_val_t{64}));
+      carve = static_cast<unsigned char*>(pool_chunk(SIZE * BATCH));
       carve_left = BATCH;
     }
 
