@@ -9,6 +9,7 @@
 #endif
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "hash/kernel.hpp"
@@ -48,18 +49,70 @@ inline __m512i sigma1(__m512i x) {
                                    _mm512_srli_epi32(x, 10), XOR3);
 }
 
+// 4x4 transpose of 128-bit lanes: out[j] = (a[j], b[j], c[j], d[j]).
+inline void transpose_lanes(__m512i a, __m512i b, __m512i c, __m512i d, __m512i out[4]) {
+  const __m512i ab_lo = _mm512_shuffle_i32x4(a, b, 0x44);  // a0 a1 b0 b1
+  const __m512i ab_hi = _mm512_shuffle_i32x4(a, b, 0xEE);  // a2 a3 b2 b3
+  const __m512i cd_lo = _mm512_shuffle_i32x4(c, d, 0x44);  // c0 c1 d0 d1
+  const __m512i cd_hi = _mm512_shuffle_i32x4(c, d, 0xEE);  // c2 c3 d2 d3
+  out[0] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);  // a0 b0 c0 d0
+  out[1] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);  // a1 b1 c1 d1
+  out[2] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
+  out[3] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
+}
+
+// w[t] = word t of each of the 16 messages (rows[m] = message m's 16 words): a 16x16 transpose
+// in registers. Gathers did the same from memory, at twice the cost on the load ports and on
+// port 0, which the rotates already keep busy; these shuffles run on port 5.
+inline void transpose_in(const __m512i rows[16], __m512i w[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(rows[2 * i], rows[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(rows[2 * i], rows[2 * i + 1]);
+  }
+  // u[4i + k], 128-bit lane j: word 4j + k of messages 4i .. 4i + 3.
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {
+    __m512i out[4];
+    transpose_lanes(u[k], u[4 + k], u[8 + k], u[12 + k], out);
+    for (int j = 0; j < 4; ++j) w[4 * j + k] = out[j];
+  }
+}
+
+// The inverse for the digests: state[k] = word k of each message; writes message m's 8 words
+// to out + 32m.
+inline void transpose_out(const __m512i state[8], std::uint8_t* out) {
+  __m512i t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(state[2 * i], state[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(state[2 * i], state[2 * i + 1]);
+  }
+  // x[q] / y[q], 128-bit lane j: words 0..3 / 4..7 of message 4j + q.
+  const __m512i x[4] = {_mm512_unpacklo_epi64(t[0], t[2]), _mm512_unpackhi_epi64(t[0], t[2]),
+                        _mm512_unpacklo_epi64(t[1], t[3]), _mm512_unpackhi_epi64(t[1], t[3])};
+  const __m512i y[4] = {_mm512_unpacklo_epi64(t[4], t[6]), _mm512_unpackhi_epi64(t[4], t[6]),
+                        _mm512_unpacklo_epi64(t[5], t[7]), _mm512_unpackhi_epi64(t[5], t[7])};
+  for (int q = 0; q < 4; q += 2) {
+    __m512i pairs[4];  // pairs[j] = messages 4j + q and 4j + q + 1, whole
+    transpose_lanes(x[q], y[q], x[q + 1], y[q + 1], pairs);
+    for (int j = 0; j < 4; ++j) _mm512_storeu_si512(out + 32 * (4 * j + q), pairs[j]);
+  }
+}
+
 // Hashes exactly 16 messages at in[0 .. 1024) into out[0 .. 512).
 inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
   // Byte order: SHA-256 words are big-endian; swap within each 32-bit lane.
   const __m512i bswap = _mm512_broadcast_i32x4(
       _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
-  // Lane m reads message m: word w of lane m is at in + 64*m + 4*w.
-  const __m512i in_index = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64,
-                                            48, 32, 16, 0);
+  __m512i rows[16];
+  for (int m = 0; m < 16; ++m) rows[m] = _mm512_shuffle_epi8(_mm512_loadu_si512(in + 64 * m), bswap);
   __m512i w[16];
-  for (int t = 0; t < 16; ++t) {
-    w[t] = _mm512_shuffle_epi8(_mm512_i32gather_epi32(in_index, in + 4 * t, 4), bswap);
-  }
+  transpose_in(rows, w);
   __m512i a = _mm512_set1_epi32(static_cast<int>(H0[0])), b = _mm512_set1_epi32(static_cast<int>(H0[1]));
   __m512i c = _mm512_set1_epi32(static_cast<int>(H0[2])), d = _mm512_set1_epi32(static_cast<int>(H0[3]));
   __m512i e = _mm512_set1_epi32(static_cast<int>(H0[4])), f = _mm512_set1_epi32(static_cast<int>(H0[5]));
@@ -89,14 +142,12 @@ inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
-  const __m512i state[8] = {add(a, sa), add(b, sb), add(c, sc), add(d, sd),
-                            add(e, se), add(f, sf), add(g, sg), add(h, sh)};
-  // Lane m's digest goes to out + 32*m: word k at out + 32*m + 4*k.
-  const __m512i out_index = _mm512_set_epi32(120, 112, 104, 96, 88, 80, 72, 64, 56, 48, 40, 32, 24,
-                                             16, 8, 0);
-  for (int k = 0; k < 8; ++k) {
-    _mm512_i32scatter_epi32(out + 4 * k, out_index, _mm512_shuffle_epi8(state[k], bswap), 4);
-  }
+  const __m512i state[8] = {
+      _mm512_shuffle_epi8(add(a, sa), bswap), _mm512_shuffle_epi8(add(b, sb), bswap),
+      _mm512_shuffle_epi8(add(c, sc), bswap), _mm512_shuffle_epi8(add(d, sd), bswap),
+      _mm512_shuffle_epi8(add(e, se), bswap), _mm512_shuffle_epi8(add(f, sf), bswap),
+      _mm512_shuffle_epi8(add(g, sg), bswap), _mm512_shuffle_epi8(add(h, sh), bswap)};
+  transpose_out(state, out);
 }
 #undef DATACAP_ROUND
 
