@@ -34,6 +34,18 @@ constexpr std::array<Broadcast, 64> K_LANES = broadcast(K);
 constexpr std::array<Broadcast, 64> PADDING_KW_LANES = broadcast(PADDING_KW);
 constexpr std::array<Broadcast, 8> H0_LANES = broadcast(H0);
 
+// Round 0 of the first block starts from the constant initial state, so all of it but the
+// message word folds into two constants: the new e is W[0] + E0 and the new a is W[0] + A0.
+constexpr std::uint32_t big_sigma0(std::uint32_t x) { return rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22); }
+constexpr std::uint32_t big_sigma1(std::uint32_t x) { return rotr(x, 6) ^ rotr(x, 11) ^ rotr(x, 25); }
+constexpr std::uint32_t ROUND0_T1 =
+    H0[7] + big_sigma1(H0[4]) + ((H0[4] & H0[5]) ^ (~H0[4] & H0[6])) + K[0];
+constexpr std::uint32_t ROUND0_T2 =
+    big_sigma0(H0[0]) + ((H0[0] & H0[1]) ^ (H0[0] & H0[2]) ^ (H0[1] & H0[2]));
+// E0, A0, and a ^ b of round 0 (the next round's b ^ c).
+constexpr std::array<Broadcast, 3> ROUND0_LANES =
+    broadcast(std::array<std::uint32_t, 3>{H0[3] + ROUND0_T1, ROUND0_T1 + ROUND0_T2, H0[0] ^ H0[1]});
+
 inline __m256i lanes(const Broadcast& b) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(b.lane)); }
 
 // The table's address, hidden from the optimizer: seeing the values, GCC would turn each load
@@ -84,9 +96,22 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
   __m256i a = lanes(h0_lanes[0]), b = lanes(h0_lanes[1]), c = lanes(h0_lanes[2]), d = lanes(h0_lanes[3]);
   __m256i e = lanes(h0_lanes[4]), f = lanes(h0_lanes[5]), g = lanes(h0_lanes[6]), h = lanes(h0_lanes[7]);
 
-  __m256i ab, bc = _mm256_xor_si256(b, c);
+  const Broadcast* const round0_lanes = opaque(ROUND0_LANES.data());
+  // Round 0 folded (see ROUND0_LANES), then rounds 1 .. 7 as usual.
+  d = add(w[0], lanes(round0_lanes[0]));
+  h = add(w[0], lanes(round0_lanes[1]));
+  __m256i ab, bc = lanes(round0_lanes[2]);
+#define KW(j) add(w[(j) & 15], lanes(k_lanes[(j)]))
+  DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(1));
+  DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(2));
+  DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(3));
+  DATACAP_ROUND(e, f, g, h, a, b, c, d, KW(4));
+  DATACAP_ROUND(d, e, f, g, h, a, b, c, KW(5));
+  DATACAP_ROUND(c, d, e, f, g, h, a, b, KW(6));
+  DATACAP_ROUND(b, c, d, e, f, g, h, a, KW(7));
+#undef KW
 #pragma GCC unroll 8
-  for (int t = 0; t < 64; t += 8) {
+  for (int t = 8; t < 64; t += 8) {
     if (t >= 16) {
       for (int j = t; j < t + 8; ++j) {
         w[j & 15] = add(add(sigma1(w[(j - 2) & 15]), w[(j - 7) & 15]),
