@@ -39,7 +39,9 @@ class BlockPool {
     Local& l = local();
     if (l.dead) return shared_take_one();
     if (l.head == nullptr) {
-      if (l.carve_left > 0) {  // fresh memory, touched only now that it is used
+      // Reused blocks first (a kept batch: no lock), then fresh memory, touched only now that
+      // it is used, then the shared list or a new chunk.
+      if (l.full == nullptr && l.carve_left > 0) {
         --l.carve_left;
         void* p = l.carve;
         l.carve += SIZE;
@@ -134,7 +136,9 @@ class BlockPool {
     std::size_t carve_left;
     bool dead;
 
-    // Makes `head` non-empty from a kept batch or the shared list, or else carves a new chunk.
+    // Makes `head` non-empty from a kept batch or the shared list, or else starts a new chunk
+    // (only when the last one is used up: allocate calls it with carve_left > 0 only when a
+    // kept batch is there to take).
     void refill() {
       if (full != nullptr) {
         head = full;

@@ -36,8 +36,6 @@ constexpr std::array<Broadcast, 8> H0_LANES = broadcast(H0);
 
 // Round 0 of the first block starts from the constant initial state, so all of it but the
 // message word folds into two constants: the new e is W[0] + E0 and the new a is W[0] + A0.
-constexpr std::uint32_t big_sigma0(std::uint32_t x) { return rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22); }
-constexpr std::uint32_t big_sigma1(std::uint32_t x) { return rotr(x, 6) ^ rotr(x, 11) ^ rotr(x, 25); }
 constexpr std::uint32_t ROUND0_T1 =
     H0[7] + big_sigma1(H0[4]) + ((H0[4] & H0[5]) ^ (~H0[4] & H0[6])) + K[0];
 constexpr std::uint32_t ROUND0_T2 =
@@ -48,12 +46,6 @@ constexpr std::array<Broadcast, 3> ROUND0_LANES =
 
 inline __m256i lanes(const Broadcast& b) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(b.lane)); }
 
-// The table's address, hidden from the optimizer: seeing the values, GCC would turn each load
-// back into a move and a broadcast.
-inline const Broadcast* opaque(const Broadcast* table) {
-  asm("" : "+r"(table));
-  return table;
-}
 inline __m256i add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
 inline __m256i xor3(__m256i a, __m256i b, __m256i c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
 template <int N>

@@ -28,14 +28,6 @@ constexpr int MAJ = 0xE8;  // majority
 
 inline __m512i add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
 
-// A constant table's address, hidden from the optimizer, so that its words are broadcast from
-// memory as part of the add that uses them: seeing the values, GCC would build each broadcast
-// on port 5 from an immediate instead, which the rounds need for their own work.
-inline const std::uint32_t* opaque(const std::uint32_t* table) {
-  asm("" : "+r"(table));
-  return table;
-}
-
 #define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                  \
   do {                                                                                             \
     const __m512i s1 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(e, 6), _mm512_ror_epi32(e, 11),  \
@@ -123,10 +115,11 @@ inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
   for (int m = 0; m < 16; ++m) rows[m] = _mm512_shuffle_epi8(_mm512_loadu_si512(in + 64 * m), bswap);
   __m512i w[16];
   transpose_in(rows, w);
-  __m512i a = _mm512_set1_epi32(static_cast<int>(H0[0])), b = _mm512_set1_epi32(static_cast<int>(H0[1]));
-  __m512i c = _mm512_set1_epi32(static_cast<int>(H0[2])), d = _mm512_set1_epi32(static_cast<int>(H0[3]));
-  __m512i e = _mm512_set1_epi32(static_cast<int>(H0[4])), f = _mm512_set1_epi32(static_cast<int>(H0[5]));
-  __m512i g = _mm512_set1_epi32(static_cast<int>(H0[6])), h = _mm512_set1_epi32(static_cast<int>(H0[7]));
+  const std::uint32_t* const h0 = opaque(H0.data());
+  __m512i a = _mm512_set1_epi32(static_cast<int>(h0[0])), b = _mm512_set1_epi32(static_cast<int>(h0[1]));
+  __m512i c = _mm512_set1_epi32(static_cast<int>(h0[2])), d = _mm512_set1_epi32(static_cast<int>(h0[3]));
+  __m512i e = _mm512_set1_epi32(static_cast<int>(h0[4])), f = _mm512_set1_epi32(static_cast<int>(h0[5]));
+  __m512i g = _mm512_set1_epi32(static_cast<int>(h0[6])), h = _mm512_set1_epi32(static_cast<int>(h0[7]));
 
   // Block 1: the message, with its schedule computed in a rolling window of 16 words.
 #pragma GCC unroll 8
@@ -141,10 +134,10 @@ inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
-  a = add(a, _mm512_set1_epi32(static_cast<int>(H0[0]))); b = add(b, _mm512_set1_epi32(static_cast<int>(H0[1])));
-  c = add(c, _mm512_set1_epi32(static_cast<int>(H0[2]))); d = add(d, _mm512_set1_epi32(static_cast<int>(H0[3])));
-  e = add(e, _mm512_set1_epi32(static_cast<int>(H0[4]))); f = add(f, _mm512_set1_epi32(static_cast<int>(H0[5])));
-  g = add(g, _mm512_set1_epi32(static_cast<int>(H0[6]))); h = add(h, _mm512_set1_epi32(static_cast<int>(H0[7])));
+  a = add(a, _mm512_set1_epi32(static_cast<int>(h0[0]))); b = add(b, _mm512_set1_epi32(static_cast<int>(h0[1])));
+  c = add(c, _mm512_set1_epi32(static_cast<int>(h0[2]))); d = add(d, _mm512_set1_epi32(static_cast<int>(h0[3])));
+  e = add(e, _mm512_set1_epi32(static_cast<int>(h0[4]))); f = add(f, _mm512_set1_epi32(static_cast<int>(h0[5])));
+  g = add(g, _mm512_set1_epi32(static_cast<int>(h0[6]))); h = add(h, _mm512_set1_epi32(static_cast<int>(h0[7])));
 
   // Block 2: the constant padding block; K + W comes precomputed.
   const __m512i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;

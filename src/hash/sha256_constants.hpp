@@ -29,6 +29,8 @@ inline constexpr std::array<std::uint32_t, 8> H0 = {
 constexpr std::uint32_t rotr(std::uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
 constexpr std::uint32_t small_sigma0(std::uint32_t x) { return rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3); }
 constexpr std::uint32_t small_sigma1(std::uint32_t x) { return rotr(x, 17) ^ rotr(x, 19) ^ (x >> 10); }
+constexpr std::uint32_t big_sigma0(std::uint32_t x) { return rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22); }
+constexpr std::uint32_t big_sigma1(std::uint32_t x) { return rotr(x, 6) ^ rotr(x, 11) ^ rotr(x, 25); }
 
 // K[t] + W[t] for the padding block of a 64-byte message.
 constexpr std::array<std::uint32_t, 64> make_padding_kw() {
@@ -44,6 +46,15 @@ constexpr std::array<std::uint32_t, 64> make_padding_kw() {
 }
 
 inline constexpr std::array<std::uint32_t, 64> PADDING_KW = make_padding_kw();
+
+// A constant table's address, hidden from the optimizer. Seeing a table's values, GCC builds
+// each constant the SIMD kernels use in a register (a move and a broadcast: ALU work on the
+// ports the rounds need) instead of reading it as a memory operand of the add that uses it.
+template <class T>
+inline const T* opaque(const T* table) {
+  asm("" : "+r"(table));
+  return table;
+}
 
 }  // namespace datacap::detail::sha256
 

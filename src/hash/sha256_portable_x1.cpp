@@ -19,8 +19,6 @@ inline void store_be32(std::uint8_t* p, std::uint32_t v) {
   p[2] = static_cast<std::uint8_t>(v >> 8);
   p[3] = static_cast<std::uint8_t>(v);
 }
-inline std::uint32_t big_sigma0(std::uint32_t x) { return rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22); }
-inline std::uint32_t big_sigma1(std::uint32_t x) { return rotr(x, 6) ^ rotr(x, 11) ^ rotr(x, 25); }
 
 // 64 rounds over `state` with kw[t] = K[t] + W[t] supplied by the caller.
 inline void rounds(std::uint32_t s[8], const std::uint32_t kw[64]) {

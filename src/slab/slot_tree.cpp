@@ -202,16 +202,19 @@ PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsi
 namespace {
 
 // Makes every node on page_index's path unique (creating missing ones, marking the path dirty
-// except in digest `keep`) and returns the leaf. The leaf's slot for page_index is not yet
-// owned by it: see own_slot and put_page.
-TreeNode* unique_leaf(TreeNode*& root, unsigned levels, std::uint64_t page_index, int keep = KEEP_NONE) {
+// except in digest `keep`) and returns the leaf; with `path`, path[l] is the node at level l.
+// The leaf's slot for page_index is not yet owned by it: see own_slot and put_page.
+TreeNode* unique_leaf(TreeNode*& root, unsigned levels, std::uint64_t page_index, int keep = KEEP_NONE,
+                      TreeNode** path = nullptr) {
   void* root_link = root;
   TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
   root = node;
+  if (path != nullptr) path[levels - 1] = node;
   for (unsigned level = levels - 1; level > 0; --level) {
     own_slot(node, child_index(page_index, level));
     node = make_unique(node->child[child_index(page_index, level)], level - 1,
                        child_index(page_index, level - 1), keep);
+    if (path != nullptr) path[level - 1] = node;
   }
   return node;
 }
@@ -229,6 +232,20 @@ inline void put_page(TreeNode* leaf, std::size_t j, PageNode* adopted) noexcept 
     return;
   }
   if (old != nullptr) old->release();
+}
+
+// Stores `adopted` (non-null; its reference moves in) at page_index on a unique path. If a path
+// copy fails to allocate, `adopted` is released and the content is unchanged (the copies made
+// so far are content-equal).
+void set_page(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted, int keep) {
+  TreeNode* leaf = nullptr;
+  try {
+    leaf = unique_leaf(root, levels, page_index, keep);
+  } catch (...) {
+    adopted->release();
+    throw;
+  }
+  put_page(leaf, page_index & (FANOUT - 1), adopted);
 }
 
 }  // namespace
@@ -365,14 +382,7 @@ void tree_merge_consume(TreeNode*& root, unsigned levels, TreeNode*& overlay,
 
 void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page_index,
                             PageNode* adopted, Digest kept) {
-  TreeNode* leaf = nullptr;
-  try {
-    leaf = unique_leaf(root, levels, page_index, static_cast<int>(kept));
-  } catch (...) {
-    adopted->release();  // the copies made so far are content-equal: nothing changed
-    throw;
-  }
-  put_page(leaf, page_index & (FANOUT - 1), adopted);
+  set_page(root, levels, page_index, adopted, static_cast<int>(kept));
 }
 
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
@@ -386,31 +396,13 @@ TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t pa
 
 void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted) {
   if (adopted != nullptr) {
-    TreeNode* leaf = nullptr;
-    try {
-      leaf = unique_leaf(root, levels, page_index);
-    } catch (...) {
-      adopted->release();  // the copies made so far are content-equal: nothing changed
-      throw;
-    }
-    put_page(leaf, page_index & (FANOUT - 1), adopted);
+    set_page(root, levels, page_index, adopted, KEEP_NONE);
     return;
   }
   if (tree_get(root, levels, page_index) == nullptr) return;
   // Clear the slot on a unique path, then drop nodes that became all-null, bottom up.
   TreeNode* path[MAX_LEVELS];
-  void* root_link = root;
-  path[levels - 1] = make_unique(root_link, levels - 1, child_index(page_index, levels - 1));
-  root = path[levels - 1];
-  for (unsigned level = levels - 1; level > 0; --level) {
-    own_slot(path[level], child_index(page_index, level));
-    path[level - 1] = make_unique(path[level]->child[child_index(page_index, level)], level - 1,
-                                  child_index(page_index, level - 1));
-  }
-  own_slot(path[0], page_index & (FANOUT - 1));
-  void*& leaf_link = path[0]->child[page_index & (FANOUT - 1)];
-  static_cast<PageNode*>(leaf_link)->release();
-  leaf_link = nullptr;
+  put_page(unique_leaf(root, levels, page_index, KEEP_NONE, path), page_index & (FANOUT - 1), nullptr);
   for (unsigned level = 0; level < levels; ++level) {
     if (!all_null(path[level])) return;
     path[level]->release();  // unique: frees it

@@ -54,8 +54,6 @@ void collect_leaf(TreeNode* leaf, const NodeHashes* nh, Digest digest, Plan& pla
     const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(m));
     auto* page = static_cast<PageNode*>(leaf->child[j]);
     if (page == nullptr) continue;
-    // Its sibling's root is read when their parent is hashed: start the (often cold) fetch.
-    if (const void* sibling = leaf->child[j ^ 1]) __builtin_prefetch(sibling, 0, 1);
     Hash32 ignored;
     if (!page->cached_root(digest, ignored)) plan.pages.push_back(page);
   }
