@@ -60,8 +60,8 @@ inline __m256i ror(__m256i x) {
 // two bit rotations and a byte rotation, 9 operations (4 of them shifts) instead of 11 (6), at
 // the price of a longer dependency chain (6 operations deep, not 4). Measured in one process,
 // alternating kernels: +7.6% pairs/s while this VM ran slowly (~7.5 M pairs/s: the vector ports
-// apparently shared with another tenant, so the operation count decides), no change while it
-// ran at ~10 M pairs/s (then the longer chain costs what the fewer operations save).
+// apparently shared with another tenant, so the operation count decides), +1.7-2.7% while it
+// ran at ~11 M pairs/s (then the longer chain takes back most of what the fewer operations save).
 // Sigma0's rotations (2, 13, 22) admit no such pairing: no two of them and their sum fall in
 // the three distinct residues mod 8 it needs.
 inline __m256i rotr24(__m256i x) {
