@@ -121,7 +121,7 @@ TEST(CliProof, ProofsOfVectorsVerifyAndTamperedOnesDoNot) {
     for (const std::uint64_t page : {std::uint64_t{0}, page_count - 1}) {
       const CliRun proof = run("proof '" + file + "' --page " + std::to_string(page) + " --size " + std::to_string(row.size_arg));
       ASSERT_EQ(proof.status, 0) << proof.err;
-      const std::string prefix = "{\"root\":\"" + row.sha256_root + "\",\"size\":" + std::to_string(page_count * PAGE_SIZE) +
+      const std::string prefix = "{\"root\":\"" + row.sha256_root + "\",\"digest\":\"sha256\",\"size\":" + std::to_string(page_count * PAGE_SIZE) +
                                  ",\"depth\":" + std::to_string(pages_depth(page_count)) +
                                  ",\"page_index\":" + std::to_string(page) +
                                  ",\"gindex\":" + std::to_string(page_gindex(page_count, page)) + ",\"leaf\":\"";
@@ -143,12 +143,20 @@ TEST(CliProof, ProofsOfVectorsVerifyAndTamperedOnesDoNot) {
       EXPECT_EQ(bad.out.rfind("invalid: ", 0), 0u) << bad.out;
     }
   }
-  // Malformed inputs are errors, not crashes.
-  for (const std::string text : {"", "{", "[]", "{\"root\": 5}", "{\"root\":\"zz\"}"}) {
+  // Malformed inputs are errors, not crashes: not a JSON object is exit 1, a malformed field
+  // exit 2 naming the field.
+  for (const std::string text : {"", "{", "[]"}) {
     std::ofstream(proof_path) << text;
     const CliRun r = run("verify-proof '" + proof_path + "'");
     EXPECT_EQ(r.status, 1) << text << ": " << r.err;
     EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+  }
+  for (const std::string text : {"{\"root\": 5}", "{\"root\":\"zz\"}"}) {
+    std::ofstream(proof_path) << text;
+    const CliRun r = run("verify-proof '" + proof_path + "'");
+    EXPECT_EQ(r.status, 2) << text << ": " << r.err;
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("\"root\""), std::string::npos) << r.err;
   }
   const CliRun past = run("proof '" + vectors_dir() + "/v05_three_pages.bin' --page 3");
   EXPECT_EQ(past.status, 2) << past.err;  // OutOfRange is a usage error
@@ -166,12 +174,16 @@ TEST(CliDiff, ListsDifferingPagesOfRawFilesAndArchives) {
   write_file(b, changed);
   std::string expected;
   for (const std::uint64_t p : pages) expected += std::to_string(p) + "\n";
+  // Exit status as cmp and diff: 0 equal, 1 different, 2 trouble.
   const CliRun raw = run("diff '" + a + "' '" + b + "'");
-  ASSERT_EQ(raw.status, 0) << raw.err;
+  ASSERT_EQ(raw.status, 1) << raw.err;
+  EXPECT_EQ(raw.err, "");
   EXPECT_EQ(raw.out, expected);
   ASSERT_EQ(run("pack '" + b + "' -o '" + arc + "'").status, 0);
   EXPECT_EQ(run("diff '" + a + "' '" + arc + "'").out, expected);
-  EXPECT_EQ(run("diff '" + arc + "' '" + b + "'").out, "");
+  const CliRun same = run("diff '" + arc + "' '" + b + "'");
+  EXPECT_EQ(same.out, "");
+  EXPECT_EQ(same.status, 0) << same.err;
   // Sizes that differ come first; the extra pages of the longer one differ from Empty.
   auto longer = base;
   longer.resize(302 * PAGE_SIZE, 0);
@@ -180,7 +192,8 @@ TEST(CliDiff, ListsDifferingPagesOfRawFilesAndArchives) {
   EXPECT_EQ(run("diff '" + a + "' '" + b + "'").out,
             "size " + std::to_string(300 * PAGE_SIZE) + " " + std::to_string(302 * PAGE_SIZE) + "\n301\n");
   const CliRun missing = run("diff '" + a + "' '" + temp_path("nope") + "'");
-  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.err.find(temp_path("nope")), std::string::npos) << missing.err;
   for (const auto& f : {a, b, arc}) fs::remove(f);
 }
 

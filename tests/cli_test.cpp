@@ -104,7 +104,16 @@ TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
     ASSERT_EQ(pack.status, 0) << pack.err;
     EXPECT_NE(pack.out.find("\"root\": \"" + row.sha256_root + "\""), std::string::npos) << pack.out;
     EXPECT_EQ(first_line(run("root --archive '" + archive + "'").out), row.sha256_root);
-    EXPECT_EQ(first_line(run("root --archive '" + archive + "' --digest blake2b256").out), row.blake2b256_root);
+    // An archive's root is under its own digest; another --digest contradicts it (exit 2).
+    const CliRun contradicted = run("root --archive '" + archive + "' --digest blake2b256");
+    EXPECT_EQ(contradicted.status, 2) << contradicted.out;
+    EXPECT_NE(contradicted.err.find(archive), std::string::npos) << contradicted.err;
+    const std::string blake = archive + ".b2";
+    ASSERT_EQ(run("pack '" + file + "' -o '" + blake + "' --digest blake2b256 --size " + std::to_string(row.size_arg)).status, 0);
+    EXPECT_EQ(first_line(run("root --archive '" + blake + "'").out), row.blake2b256_root);
+    EXPECT_EQ(first_line(run("root --archive '" + blake + "' --digest blake2b256").out), row.blake2b256_root);
+    EXPECT_EQ(run("root --archive '" + blake + "' --digest sha256").status, 2);
+    std::remove(blake.c_str());
     const CliRun info = run("info '" + archive + "'");
     EXPECT_EQ(info.status, 0) << info.err;
     for (const char* key : {"\"root\"", "\"size\"", "\"page_count\"", "\"stored_pages\"", "\"unique_pages\""}) {

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <unordered_map>
@@ -75,13 +77,34 @@ void encode_header(std::uint8_t* out, const Header& h) {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-// A file written beside its final path and renamed into place only when complete.
+// A file written beside its final path and renamed into place only when complete. Archives are
+// written at offsets (the header last), so the destination must be a regular file: an existing
+// device, FIFO or socket is refused rather than replaced by a rename, and a symbolic link is
+// followed (its target is replaced; the link stays).
 class PendingFile {
  public:
-  explicit PendingFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-" + std::to_string(::getpid())) {
+  explicit PendingFile(std::string path) : path_(std::move(path)) {
+    if (path_.empty()) throw InvalidArgument("archive path is empty");
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) {
+        throw IoError(path_, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
+      }
+      struct stat link {};
+      if (::lstat(path_.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+        char* real = ::realpath(path_.c_str(), nullptr);
+        if (real == nullptr) throw IoError(path_, "cannot resolve the symbolic link: " + system_message());
+        path_ = real;
+        std::free(real);
+      }
+    } else if (errno != ENOENT) {
+      throw IoError(path_, "cannot stat: " + system_message());
+    }
+    tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) throw IoError(tmp_, "cannot create: " + system_message());
   }
+  [[nodiscard]] const std::string& temp_path() const noexcept { return tmp_; }
   PendingFile(const PendingFile&) = delete;
   PendingFile& operator=(const PendingFile&) = delete;
   ~PendingFile() {
@@ -96,6 +119,7 @@ class PendingFile {
         if (errno == EINTR) continue;
         throw IoError(tmp_, "write failed: " + system_message());
       }
+      if (n == 0) throw IoError(tmp_, "write failed: no progress (device full?)");
       p += n;
       off += static_cast<std::uint64_t>(n);
       len -= static_cast<std::size_t>(n);
@@ -103,8 +127,9 @@ class PendingFile {
   }
   void commit() {
     if (::fsync(fd_) != 0) throw IoError(tmp_, "fsync failed: " + system_message());
-    ::close(fd_);
+    const int fd = fd_;
     fd_ = -1;
+    if (::close(fd) != 0) throw IoError(tmp_, "close failed: " + system_message());
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw IoError(path_, "cannot rename into place: " + system_message());
     committed_ = true;
   }
@@ -123,12 +148,17 @@ struct HashKey {
   }
 };
 
+void count_flushed(ArchiveInfo& info, std::uint32_t ref) {
+  ++((ref & REF_MISSING) != 0 ? info.flushed_missing_pages : info.flushed_loaded_pages);
+}
+
 // What every writer shares: payload dedup, the tables, and the final layout.
 class ArchiveBuilder {
  public:
   ArchiveBuilder(const std::string& path, Digest digest) : file_(path), digest_(digest) {}
 
   Digest digest() const { return digest_; }
+  [[nodiscard]] const std::string& temp_path() const noexcept { return file_.temp_path(); }
 
   std::uint32_t payload(const std::uint8_t* page, const Hash32& root) {
     if (auto it = payloads_.find(root); it != payloads_.end()) return it->second;
@@ -178,9 +208,21 @@ class ArchiveBuilder {
     info.content_len = content_len;
     info.page_count = content_len / PAGE_SIZE;
     info.unique_pages = h.payload_count;
-    info.missing_pages = h.missing_count;
     info.dirty_pages = h.overlay_count;
-    info.stored_pages = h.backing_count + h.overlay_count - h.missing_count;
+    std::uint64_t missing_entries = 0;
+    for (const auto* table : {&backing_, &overlay_}) {
+      for (const Entry& e : *table) missing_entries += e.ref != REF_ZERO && (e.ref & REF_MISSING) != 0;
+    }
+    info.missing_pages = missing_entries;
+    info.stored_pages = h.backing_count + h.overlay_count - missing_entries;
+    // The flushed cap: an overlay entry shadows the backing's; an overlay zero page is Empty.
+    std::size_t b = 0;
+    for (const Entry& o : overlay_) {
+      for (; b < backing_.size() && backing_[b].page_index < o.page_index; ++b) count_flushed(info, backing_[b].ref);
+      if (b < backing_.size() && backing_[b].page_index == o.page_index) ++b;
+      if (o.ref != REF_ZERO) count_flushed(info, o.ref);
+    }
+    for (; b < backing_.size(); ++b) count_flushed(info, backing_[b].ref);
     info.file_size = h.tables_offset + tables.size();
     info.root = root;
     return info;
@@ -228,6 +270,8 @@ struct ArchiveWriter::State {
 ArchiveWriter::ArchiveWriter(const std::string& path, Digest digest)
     : state_(std::make_unique<State>(path, digest)) {}
 ArchiveWriter::~ArchiveWriter() = default;
+
+const std::string& ArchiveWriter::temp_path() const noexcept { return state_->builder.temp_path(); }
 
 void ArchiveWriter::append_pages(std::span<const std::uint8_t> bytes) {
   State& s = *state_;
@@ -281,15 +325,30 @@ ArchiveInfo ArchiveWriter::finish(std::uint64_t size) {
 
 // ---- reading ---------------------------------------------------------------------------------
 
-namespace detail {
+namespace {
 
-OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
-  const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(file->base), file->len);
-  SszReader r(bytes, "Archive");
-  if (bytes.size() < HEADER_SIZE) {
-    r.fail("header", 0, "file of " + std::to_string(bytes.size()) + " bytes is shorter than the 4096-byte header");
+// The tables of an archive whose structure has been checked, in memory.
+struct Tables {
+  const std::uint8_t* hashes = nullptr;          // payload_count recorded payload roots
+  const std::uint8_t* missing_hashes = nullptr;  // missing_count hashes
+  const std::uint8_t* entries = nullptr;         // backing_count + overlay_count entries
+  std::uint64_t missing_entries = 0;             // Missing entries, backing and overlay
+  std::uint64_t flushed_loaded = 0;              // non-Empty, non-Missing pages of the flushed cap
+  std::uint64_t flushed_missing = 0;             // Missing pages of the flushed cap
+};
+
+std::uint64_t tables_size(const Header& h) {
+  // Every count is bounded by parse_header, so this cannot overflow.
+  return 32 * (h.payload_count + h.missing_count) + 8 * (h.backing_count + h.overlay_count);
+}
+
+// Checks the header (the first HEADER_SIZE bytes of a file of `file_size` bytes) and returns it.
+// `r` reads `head` and names the input in its errors.
+Header parse_header(SszReader& r, std::span<const std::uint8_t> head, std::uint64_t file_size) {
+  if (file_size < HEADER_SIZE || head.size() < HEADER_SIZE) {
+    r.fail("header", 0, "file of " + std::to_string(file_size) + " bytes is shorter than the 4096-byte header");
   }
-  if (std::memcmp(bytes.data(), MAGIC, 8) != 0) r.fail("magic", 0, "not a datacap archive");
+  if (std::memcmp(head.data(), MAGIC, 8) != 0) r.fail("magic", 0, "not a datacap archive");
   (void)r.take("magic", 8);
   const std::uint32_t version = r.u32("version");
   if (version != VERSION) r.fail("version", 8, "format version " + std::to_string(version) + " (this library reads 1)");
@@ -302,8 +361,8 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   h.dirty = flags == 1;
   if (r.u8("reserved") != 0 || r.u8("reserved") != 0) r.fail("reserved", 14, "reserved bytes are not zero");
   // The header hash first: no other field is trusted before it matches.
-  const Hash32 check = digest_bytes(h.digest, bytes.first(HEADER_HASHED));
-  if (std::memcmp(check.data(), bytes.data() + HEADER_HASHED, 32) != 0) {
+  const Hash32 check = digest_bytes(h.digest, head.first(HEADER_HASHED));
+  if (std::memcmp(check.data(), head.data() + HEADER_HASHED, 32) != 0) {
     r.fail("header_hash", HEADER_HASHED, "does not match the header (damaged header)");
   }
   h.content_len = r.u64("content_len");
@@ -328,76 +387,280 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   if (h.tables_offset != HEADER_SIZE + h.payload_count * PAGE_SIZE) {
     r.fail("tables_offset", 64, std::to_string(h.tables_offset) + " != 4096 + 4096 × payload_count");
   }
-  // Every count is bounded above, so these sums cannot overflow.
-  const std::uint64_t expected_size = h.tables_offset + 32 * (h.payload_count + h.missing_count) +
-                                      8 * (h.backing_count + h.overlay_count);
-  if (bytes.size() != expected_size) {
-    r.fail("file", bytes.size() < expected_size ? bytes.size() : expected_size,
-           "file is " + std::to_string(bytes.size()) + " bytes; its header describes " + std::to_string(expected_size));
+  const std::uint64_t expected_size = h.tables_offset + tables_size(h);
+  if (file_size != expected_size) {
+    r.fail("file", std::min(file_size, expected_size),
+           "file is " + std::to_string(file_size) + " bytes; its header describes " + std::to_string(expected_size));
   }
+  return h;
+}
 
-  // Tables.
-  const std::uint8_t* hashes = bytes.data() + h.tables_offset;
-  const std::uint8_t* missing_hashes = hashes + 32 * h.payload_count;
-  const std::uint8_t* entries = missing_hashes + 32 * h.missing_count;
-  static_assert(std::endian::native == std::endian::little, "archive entries are read in place");
-  auto entry_at = [&](std::uint64_t k) {
-    Entry e;
-    std::memcpy(&e.page_index, entries + 8 * k, 4);
-    std::memcpy(&e.ref, entries + 8 * k + 4, 4);
-    return e;
-  };
-  std::uint64_t missing_entries = 0;
-  for (int t = 0; t < 2; ++t) {
-    const std::uint64_t first = t == 0 ? 0 : h.backing_count;
-    const std::uint64_t count = t == 0 ? h.backing_count : h.overlay_count;
-    const char* table = t == 0 ? "backing" : "overlay";
+static_assert(std::endian::native == std::endian::little, "archive entries are read in place");
+
+Entry entry_at(const Tables& t, std::uint64_t k) {
+  Entry e;
+  std::memcpy(&e.page_index, t.entries + 8 * k, 4);
+  std::memcpy(&e.ref, t.entries + 8 * k + 4, 4);
+  return e;
+}
+
+bool is_missing_ref(std::uint32_t ref) { return ref != REF_ZERO && (ref & REF_MISSING) != 0; }
+
+// Calls fn(page_index, ref) in ascending order for every page the flushed cap holds
+// (non-Empty): an overlay entry shadows the backing entry of its page, and an overlay zero page
+// is Empty once flushed (SPEC: flush folds a zero page in as Empty).
+template <typename Fn>
+void for_each_flushed(const Header& h, const Tables& t, Fn&& fn) {
+  std::uint64_t b = 0, o = 0;
+  while (b < h.backing_count || o < h.overlay_count) {
+    const Entry be = b < h.backing_count ? entry_at(t, b) : Entry{0, 0};
+    const Entry oe = o < h.overlay_count ? entry_at(t, h.backing_count + o) : Entry{0, 0};
+    const bool take_overlay = o < h.overlay_count && (b >= h.backing_count || oe.page_index <= be.page_index);
+    if (take_overlay) {
+      if (b < h.backing_count && be.page_index == oe.page_index) ++b;
+      ++o;
+      if (oe.ref != REF_ZERO) fn(std::uint64_t{oe.page_index}, oe.ref);
+    } else {
+      ++b;
+      fn(std::uint64_t{be.page_index}, be.ref);
+    }
+  }
+}
+
+// Checks every table entry (`tables` holds tables_size(h) bytes read from h.tables_offset).
+Tables parse_tables(SszReader& r, const Header& h, const std::uint8_t* tables) {
+  Tables t;
+  t.hashes = tables;
+  t.missing_hashes = tables + 32 * h.payload_count;
+  t.entries = t.missing_hashes + 32 * h.missing_count;
+  const std::uint64_t entries_offset = h.tables_offset + 32 * (h.payload_count + h.missing_count);
+  const std::uint64_t page_count = h.content_len / PAGE_SIZE;
+  for (int which = 0; which < 2; ++which) {
+    const std::uint64_t first = which == 0 ? 0 : h.backing_count;
+    const std::uint64_t count = which == 0 ? h.backing_count : h.overlay_count;
+    const char* table = which == 0 ? "backing" : "overlay";
     std::uint64_t previous = 0;
     for (std::uint64_t k = 0; k < count; ++k) {
-      const Entry e = entry_at(first + k);
-      const std::uint64_t at = static_cast<std::uint64_t>(entries - bytes.data()) + 8 * (first + k);
+      const Entry e = entry_at(t, first + k);
+      const std::uint64_t at = entries_offset + 8 * (first + k);
       // The field's name is built only on failure: this loop runs once per page.
       const auto field = [&] { return std::string(table) + "[" + std::to_string(k) + "]"; };
       if (e.page_index >= page_count) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " >= page_count " + std::to_string(page_count));
       if (k > 0 && e.page_index <= previous) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
       previous = e.page_index;
       if (e.ref == REF_ZERO) {
-        if (t == 0) r.fail(field(), at + 4, "a backing page cannot be an explicit zero page");
+        if (which == 0) r.fail(field(), at + 4, "a backing page cannot be an explicit zero page");
       } else if ((e.ref & REF_MISSING) != 0) {
         if ((e.ref & ~REF_MISSING) >= h.missing_count) r.fail(field(), at + 4, "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
-        ++missing_entries;
+        ++t.missing_entries;
       } else if (e.ref >= h.payload_count) {
         r.fail(field(), at + 4, "payload " + std::to_string(e.ref) + " >= payload_count " + std::to_string(h.payload_count));
       }
     }
   }
+  for_each_flushed(h, t, [&](std::uint64_t, std::uint32_t ref) { ++(is_missing_ref(ref) ? t.flushed_missing : t.flushed_loaded); });
+  return t;
+}
 
-  // Content (full): every payload against its recorded hash, in batches on all cores.
+ArchiveInfo info_of(const Header& h, const Tables& t, std::uint64_t file_size) {
+  ArchiveInfo info;
+  info.digest = h.digest;
+  info.content_len = h.content_len;
+  info.page_count = h.content_len / PAGE_SIZE;
+  info.unique_pages = h.payload_count;
+  info.missing_pages = t.missing_entries;
+  info.dirty_pages = h.overlay_count;
+  info.stored_pages = h.backing_count + h.overlay_count - t.missing_entries;
+  info.flushed_loaded_pages = t.flushed_loaded;
+  info.flushed_missing_pages = t.flushed_missing;
+  info.file_size = file_size;
+  info.root = h.root;
+  return info;
+}
+
+Hash32 recorded_hash(const Tables& t, std::uint32_t ref) {
+  Hash32 out;
+  std::memcpy(out.data(), is_missing_ref(ref) ? t.missing_hashes + 32 * (ref & ~REF_MISSING) : t.hashes + 32 * std::uint64_t{ref}, 32);
+  return out;
+}
+
+// The root of the flushed cap from the recorded hashes alone: O(entries) pair hashes at most,
+// O(log pages) memory, no tree. Equal to the cap's root when every payload matches its hash.
+Hash32 flushed_root_from_tables(const Header& h, const Tables& t) {
+  CapRootBuilder b(h.digest);
+  std::uint64_t next = 0;
+  for_each_flushed(h, t, [&](std::uint64_t index, std::uint32_t ref) {
+    b.append_zero_pages(index - next);
+    b.append_page_root(recorded_hash(t, ref));
+    next = index + 1;
+  });
+  return b.finish(h.content_len);
+}
+
+// Tree nodes a 64-way radix tree over the ascending `indices` needs (every level but the root
+// node's, which is counted once).
+class NodeCounter {
+ public:
+  explicit NodeCounter(std::uint64_t page_count) {
+    levels_ = 1;
+    while (levels_ < detail::MAX_LEVELS && (std::uint64_t{1} << (detail::FANOUT_LOG2 * levels_)) < page_count) ++levels_;
+  }
+  void add(std::uint64_t index) {
+    for (unsigned l = 0; l < levels_; ++l) {
+      const std::uint64_t prefix = index >> (detail::FANOUT_LOG2 * (l + 1));
+      if (seen_ && prefix == last_[l]) break;  // this node and every one above it are counted
+      last_[l] = prefix;
+      ++nodes_;
+    }
+    // Levels above the first shared one keep their last prefix, which is still right.
+    seen_ = true;
+  }
+  [[nodiscard]] std::uint64_t nodes() const { return nodes_; }
+
+ private:
+  unsigned levels_;
+  bool seen_ = false;
+  std::uint64_t last_[detail::MAX_LEVELS] = {};
+  std::uint64_t nodes_ = 0;
+};
+
+// Memory a cap opened from these tables takes at most once its root is computed: tree nodes of
+// the backing, the overlay and the flushed cap, each with one digest's cached hashes, and a page
+// object per entry. The payload bytes themselves are not counted (they stay in the file image).
+std::uint64_t tree_memory_estimate(const Header& h, const Tables& t) {
+  const std::uint64_t page_count = h.content_len / PAGE_SIZE;
+  NodeCounter backing(page_count), overlay(page_count), flushed(page_count);
+  for (std::uint64_t k = 0; k < h.backing_count; ++k) backing.add(entry_at(t, k).page_index);
+  for (std::uint64_t k = 0; k < h.overlay_count; ++k) overlay.add(entry_at(t, h.backing_count + k).page_index);
+  for_each_flushed(h, t, [&](std::uint64_t index, std::uint32_t) { flushed.add(index); });
+  const std::uint64_t per_node = sizeof(detail::TreeNode) + sizeof(detail::NodeHashes);
+  return (backing.nodes() + overlay.nodes() + flushed.nodes()) * per_node +
+         (h.backing_count + h.overlay_count) * sizeof(PageNode);
+}
+
+std::string mib(std::uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+[[noreturn]] void over_limit(const std::string& path, const std::string& what, std::uint64_t need, std::uint64_t limit) {
+  throw OutOfRange(path + ": " + what + " needs about " + mib(need) + " of memory, over the limit of " + mib(limit) +
+                   " (raise it with the max_memory option; datacap: --max-memory BYTES)");
+}
+
+// Hashes `count` pages whose bytes are at `pages` (PAGE_SIZE apart) on all cores.
+void hash_pages(Digest digest, const std::uint8_t* pages, std::size_t count, Hash32* out) {
+  constexpr std::size_t TASK = 64;
+  detail::parallel_for((count + TASK - 1) / TASK, [&](std::size_t task) {
+    const std::size_t begin = task * TASK, end = std::min(count, begin + TASK);
+    const std::uint8_t* ptrs[TASK];
+    for (std::size_t i = begin; i < end; ++i) ptrs[i - begin] = pages + i * PAGE_SIZE;
+    detail::page_roots(digest, ptrs, end - begin, out + begin);
+  });
+}
+
+// Throws unless payload `index`'s bytes hash to `actual` = its recorded hash and are not zero.
+void check_payload(SszReader& r, const Header& h, const Tables& t, std::uint64_t index, const Hash32& actual) {
+  const std::uint64_t at = h.tables_offset + 32 * index;
+  if (std::memcmp(actual.data(), t.hashes + 32 * index, 32) != 0) {
+    r.fail("payload_hashes[" + std::to_string(index) + "]", at, "payload " + std::to_string(index) + " does not match its recorded hash");
+  }
+  if (actual == zero_hash(h.digest, PAGE_DEPTH)) {
+    r.fail("payload_hashes[" + std::to_string(index) + "]", at, "payload " + std::to_string(index) + " is all zeros (zero pages are elided)");
+  }
+}
+
+std::size_t pread_fully(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos, const std::string& path) {
+  std::size_t got = 0;
+  while (got < len) {
+    const ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(pos + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(path, "read failed: " + system_message());
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
+// Reads exactly `len` bytes at `pos` of a file fstat said was `file_size` bytes long.
+void read_exact(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos, std::uint64_t file_size,
+                const std::string& path) {
+  const std::size_t got = pread_fully(fd, buf, len, pos, path);
+  if (got != len) {
+    throw IoError(path, "file shrank while being read (" + std::to_string(file_size) + " bytes, then " + std::to_string(pos + got) + ")");
+  }
+}
+
+struct OpenFile {
+  int fd = -1;
+  std::uint64_t size = 0;
+  explicit OpenFile(const std::string& path) {
+    if (path.empty()) throw InvalidArgument("archive path is empty");
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw IoError(path, "cannot open: " + system_message());
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const std::string why = system_message();
+      ::close(fd);
+      throw IoError(path, "cannot stat: " + why);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw IoError(path, "not a regular file");
+    }
+    size = static_cast<std::uint64_t>(st.st_size);
+  }
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// The whole file read once into private anonymous memory: a MappedFile whose bytes no later
+// change of the file can reach. A file that is shorter or longer than fstat said is an error.
+detail::MappedFile* read_private(const OpenFile& f, const std::string& path) {
+  void* base = ::mmap(nullptr, f.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) throw IoError(path, "cannot allocate " + mib(f.size) + " to read the file: " + system_message());
+  auto* file = new detail::MappedFile();
+  file->base = base;
+  file->len = f.size;
+  const detail::MappedFile::Holder drop_on_throw{file};
+  read_exact(f.fd, static_cast<std::uint8_t*>(base), f.size, 0, f.size, path);
+  std::uint8_t extra = 0;
+  if (pread_fully(f.fd, &extra, 1, f.size, path) != 0) {
+    throw IoError(path, "file grew while being read (it was " + std::to_string(f.size) + " bytes)");
+  }
+  ::mprotect(base, f.size, PROT_READ);  // read-only from here on, as a file mapping would be
+  file->retain();                        // the caller's reference; drop_on_throw's goes now
+  return file;
+}
+
+}  // namespace
+
+namespace detail {
+
+OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const std::string& name,
+                                 std::uint64_t max_memory) {
+  const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(file->base), file->len);
+  SszReader r(bytes, name);
+  const Header h = parse_header(r, bytes, bytes.size());
+  const Tables t = parse_tables(r, h, bytes.data() + h.tables_offset);
+  if (max_memory != 0) {
+    const std::uint64_t need = tree_memory_estimate(h, t);
+    if (need > max_memory) over_limit(name, "a cap of " + std::to_string(h.backing_count + h.overlay_count) + " table entries", need, max_memory);
+  }
+
+  // Content (full): every payload against its recorded hash, on all cores.
   const std::uint8_t* payloads = bytes.data() + HEADER_SIZE;
   std::vector<Hash32> verified;
   if (verify == ArchiveVerify::full) {
     verified.resize(h.payload_count);
-    constexpr std::size_t TASK = 64;
-    parallel_for((h.payload_count + TASK - 1) / TASK, [&](std::size_t t) {
-      const std::size_t begin = t * TASK, end = std::min<std::size_t>(h.payload_count, begin + TASK);
-      std::vector<const std::uint8_t*> pages;
-      for (std::size_t i = begin; i < end; ++i) pages.push_back(payloads + i * PAGE_SIZE);
-      page_roots(h.digest, pages.data(), pages.size(), verified.data() + begin);
-    });
-    const Hash32& zero_page_root = zero_hash(h.digest, PAGE_DEPTH);
-    for (std::uint64_t i = 0; i < h.payload_count; ++i) {
-      const std::uint64_t at = h.tables_offset + 32 * i;
-      if (std::memcmp(verified[i].data(), hashes + 32 * i, 32) != 0) {
-        r.fail("payload_hashes[" + std::to_string(i) + "]", at, "payload " + std::to_string(i) + " does not match its recorded hash");
-      }
-      if (verified[i] == zero_page_root) r.fail("payload_hashes[" + std::to_string(i) + "]", at, "payload " + std::to_string(i) + " is all zeros (zero pages are elided)");
-    }
-  }
-
-  if (verify == ArchiveVerify::structure) {
+    hash_pages(h.digest, payloads, h.payload_count, verified.data());
+    for (std::uint64_t i = 0; i < h.payload_count; ++i) check_payload(r, h, t, i, verified[i]);
+  } else {
     // Lazy verification: each payload is checked against its recorded root when first hashed.
     file->payloads = payloads;
-    file->recorded_roots = hashes;
+    file->recorded_roots = t.hashes;
     file->recorded_roots_offset = h.tables_offset;
     file->recorded_digest = h.digest;
   }
@@ -418,11 +681,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   // cross-thread pool traffic cost more than the split saves.)
   std::vector<PageNode*> nodes(h.payload_count, nullptr);
   auto slot_node = [&](std::uint32_t ref) -> PageNode* {
-    if ((ref & REF_MISSING) != 0 && ref != REF_ZERO) {
-      Hash32 hm;
-      std::memcpy(hm.data(), missing_hashes + 32 * (ref & ~REF_MISSING), 32);
-      return PageNode::missing(hm);
-    }
+    if (is_missing_ref(ref)) return PageNode::missing(recorded_hash(t, ref));
     PageNode*& n = nodes[ref];
     if (n == nullptr) {
       n = PageNode::borrowed(file, payloads + std::uint64_t{ref} * PAGE_SIZE, /*retain_file=*/false);
@@ -439,7 +698,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   TreeNode* leaf = nullptr;
   std::uint64_t leaf_first = 0;
   for (std::uint64_t k = 0; k < h.backing_count; ++k) {
-    const Entry e = entry_at(k);
+    const Entry e = entry_at(t, k);
     if (leaf == nullptr || e.page_index - leaf_first >= FANOUT) {
       leaf = tree_leaf_for_write(root, slab.levels(), e.page_index);
       leaf_first = e.page_index & ~std::uint64_t{FANOUT - 1};
@@ -448,7 +707,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
   }
   DataCap cap = DataCap::from_backing(std::move(slab));
   for (std::uint64_t k = 0; k < h.overlay_count; ++k) {
-    const Entry e = entry_at(h.backing_count + k);
+    const Entry e = entry_at(t, h.backing_count + k);
     cap.insert_overlay_page(e.page_index, e.ref == REF_ZERO ? PageSlot::loaded(PageRef::copy_of({}))
                                                             : PageNode::adopt_slot(slot_node(e.ref)));
   }
@@ -457,54 +716,141 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify) {
     if (actual != h.root) r.fail("root", 72, "recorded root does not match the content's root " + to_hex(actual));
   }
   OpenedArchive out;
-  out.info.digest = h.digest;
-  out.info.content_len = h.content_len;
-  out.info.page_count = page_count;
-  out.info.unique_pages = h.payload_count;
-  out.info.missing_pages = missing_entries;
-  out.info.dirty_pages = h.overlay_count;
-  out.info.stored_pages = h.backing_count + h.overlay_count - out.info.missing_pages;
-  out.info.file_size = bytes.size();
-  out.info.root = h.root;
+  out.info = info_of(h, t, bytes.size());
   out.cap = std::move(cap);
   return out;
 }
 
 }  // namespace detail
 
-OpenedArchive open_archive(const std::string& path, ArchiveVerify verify) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(path, "cannot open: " + system_message());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw IoError(path, "cannot stat: " + system_message());
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(path, "not a regular file");
-  }
-  const auto len = static_cast<std::size_t>(st.st_size);
-  if (len < HEADER_SIZE) {
-    ::close(fd);
-    throw DecodeError("Archive.header", 0, "file of " + std::to_string(len) + " bytes is shorter than the 4096-byte header");
+OpenedArchive open_archive(const std::string& path, const ArchiveOpenOptions& options) {
+  const OpenFile f(path);
+  if (f.size < HEADER_SIZE) {
+    throw DecodeError(path + ": Archive.header", 0, "file of " + std::to_string(f.size) + " bytes is shorter than the 4096-byte header");
   }
   detail::MappedFile* file = nullptr;
-  try {
-    file = detail::MappedFile::map_readonly(fd, len, path);
-  } catch (...) {
-    ::close(fd);
-    throw;
+  if (options.access == FileAccess::copy) {
+    if (options.max_memory != 0 && f.size > options.max_memory) over_limit(path, "reading the archive", f.size, options.max_memory);
+    file = read_private(f, path);
+  } else {
+    file = detail::MappedFile::map_readonly(f.fd, f.size, path);
   }
-  ::close(fd);
   const detail::MappedFile::Holder drop{file};
-  try {
-    return detail::open_archive_image(file, verify);
-  } catch (const DecodeError& e) {
-    throw DecodeError(path + ": " + e.field(), e.offset(), std::string(e.what()).substr(std::string(e.what()).find(": ") + 2));
+  const std::uint64_t tree_budget =
+      options.max_memory == 0 ? 0 : options.max_memory - (options.access == FileAccess::copy ? f.size : 0);
+  return detail::open_archive_image(file, options.verify, path + ": Archive",
+                                    options.max_memory == 0 ? 0 : std::max<std::uint64_t>(tree_budget, 1));
+}
+
+OpenedArchive open_archive(const std::string& path, ArchiveVerify verify) {
+  ArchiveOpenOptions options;
+  options.verify = verify;
+  return open_archive(path, options);
+}
+
+// ---- streamed reading ------------------------------------------------------------------------
+
+struct ArchiveReader::State {
+  std::string path;
+  OpenFile file;
+  std::vector<std::uint8_t> tables_bytes;
+  Header header;
+  Tables tables;
+  ArchiveInfo info;
+  explicit State(const std::string& p) : path(p), file(p) {}
+  [[nodiscard]] SszReader reader() const { return SszReader({}, path + ": Archive"); }
+};
+
+ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_memory) : state_(std::make_unique<State>(path)) {
+  State& s = *state_;
+  std::vector<std::uint8_t> head(HEADER_SIZE);
+  if (s.file.size >= HEADER_SIZE) read_exact(s.file.fd, head.data(), HEADER_SIZE, 0, s.file.size, path);
+  SszReader r(head, path + ": Archive");
+  s.header = parse_header(r, head, s.file.size);
+  const std::uint64_t len = tables_size(s.header);
+  if (max_memory != 0 && len > max_memory) over_limit(path, "reading the archive's tables", len, max_memory);
+  s.tables_bytes.resize(len);
+  read_exact(s.file.fd, s.tables_bytes.data(), len, s.header.tables_offset, s.file.size, path);
+  s.tables = parse_tables(r, s.header, s.tables_bytes.data());
+  s.info = info_of(s.header, s.tables, s.file.size);
+}
+
+ArchiveReader::~ArchiveReader() = default;
+ArchiveReader::ArchiveReader(ArchiveReader&&) noexcept = default;
+ArchiveReader& ArchiveReader::operator=(ArchiveReader&&) noexcept = default;
+
+const ArchiveInfo& ArchiveReader::info() const noexcept { return state_->info; }
+
+void ArchiveReader::check_root() const {
+  const State& s = *state_;
+  const Hash32 root = flushed_root_from_tables(s.header, s.tables);
+  if (root != s.header.root) {
+    s.reader().fail("root", 72, "recorded root does not match the root of the recorded page hashes " + to_hex(root));
   }
 }
 
-ArchiveInfo verify_archive(const std::string& path) { return open_archive(path, ArchiveVerify::full).info; }
+void ArchiveReader::verify() const {
+  const State& s = *state_;
+  SszReader r = s.reader();
+  check_root();
+  constexpr std::size_t BATCH = 256;  // pages per read: 1 MiB
+  const auto buffer = std::make_unique<std::uint8_t[]>(BATCH * PAGE_SIZE);
+  std::vector<Hash32> roots(BATCH);
+  for (std::uint64_t first = 0; first < s.header.payload_count; first += BATCH) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(BATCH, s.header.payload_count - first));
+    read_exact(s.file.fd, buffer.get(), n * PAGE_SIZE, HEADER_SIZE + first * PAGE_SIZE, s.file.size, s.path);
+    hash_pages(s.header.digest, buffer.get(), n, roots.data());
+    for (std::size_t i = 0; i < n; ++i) check_payload(r, s.header, s.tables, first + i, roots[i]);
+  }
+}
+
+void ArchiveReader::for_each_page(const std::function<void(std::uint64_t, const std::uint8_t*)>& fn) const {
+  const State& s = *state_;
+  SszReader r = s.reader();
+  if (s.tables.flushed_missing != 0) {
+    std::uint64_t index = 0;
+    Hash32 hash{};
+    bool found = false;
+    for_each_flushed(s.header, s.tables, [&](std::uint64_t i, std::uint32_t ref) {
+      if (!found && is_missing_ref(ref)) {
+        found = true;
+        index = i;
+        hash = recorded_hash(s.tables, ref);
+      }
+    });
+    throw MissingPage(s.path, static_cast<std::uint32_t>(index), hash);
+  }
+  // Pages go out in batches: read (consecutive payloads in one read), hashed together,
+  // checked, then handed to fn — the bytes fn sees are the bytes that were checked.
+  constexpr std::size_t BATCH = 256;
+  const auto buffer = std::make_unique<std::uint8_t[]>(BATCH * PAGE_SIZE);
+  std::vector<Hash32> roots(BATCH);
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> batch;  // (page index, payload)
+  batch.reserve(BATCH);
+  const auto flush = [&] {
+    for (std::size_t i = 0; i < batch.size();) {
+      std::size_t run = 1;
+      while (i + run < batch.size() && batch[i + run].second == batch[i].second + run) ++run;
+      read_exact(s.file.fd, buffer.get() + i * PAGE_SIZE, run * PAGE_SIZE,
+                 HEADER_SIZE + std::uint64_t{batch[i].second} * PAGE_SIZE, s.file.size, s.path);
+      i += run;
+    }
+    hash_pages(s.header.digest, buffer.get(), batch.size(), roots.data());
+    for (std::size_t i = 0; i < batch.size(); ++i) check_payload(r, s.header, s.tables, batch[i].second, roots[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i) fn(batch[i].first, buffer.get() + i * PAGE_SIZE);
+    batch.clear();
+  };
+  for_each_flushed(s.header, s.tables, [&](std::uint64_t index, std::uint32_t ref) {
+    batch.emplace_back(index, ref);
+    if (batch.size() == BATCH) flush();
+  });
+  if (!batch.empty()) flush();
+}
+
+ArchiveInfo verify_archive(const std::string& path) {
+  const ArchiveReader reader(path);
+  reader.verify();
+  return reader.info();
+}
 
 }  // namespace datacap

@@ -2,11 +2,17 @@
 // tests and fuzzing). Takes no ownership of `file`; pages it serves retain it.
 #pragma once
 
+#include <string>
+
 #include "datacap/archive.hpp"
 #include "page/page_node.hpp"
 
 namespace datacap::detail {
 
-OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify);
+// `name` prefixes the field of every DecodeError (e.g. "PATH: Archive"). With max_memory != 0,
+// an archive whose cap would need more tree memory than that is an OutOfRange before anything
+// is built.
+OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const std::string& name = "Archive",
+                                 std::uint64_t max_memory = 0);
 
 }  // namespace datacap::detail

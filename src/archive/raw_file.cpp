@@ -1,11 +1,16 @@
-// Raw files as caps without copying: pages borrowed from a read-only mapping.
+// Raw files as caps: streamed page by page, read once into private pages, or borrowed from a
+// read-only mapping. One extent walker serves all three, so a hole is skipped the same way
+// everywhere.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "datacap/archive.hpp"
@@ -16,19 +21,170 @@
 namespace datacap {
 namespace {
 
+constexpr std::size_t READ_BUFFER = std::size_t{1} << 20;  // 256 pages per read
+
 std::string system_message() { return std::strerror(errno); }
 
 struct Fd {
-  int fd;
+  int fd = -1;
+  bool owned = true;
+  explicit Fd(int descriptor, bool own = true) : fd(descriptor), owned(own) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
   ~Fd() {
-    if (fd >= 0) ::close(fd);
+    if (owned && fd >= 0) ::close(fd);
   }
 };
 
+std::uint64_t round_up_pages(std::uint64_t bytes) { return bytes / PAGE_SIZE + (bytes % PAGE_SIZE != 0 ? 1 : 0); }
+
+// The size of a cap of `len` input bytes and a requested `size`: max of the two, whole pages,
+// at least one page.
+std::uint64_t cap_len_for(std::uint64_t len, std::uint64_t size, const std::string& path) {
+  const std::uint64_t pages = std::max<std::uint64_t>(1, round_up_pages(std::max(len, size)));
+  if (pages > MAX_PAGE_COUNT) {
+    throw OutOfRange(path + ": size " + std::to_string(std::max(len, size)) + " is beyond 2^32 pages");
+  }
+  return pages * PAGE_SIZE;
+}
+
+// Reads up to `len` bytes at the current position (pos < 0) or at `pos`, retrying short reads
+// and EINTR, until `len` bytes or the end of the input.
+std::size_t read_fully(int fd, std::uint8_t* buf, std::size_t len, std::int64_t pos, const std::string& name) {
+  std::size_t got = 0;
+  while (got < len) {
+    const ssize_t n = pos < 0 ? ::read(fd, buf + got, len - got)
+                              : ::pread(fd, buf + got, len - got, pos + static_cast<std::int64_t>(got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(name, "read failed: " + system_message());
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
+// The next run of pages of a regular file of `len` bytes (as fstat saw it) that may hold data,
+// at or after the page boundary `pos`: [first, end), first a page boundary ≥ pos, end a page
+// boundary or `len`, end > first. Nothing when only a hole remains. The file may change while
+// it is walked, so whatever lseek answers, the run is clamped to [pos, len) and never empty:
+// the walk always advances.
+struct Extent {
+  std::uint64_t first, end;
+};
+std::optional<Extent> next_extent(int fd, std::uint64_t pos, std::uint64_t len) {
+  off_t data = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+  if (data < 0) {
+    if (errno == ENXIO) return std::nullopt;  // only a hole remains (or the file shrank)
+    return Extent{pos, len};                  // no hole support: all of it is data
+  }
+  auto data_off = static_cast<std::uint64_t>(data);
+  if (data_off >= len) return std::nullopt;
+  const std::uint64_t first = std::max(pos, data_off / PAGE_SIZE * PAGE_SIZE);
+  const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+  std::uint64_t end = hole < 0 ? len : round_up_pages(static_cast<std::uint64_t>(hole)) * PAGE_SIZE;
+  end = std::min(end, len);
+  if (end <= first) end = std::min(len, first + PAGE_SIZE);
+  return Extent{first, end};
+}
+
+void check_unchanged_size(int fd, std::uint64_t len, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw IoError(name, "cannot stat: " + system_message());
+  if (static_cast<std::uint64_t>(st.st_size) != len) {
+    throw IoError(name, "file changed size while being read (" + std::to_string(len) + " bytes, then " +
+                            std::to_string(st.st_size) + ")");
+  }
+}
+
 }  // namespace
 
+std::uint64_t input_size_hint(const std::string& path) noexcept {
+  struct stat st {};
+  if (path == "-" ? ::fstat(0, &st) != 0 : ::stat(path.c_str(), &st) != 0) return 0;
+  return S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sink) {
+  const bool is_stdin = path == "-";
+  const std::string name = is_stdin ? std::string("<stdin>") : path;
+  if (path.empty()) throw InvalidArgument("input path is empty");
+  Fd fd(is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC), !is_stdin);
+  if (fd.fd < 0) throw IoError(name, "cannot open: " + system_message());
+  struct stat st {};
+  if (::fstat(fd.fd, &st) != 0) throw IoError(name, "cannot stat: " + system_message());
+  if (S_ISDIR(st.st_mode)) throw IoError(name, "is a directory");
+  const std::unique_ptr<std::uint8_t[]> buffer(new std::uint8_t[READ_BUFFER]);
+  const auto emit = [&](std::size_t n) {
+    if (n > 0) sink.on_pages(std::span<const std::uint8_t>(buffer.get(), n));
+  };
+
+  if (!S_ISREG(st.st_mode)) {
+    // A pipe or device: read in order. Every read but the last fills the buffer, so every
+    // batch is whole pages except the input's end.
+    std::uint64_t total = 0;
+    for (;;) {
+      const std::size_t n = read_fully(fd.fd, buffer.get(), READ_BUFFER, -1, name);
+      emit(n);
+      total += n;
+      if (sink.on_progress) sink.on_progress(total, 0);
+      if (n < READ_BUFFER) return total;
+    }
+  }
+
+  // A regular file: only its data extents are read; pages of holes are reported as zero runs.
+  // Its length is the one fstat saw; a file that shrinks or grows meanwhile is an error.
+  const auto len = static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t pos = 0;  // always a page boundary or len
+  while (pos < len) {
+    const std::optional<Extent> extent = next_extent(fd.fd, pos, len);
+    const std::uint64_t zeros_end = extent ? extent->first : len;
+    if (zeros_end > pos) {
+      sink.on_zero_pages((zeros_end - pos) / PAGE_SIZE);
+      if (!extent && (len - pos) % PAGE_SIZE != 0) {
+        // The input ends inside a hole: its short last page is zero bytes.
+        std::memset(buffer.get(), 0, PAGE_SIZE);
+        emit(static_cast<std::size_t>((len - pos) % PAGE_SIZE));
+      }
+    }
+    if (!extent) break;
+    for (std::uint64_t off = extent->first; off < extent->end;) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(READ_BUFFER, extent->end - off));
+      const std::size_t n = read_fully(fd.fd, buffer.get(), want, static_cast<std::int64_t>(off), name);
+      if (n != want) throw IoError(name, "file shrank while being read (" + std::to_string(len) + " bytes, then " + std::to_string(off + n) + ")");
+      emit(n);
+      off += n;
+      if (sink.on_progress) sink.on_progress(off, len);
+    }
+    pos = extent->end;
+  }
+  check_unchanged_size(fd.fd, len, name);
+  return len;
+}
+
+DataCap read_raw_file(const std::string& path, std::uint64_t size) {
+  std::uint64_t page = 0;
+  // Pages are collected first: the cap's size is known only at the end of a stream.
+  std::vector<std::pair<std::uint64_t, PageRef>> pages;
+  FilePageSink sink;
+  sink.on_pages = [&](std::span<const std::uint8_t> bytes) {
+    for (std::size_t at = 0; at < bytes.size(); at += PAGE_SIZE, ++page) {
+      const auto one = bytes.subspan(at, std::min<std::size_t>(PAGE_SIZE, bytes.size() - at));
+      if (std::all_of(one.begin(), one.end(), [](std::uint8_t b) { return b == 0; })) continue;
+      if (page >= MAX_PAGE_COUNT) throw OutOfRange(path + ": input is beyond 2^32 pages");
+      pages.emplace_back(page, PageRef::copy_of(one));
+    }
+  };
+  sink.on_zero_pages = [&](std::uint64_t n) { page += n; };
+  const std::uint64_t len = stream_file_pages(path, sink);
+  PageSlab slab(cap_len_for(len, size, path == "-" ? "<stdin>" : path));
+  for (auto& [index, ref] : pages) slab.set_page_slot(index, PageSlot::loaded(std::move(ref)));
+  return DataCap::from_backing(std::move(slab));
+}
+
 bool is_archive_file(const std::string& path) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (f.fd < 0) throw IoError(path, "cannot open: " + system_message());
   char head[8] = {};
   ssize_t n;
@@ -41,46 +197,30 @@ bool is_archive_file(const std::string& path) {
 }
 
 DataCap map_raw_file(const std::string& path, std::uint64_t size) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (f.fd < 0) throw IoError(path, "cannot open: " + system_message());
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) throw IoError(path, "cannot stat: " + system_message());
   if (!S_ISREG(st.st_mode)) throw IoError(path, "not a regular file (cannot be mapped)");
   const auto len = static_cast<std::uint64_t>(st.st_size);
-  const std::uint64_t wanted = std::max(len, size);
-  const std::uint64_t pages = std::max<std::uint64_t>(1, wanted / PAGE_SIZE + (wanted % PAGE_SIZE != 0 ? 1 : 0));
-  if (pages > MAX_PAGE_COUNT) {
-    throw OutOfRange(path + ": size " + std::to_string(wanted) + " is beyond 2^32 pages");
-  }
-  const std::uint64_t content_len = pages * PAGE_SIZE;
-  PageSlab slab(content_len);
+  PageSlab slab(cap_len_for(len, size, path));
   if (len == 0) return DataCap::from_backing(std::move(slab));
 
   detail::MappedFile* file = detail::MappedFile::map_readonly(f.fd, len, path);
   const detail::MappedFile::Holder drop{file};
-  void* base = file->base;
-  ::madvise(base, len, MADV_SEQUENTIAL);
-  const auto* bytes = static_cast<const std::uint8_t*>(base);
-  const std::uint64_t file_pages = (len + PAGE_SIZE - 1) / PAGE_SIZE;
-  // Data regions only: a hole reads as zeros and is Empty without being read.
-  std::uint64_t page = 0;
-  while (page < file_pages) {
-    off_t data = ::lseek(f.fd, static_cast<off_t>(page * PAGE_SIZE), SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // only a hole remains
-      data = static_cast<off_t>(page * PAGE_SIZE);  // SEEK_DATA unsupported: read it all
-    }
-    off_t hole = ::lseek(f.fd, data, SEEK_HOLE);
-    if (hole < 0) hole = static_cast<off_t>(len);
-    const std::uint64_t first = static_cast<std::uint64_t>(data) / PAGE_SIZE;
-    const std::uint64_t end = std::min(file_pages, (static_cast<std::uint64_t>(hole) + PAGE_SIZE - 1) / PAGE_SIZE);
-    for (page = first; page < end; ++page) {
-      const std::uint8_t* p = bytes + page * PAGE_SIZE;
+  ::madvise(file->base, len, MADV_SEQUENTIAL);
+  const auto* bytes = static_cast<const std::uint8_t*>(file->base);
+  // Data extents only: a hole reads as zeros and is Empty without being read.
+  for (std::uint64_t pos = 0; pos < len;) {
+    const std::optional<Extent> extent = next_extent(f.fd, pos, len);
+    if (!extent) break;
+    for (std::uint64_t off = extent->first; off < extent->end; off += PAGE_SIZE) {
+      const std::uint8_t* p = bytes + off;
       // The last page may be partial: the mapping reads zeros past the end of the file.
       if (detail::is_zero_page(p)) continue;
-      slab.set_page_slot(page, detail::PageNode::adopt_slot(detail::PageNode::borrowed(file, p)));
+      slab.set_page_slot(off / PAGE_SIZE, detail::PageNode::adopt_slot(detail::PageNode::borrowed(file, p)));
     }
-    page = std::max(page, end);
+    pos = extent->end;
   }
   return DataCap::from_backing(std::move(slab));
 }

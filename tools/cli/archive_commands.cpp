@@ -1,19 +1,18 @@
 // datacap pack IN -o OUT [--size BYTES]      file → archive (streamed: any size, bounded memory)
 // datacap unpack ARCHIVE -o OUT              archive → the effective bytes, full size
-// datacap info ARCHIVE                       JSON: root, size, page_count, stored_pages, …
+// datacap info ARCHIVE                       JSON: root, size, page counts, …
 // datacap verify ARCHIVE                     exit 0 only when structure and every hash check out
-#include <fcntl.h>
+//
+// Archives are read through ArchiveReader: never mapped, never turned into a tree, each byte
+// checked against its hash right before it is used.
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "cli/commands.hpp"
-#include "cli/file_source.hpp"
 #include "cli/output_file.hpp"
+#include "cli/process.hpp"
 #include "cli/progress.hpp"
 #include "datacap/datacap.hpp"
 
@@ -24,31 +23,22 @@ void print_info_json(const ArchiveInfo& info, bool verified) {
   std::printf(
       "{\"root\": \"%s\", \"digest\": \"%s\", \"size\": %llu, \"page_count\": %llu, "
       "\"stored_pages\": %llu, \"unique_pages\": %llu, \"missing_pages\": %llu, "
-      "\"dirty_pages\": %llu, \"file_size\": %llu, \"verified\": %s}\n",
+      "\"dirty_pages\": %llu, \"flushed_loaded_pages\": %llu, \"flushed_missing_pages\": %llu, "
+      "\"file_size\": %llu, \"verified\": %s}\n",
       to_hex(info.root).c_str(), to_string(info.digest), static_cast<unsigned long long>(info.content_len),
       static_cast<unsigned long long>(info.page_count), static_cast<unsigned long long>(info.stored_pages),
       static_cast<unsigned long long>(info.unique_pages), static_cast<unsigned long long>(info.missing_pages),
-      static_cast<unsigned long long>(info.dirty_pages), static_cast<unsigned long long>(info.file_size),
+      static_cast<unsigned long long>(info.dirty_pages), static_cast<unsigned long long>(info.flushed_loaded_pages),
+      static_cast<unsigned long long>(info.flushed_missing_pages), static_cast<unsigned long long>(info.file_size),
       verified ? "true" : "false");
 }
 
-// Writes the effective bytes of `cap` to `path`, full size; Empty pages become holes.
-void write_effective_bytes(const DataCap& cap, const std::string& path) {
-  OutputFile out(path);
-  Progress progress("unpack", cap.content_len());
-  std::vector<std::uint32_t> pages;
-  cap.backing().for_each_stored([&](std::uint32_t i, const PageSlot&) { pages.push_back(i); });
-  cap.for_each_dirty([&](std::uint32_t i, const PageSlot&) { pages.push_back(i); });
-  std::sort(pages.begin(), pages.end());
-  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
-  for (std::uint32_t i : pages) {
-    const PageResolution r = cap.page_at(std::uint64_t{i} * PAGE_SIZE);
-    if (r.kind == PageResolution::Kind::missing) throw MissingPage("unpack", i, r.missing_hash);
-    if (r.kind == PageResolution::Kind::zero) continue;
-    out.write_at(std::uint64_t{i} * PAGE_SIZE, r.data, PAGE_SIZE);
-    progress.update(std::uint64_t{i} * PAGE_SIZE);
-  }
-  out.finish(cap.content_len());
+std::uint64_t limit_for(std::uint64_t option, const std::string& path) {
+  return option != 0 ? option : default_memory_limit(path);
+}
+
+void add_max_memory(CLI::App& cmd, std::uint64_t& value) {
+  add_u64_option(cmd, "--max-memory", value, "memory allowed for the archive's tables (default 64 MiB + 64 × its size)");
 }
 
 }  // namespace
@@ -62,45 +52,80 @@ void add_archive_commands(CLI::App& app) {
     auto o = std::make_shared<Options>();
     CLI::App* cmd = app.add_subcommand("pack", "Write FILE as a snapshot archive (streamed; any size)");
     cmd->add_option("IN", o->in, "input file; '-' reads standard input")->required();
-    cmd->add_option("-o,--output", o->out, "archive to write")->required();
-    cmd->add_option("--size", o->size, "logical size in bytes (at least the input's length)");
+    cmd->add_option("-o,--output", o->out, "archive to write (a regular file: written beside it and renamed into place)")
+        ->required();
+    add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and the input's length, rounded up to a page");
     cmd->add_option("--digest", o->digest, "sha256 (default) or blake2b256")->check(CLI::IsMember({"sha256", "blake2b256"}));
     cmd->callback([o] {
+      OutputFile::check_path(o->out);
       ArchiveWriter writer(o->out, parse_digest(o->digest));
+      set_pending_temp(writer.temp_path());
       Progress progress("pack", input_size_hint(o->in));
-      PageStreamCallbacks cb;
-      cb.on_pages = [&](std::span<const std::uint8_t> pages) { writer.append_pages(pages); };
-      cb.on_zero_pages = [&](std::uint64_t n) { writer.append_zero_pages(n); };
-      cb.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
-      const std::uint64_t len = stream_pages(o->in, cb);
+      FilePageSink sink;
+      sink.on_pages = [&](std::span<const std::uint8_t> pages) { writer.append_pages(pages); };
+      sink.on_zero_pages = [&](std::uint64_t n) { writer.append_zero_pages(n); };
+      sink.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
+      const std::uint64_t len = stream_file_pages(o->in, sink);
       progress.finish();
       const ArchiveInfo info = writer.finish(std::max(len, o->size));
+      set_pending_temp("");
       print_info_json(info, true);
     });
   }
   {
     struct Options {
       std::string archive, out;
+      std::uint64_t max_memory = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = app.add_subcommand("unpack", "Write an archive's effective bytes (full size) to OUT");
+    CLI::App* cmd = app.add_subcommand("unpack", "Verify an archive, then write its effective bytes (full size) to OUT");
     cmd->add_option("ARCHIVE", o->archive)->required();
     cmd->add_option("-o,--output", o->out, "file to write")->required();
-    cmd->callback([o] { write_effective_bytes(open_archive(o->archive, ArchiveVerify::full).cap, o->out); });
+    add_max_memory(*cmd, o->max_memory);
+    cmd->callback([o] {
+      OutputFile::check_path(o->out);
+      const ArchiveReader reader(o->archive, limit_for(o->max_memory, o->archive));
+      const ArchiveInfo& info = reader.info();
+      if (info.flushed_missing_pages != 0) {
+        reader.for_each_page([](std::uint64_t, const std::uint8_t*) {});  // throws MissingPage naming the first
+      }
+      reader.verify();
+      OutputFile out(o->out, {o->archive});
+      Progress progress("unpack", info.content_len);
+      // Each page is read and checked against its (verified) hash again right before it is
+      // written: the bytes written are the bytes checked, whatever happens to the file.
+      reader.for_each_page([&](std::uint64_t index, const std::uint8_t* page) {
+        out.write_at(index * PAGE_SIZE, page, PAGE_SIZE);
+        progress.update(index * PAGE_SIZE);
+      });
+      progress.finish();
+      out.finish(info.content_len);
+    });
   }
   {
-    auto path = std::make_shared<std::string>();
+    struct Options {
+      std::string path;
+      std::uint64_t max_memory = 0;
+    };
+    auto o = std::make_shared<Options>();
     CLI::App* cmd = app.add_subcommand("info", "Describe an archive as JSON (structure checked; content not hashed)");
-    cmd->add_option("ARCHIVE", *path)->required();
-    cmd->callback([path] { print_info_json(open_archive(*path, ArchiveVerify::structure).info, false); });
+    cmd->add_option("ARCHIVE", o->path)->required();
+    add_max_memory(*cmd, o->max_memory);
+    cmd->callback([o] { print_info_json(ArchiveReader(o->path, limit_for(o->max_memory, o->path)).info(), false); });
   }
   {
-    auto path = std::make_shared<std::string>();
+    struct Options {
+      std::string path;
+      std::uint64_t max_memory = 0;
+    };
+    auto o = std::make_shared<Options>();
     CLI::App* cmd = app.add_subcommand("verify", "Check an archive's structure and every hash; exit 0 only if all hold");
-    cmd->add_option("ARCHIVE", *path)->required();
-    cmd->callback([path] {
-      const ArchiveInfo info = verify_archive(*path);
-      std::printf("ok %s\n", to_hex(info.root).c_str());
+    cmd->add_option("ARCHIVE", o->path)->required();
+    add_max_memory(*cmd, o->max_memory);
+    cmd->callback([o] {
+      const ArchiveReader reader(o->path, limit_for(o->max_memory, o->path));
+      reader.verify();
+      std::printf("ok %s\n", to_hex(reader.info().root).c_str());
     });
   }
 }

@@ -1,16 +1,34 @@
-// The datacap subcommands. Each registers itself on the CLI11 app and returns the callback
-// state it needs; errors propagate as datacap::Error (printed by main as one line).
+// The datacap subcommands. Each registers itself, with its options and a callback, on the
+// CLI11 app; errors propagate as datacap::Error (printed by main as one line).
 #pragma once
 
+#include <stdexcept>
+#include <string>
+
 #include <CLI/CLI.hpp>
+
+#include "datacap/archive.hpp"
 
 namespace datacap::cli {
 
 void add_root_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_archive_commands(CLI::App& app);  // pack, unpack, info, verify
-void add_store_commands(CLI::App& app);    // store put, get, ls, gc
+void add_store_commands(CLI::App& app);    // store put, get, ls, gc, verify
 void add_proof_commands(CLI::App& app);    // proof, verify-proof, diff
+
+// The digest to use for the archive at `path`: its own. A --digest given on the command line
+// (digest_option counted) that names another is a usage error, since the archive's page hashes
+// and root are under its own digest.
+Digest archive_digest_or_refuse(const ArchiveInfo& info, const CLI::Option* digest_option, const std::string& digest,
+                                const std::string& path);
+
+// Ends a command with exit status 1 and no error line: `diff` found a difference.
+struct Difference {};
+// A check that did not hold (verify-proof): one error line, exit status 1.
+struct ValidationFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // Exit status for failures main() reports: 1 for runtime failures, 2 for usage errors.
 inline constexpr int EXIT_RUNTIME_ERROR = 1;

@@ -1,61 +1,49 @@
-// An output file written through a temporary name (FILE.tmp-PID) and renamed into place only
-// when complete: a failed command never leaves a half-written FILE, and never replaces an old one.
+// The file a command writes its result to (`-o`).
+//
+// A new path or an existing regular file is written through a temporary file beside it
+// (FILE.tmp-PID) that is renamed over it only when complete: a failed or interrupted command
+// never leaves a half-written FILE and never replaces the old one. A symbolic link is followed:
+// its target is replaced that way and the link stays. Anything else — a character or block
+// device, a FIFO, a socket — is opened and written in place, in order (gaps written as zeros),
+// since replacing the node would destroy it (`-o /dev/null` must not replace the null device).
+// An empty path, a directory, or a path in `refused` (the same file) is an error before anything
+// is written. Every write is checked; ENOSPC and the like are IoErrors naming the path.
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <string>
-
-#include "datacap/error.hpp"
+#include <vector>
 
 namespace datacap::cli {
 
 class OutputFile {
  public:
-  explicit OutputFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-" + std::to_string(::getpid())) {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw IoError(tmp_, std::string("cannot create: ") + std::strerror(errno));
-  }
-  ~OutputFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(tmp_.c_str());
-    }
-  }
+  // Checks `path` alone (not empty), before any work: a usage error (exit 2).
+  static void check_path(const std::string& path);
+
+  // Opens (creates the temporary file for) `path`. Throws IoError, InvalidArgument.
+  explicit OutputFile(std::string path, const std::vector<std::string>& refused = {});
+  ~OutputFile();  // removes the temporary file unless finish() succeeded
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
-  void write_at(std::uint64_t offset, const std::uint8_t* p, std::size_t n) {
-    auto off = static_cast<off_t>(offset);
-    while (n > 0) {
-      const ssize_t w = ::pwrite(fd_, p, n, off);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) fail("write failed");
-      p += w;
-      off += w;
-      n -= static_cast<std::size_t>(w);
-    }
-  }
-  void finish(std::uint64_t size) {
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) fail("cannot size the output");
-    if (::fsync(fd_) != 0) fail("fsync failed");
-    ::close(fd_);
-    fd_ = -1;
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      const std::string message = std::strerror(errno);
-      ::unlink(tmp_.c_str());
-      throw IoError(path_, "cannot rename into place: " + message);
-    }
-  }
+  // Writes n bytes at `offset`. In-place outputs are written in order: offsets must not go
+  // back (they never do: pages are written ascending).
+  void write_at(std::uint64_t offset, const std::uint8_t* p, std::size_t n);
+  // Makes the output `size` bytes long (a regular file with holes where nothing was written),
+  // syncs it, and renames it into place.
+  void finish(std::uint64_t size);
 
  private:
-  [[noreturn]] void fail(const std::string& what) { throw IoError(path_, what + ": " + std::strerror(errno)); }
-  std::string path_, tmp_;
+  void write_all(const std::uint8_t* p, std::size_t n, std::uint64_t offset);
+  void pad_to(std::uint64_t offset);
+  [[noreturn]] void fail(const std::string& what) const;
+
+  std::string path_;    // what the user named
+  std::string target_;  // the file written: path_, or the regular file a symlink points to
+  std::string tmp_;     // empty when written in place
   int fd_ = -1;
+  std::uint64_t position_ = 0;  // in-place outputs: bytes written so far
 };
 
 }  // namespace datacap::cli

@@ -2,63 +2,126 @@
 // datacap verify-proof PROOF.json              exit 0 iff the proof holds for its root
 // datacap diff A B                             differing page indices, one per line
 //
-// FILE, A and B are raw files (mapped, not copied: as from_bytes_sized(file, --size)) or
-// snapshot archives (recognized by their magic; verified page by page as they are hashed).
+// FILE, A and B are raw files or snapshot archives (recognized by their magic). Either is read
+// once into private memory (never mapped), so a file changed or truncated meanwhile can neither
+// fault the command nor change bytes after they were hashed. Archives are verified in full.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/process.hpp"
 #include "datacap/datacap.hpp"
 
 namespace datacap::cli {
 namespace {
 
-DataCap open_input(const std::string& path, std::uint64_t size) {
+constexpr std::size_t MAX_PROOF_FILE = std::size_t{1} << 20;  // a proof is at most ~3 KiB
+
+struct Input {
+  DataCap cap;
+  bool archive = false;
+  Digest digest = Digest::sha256;  // the archive's, for an archive
+  bool has_missing = false;
+};
+
+Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
+  Input in;
+  const std::uint64_t limit = max_memory != 0 ? max_memory : default_memory_limit(path);
   if (is_archive_file(path)) {
-    DataCap cap = open_archive(path, ArchiveVerify::structure).cap.flush();
-    if (size > cap.content_len()) {
-      throw InvalidArgument(path + ": --size cannot grow an archived cap (" + std::to_string(cap.content_len()) + " bytes)");
+    ArchiveOpenOptions options;
+    options.verify = ArchiveVerify::full;
+    options.access = FileAccess::copy;
+    options.max_memory = limit;
+    OpenedArchive a = open_archive(path, options);
+    in.cap = a.cap.flush();
+    in.archive = true;
+    in.digest = a.info.digest;
+    in.has_missing = a.info.flushed_missing_pages != 0;
+    if (size > in.cap.content_len()) {
+      throw InvalidArgument("--size cannot grow " + path + ", an archived cap of " + std::to_string(in.cap.content_len()) + " bytes");
     }
-    return cap;
+    return in;
   }
-  return map_raw_file(path, size);
+  in.cap = read_raw_file(path, size);
+  return in;
 }
 
-nlohmann::ordered_json proof_json(const Hash32& root, const PageProof& proof) {
+nlohmann::ordered_json proof_json(const Hash32& root, Digest digest, const PageProof& proof) {
   const std::uint64_t page_count = proof.content_len / PAGE_SIZE;
   nlohmann::ordered_json branch = nlohmann::ordered_json::array();
   for (const Hash32& h : proof.branch) branch.push_back(to_hex(h));
   return nlohmann::ordered_json{{"root", to_hex(root)},
-                        {"size", proof.content_len},
-                        {"depth", pages_depth(page_count)},
-                        {"page_index", proof.page_index},
-                        {"gindex", page_gindex(page_count, proof.page_index)},
-                        {"leaf", to_hex(proof.leaf)},
-                        {"branch", std::move(branch)}};
+                                {"digest", to_string(digest)},
+                                {"size", proof.content_len},
+                                {"depth", pages_depth(page_count)},
+                                {"page_index", proof.page_index},
+                                {"gindex", page_gindex(page_count, proof.page_index)},
+                                {"leaf", to_hex(proof.leaf)},
+                                {"branch", std::move(branch)}};
 }
 
-// Reads a field of the proof JSON, naming it in the error.
-template <typename T>
-T field(const nlohmann::json& j, const char* name, const std::string& path) {
-  if (!j.contains(name)) throw DecodeError(path + ": " + name, 0, "missing field");
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    throw DecodeError(path + ": " + name, 0, std::string("wrong type: ") + e.what());
-  }
+// A malformed proof is a usage error (exit 2) naming the field; a well-formed proof that does
+// not hold is "invalid" (exit 1).
+[[noreturn]] void bad_field(const std::string& path, const std::string& name, const std::string& why) {
+  throw InvalidArgument(path + ": field \"" + name + "\": " + why);
 }
 
-Hash32 hex_field(const std::string& text, const std::string& where) {
-  std::string_view hex = text;
+const nlohmann::json& field(const nlohmann::json& j, const char* name, const std::string& path) {
+  const auto it = j.find(name);
+  if (it == j.end()) bad_field(path, name, "missing");
+  return *it;
+}
+
+// JSON numbers that are whole and non-negative and fit 64 bits: nlohmann parses those (and only
+// those) as unsigned; -1, 5.9, 1e30 and 2^64 are signed or floating.
+std::uint64_t u64_field(const nlohmann::json& j, const char* name, const std::string& path) {
+  const nlohmann::json& v = field(j, name, path);
+  if (!v.is_number_unsigned()) bad_field(path, name, "not a whole number from 0 to 2^64 - 1: " + v.dump());
+  return v.get<std::uint64_t>();
+}
+
+Hash32 hash_field(const nlohmann::json& v, const std::string& name, const std::string& path) {
+  if (!v.is_string()) bad_field(path, name, "not a string of 64 hex characters");
+  std::string_view hex = v.get_ref<const std::string&>();
   if (hex.size() == 66 && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X')) hex.remove_prefix(2);
   try {
     return hash_from_hex(hex);
   } catch (const InvalidArgument&) {
-    throw DecodeError(where, 0, "not 64 hex characters: '" + text + "'");
+    bad_field(path, name, "not 64 hex characters: " + v.dump());
   }
+}
+
+// The whole proof file, read with a bound: a proof is small, and `verify-proof /dev/zero` must
+// end with an error, not grow without limit.
+std::string read_proof_text(const std::string& path) {
+  const bool is_stdin = path == "-";
+  const int fd = is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = std::strerror(errno);
+      if (!is_stdin) ::close(fd);
+      throw IoError(path, "read failed: " + why);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > MAX_PROOF_FILE) {
+      if (!is_stdin) ::close(fd);
+      throw DecodeError(path, MAX_PROOF_FILE, "larger than 1 MiB: not a proof (a proof is a few KiB)");
+    }
+  }
+  if (!is_stdin) ::close(fd);
+  return text;
 }
 
 }  // namespace
@@ -66,19 +129,31 @@ Hash32 hex_field(const std::string& text, const std::string& where) {
 void add_proof_commands(CLI::App& app) {
   {
     struct Options {
-      std::string path;
-      std::uint64_t page = 0;
-      std::uint64_t size = 0;
+      std::string path, digest = "sha256";
+      std::uint64_t page = 0, size = 0, max_memory = 0;
     };
     auto o = std::make_shared<Options>();
     CLI::App* cmd = app.add_subcommand("proof", "Print a JSON merkle proof of one page of FILE against its cap root");
     cmd->add_option("FILE", o->path, "raw file or snapshot archive")->required();
-    cmd->add_option("--page", o->page, "page index")->required();
-    cmd->add_option("--size", o->size, "logical size in bytes (raw files; at least the file's length)");
-    cmd->callback([o] {
-      const DataCap cap = open_input(o->path, o->size);
-      const PageProof proof = prove_page(cap, o->page);
-      std::printf("%s\n", proof_json(cap.hash_tree_root(), proof).dump().c_str());
+    add_u64_option(*cmd, "--page", o->page, "page index")->required();
+    add_u64_option(*cmd, "--size", o->size, "raw files: cap size in bytes, the larger of this and the file's length");
+    CLI::Option* digest = cmd->add_option("--digest", o->digest, "raw files: sha256 (default) or blake2b256; archives: their own")
+                              ->check(CLI::IsMember({"sha256", "blake2b256"}));
+    add_u64_option(*cmd, "--max-memory", o->max_memory, "memory allowed (default 64 MiB + 64 × the file's size)");
+    cmd->callback([o, digest] {
+      const Input in = open_input(o->path, o->size, o->max_memory);
+      Digest d = parse_digest(o->digest);
+      if (in.archive) {
+        ArchiveInfo info;
+        info.digest = in.digest;
+        d = archive_digest_or_refuse(info, digest, o->digest, o->path);
+      }
+      if (o->page >= in.cap.page_count()) {
+        throw InvalidArgument("--page " + std::to_string(o->page) + " is past the last page of " + o->path + " (" +
+                              std::to_string(in.cap.page_count()) + " pages)");
+      }
+      const PageProof proof = prove_page(in.cap, o->page, d);
+      std::printf("%s\n", proof_json(in.cap.hash_tree_root(d), d, proof).dump().c_str());
     });
   }
   {
@@ -88,38 +163,41 @@ void add_proof_commands(CLI::App& app) {
     cmd->add_option("PROOF", *path, "proof file as printed by 'datacap proof'; '-' reads standard input")->required();
     cmd->add_option("--root", *trusted, "the cap root you trust (default: the proof's own \"root\")");
     cmd->callback([path, trusted] {
-      std::stringstream text;
-      if (*path == "-") {
-        text << std::cin.rdbuf();
-      } else {
-        std::ifstream in(*path, std::ios::binary);
-        if (!in) throw IoError(*path, "cannot open");
-        text << in.rdbuf();
-      }
+      Hash32 trusted_root{};
+      if (!trusted->empty()) trusted_root = hash_from_hex(*trusted);  // InvalidArgument: exit 2
+      const std::string name = *path == "-" ? std::string("<stdin>") : *path;
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(text.str());
+        j = nlohmann::json::parse(read_proof_text(*path));
       } catch (const nlohmann::json::parse_error& e) {
-        throw DecodeError(*path, e.byte, std::string("not JSON: ") + e.what());
+        throw DecodeError(name, e.byte, std::string("not JSON: ") + e.what());
       }
-      if (!j.is_object()) throw DecodeError(*path, 0, "not a JSON object");
+      if (!j.is_object()) throw DecodeError(name, 0, "not a JSON object");
       PageProof proof;
-      const Hash32 root = hex_field(field<std::string>(j, "root", *path), *path + ": root");
-      proof.content_len = field<std::uint64_t>(j, "size", *path);
-      proof.page_index = field<std::uint64_t>(j, "page_index", *path);
-      proof.leaf = hex_field(field<std::string>(j, "leaf", *path), *path + ": leaf");
-      const auto branch = field<std::vector<std::string>>(j, "branch", *path);
-      for (std::size_t k = 0; k < branch.size(); ++k) {
-        proof.branch.push_back(hex_field(branch[k], *path + ": branch[" + std::to_string(k) + "]"));
+      Digest digest = Digest::sha256;  // proofs written before the field existed are SHA-256
+      if (j.contains("digest")) {
+        const nlohmann::json& d = j["digest"];
+        if (!d.is_string() || (d != "sha256" && d != "blake2b256")) bad_field(name, "digest", "not \"sha256\" or \"blake2b256\": " + d.dump());
+        digest = parse_digest(d.get<std::string>());
       }
-      const auto depth = field<std::uint64_t>(j, "depth", *path);
-      const auto gindex = field<std::uint64_t>(j, "gindex", *path);
+      const Hash32 root = hash_field(field(j, "root", name), "root", name);
+      proof.content_len = u64_field(j, "size", name);
+      proof.page_index = u64_field(j, "page_index", name);
+      proof.leaf = hash_field(field(j, "leaf", name), "leaf", name);
+      const nlohmann::json& branch = field(j, "branch", name);
+      if (!branch.is_array()) bad_field(name, "branch", "not an array");
+      if (branch.size() > 64) bad_field(name, "branch", std::to_string(branch.size()) + " hashes (a proof has at most 34)");
+      for (std::size_t k = 0; k < branch.size(); ++k) {
+        proof.branch.push_back(hash_field(branch[k], "branch[" + std::to_string(k) + "]", name));
+      }
+      const std::uint64_t depth = u64_field(j, "depth", name);
+      const std::uint64_t gindex = u64_field(j, "gindex", name);
       // The depth and gindex are implied by size and page_index; a proof that states others is
       // inconsistent, whatever its hashes.
       std::string why;
       const bool sized = proof.content_len % PAGE_SIZE == 0 && proof.content_len / PAGE_SIZE <= MAX_PAGE_COUNT &&
                          proof.content_len > 0;
-      if (!trusted->empty() && hash_from_hex(*trusted) != root) {
+      if (!trusted->empty() && trusted_root != root) {
         why = "the proof is for root " + to_hex(root) + ", not " + *trusted;
       } else if (!sized) {
         why = "size " + std::to_string(proof.content_len) + " is not a whole number of pages (1 to 2^32)";
@@ -129,34 +207,54 @@ void add_proof_commands(CLI::App& app) {
         why = "depth " + std::to_string(depth) + " is not the depth of a " + std::to_string(proof.content_len) + "-byte cap";
       } else if (gindex != page_gindex(proof.content_len / PAGE_SIZE, proof.page_index)) {
         why = "gindex " + std::to_string(gindex) + " is not page " + std::to_string(proof.page_index) + "'s";
-      } else if (!verify_page_proof(proof, root)) {
+      } else if (!verify_page_proof(proof, root, digest)) {
         why = "the branch does not fold to the root";
       }
       if (!why.empty()) {
         std::printf("invalid: %s\n", why.c_str());
-        throw std::runtime_error("proof is invalid: " + why);
+        check_stdout();
+        throw ValidationFailure(name + ": proof is invalid: " + why);
       }
-      std::printf("valid: page %llu of %s\n", static_cast<unsigned long long>(proof.page_index), to_hex(root).c_str());
+      std::printf("valid: page %llu of %s (%s)\n", static_cast<unsigned long long>(proof.page_index), to_hex(root).c_str(),
+                  to_string(digest));
     });
   }
   {
     struct Options {
       std::string a, b;
+      std::uint64_t max_memory = 0;
     };
     auto o = std::make_shared<Options>();
     CLI::App* cmd = app.add_subcommand(
-        "diff", "Print the page indices at which two caps differ, one per line (a size line first if sizes differ)");
+        "diff",
+        "Print the page indices at which two caps differ, one per line (a size line first if sizes differ); "
+        "exit 0 when equal, 1 when different, 2 on error");
     cmd->add_option("A", o->a, "raw file or snapshot archive")->required();
     cmd->add_option("B", o->b, "raw file or snapshot archive")->required();
+    add_u64_option(*cmd, "--max-memory", o->max_memory, "memory allowed per input (default 64 MiB + 64 × its size)");
+    cmd->preparse_callback([](std::size_t) { set_runtime_error_exit(EXIT_USAGE_ERROR); });
     cmd->callback([o] {
-      const DataCap a = open_input(o->a, 0);
-      const DataCap b = open_input(o->b, 0);
-      if (a.content_len() != b.content_len()) {
-        std::printf("size %llu %llu\n", static_cast<unsigned long long>(a.content_len()),
-                    static_cast<unsigned long long>(b.content_len()));
+      const Input a = open_input(o->a, 0, o->max_memory);
+      const Input b = open_input(o->b, 0, o->max_memory);
+      // Loaded pages compare by content under any digest; Missing pages only by their hashes,
+      // which are meaningful under their archive's digest alone.
+      Digest digest = a.archive ? a.digest : b.archive ? b.digest : Digest::sha256;
+      if (a.archive && b.archive && a.digest != b.digest) {
+        if (a.has_missing || b.has_missing) {
+          throw InvalidArgument("cannot compare " + o->a + " (" + to_string(a.digest) + ") with " + o->b + " (" +
+                                to_string(b.digest) + "): Missing pages are known only by hashes of different digests");
+        }
+        digest = Digest::sha256;
+      }
+      bool differ = false;
+      if (a.cap.content_len() != b.cap.content_len()) {
+        differ = true;
+        std::printf("size %llu %llu\n", static_cast<unsigned long long>(a.cap.content_len()),
+                    static_cast<unsigned long long>(b.cap.content_len()));
       }
       std::string out;
-      for (const std::uint64_t p : diff_pages(a, b)) {
+      for (const std::uint64_t p : diff_pages(a.cap, b.cap, digest)) {
+        differ = true;
         out += std::to_string(p);
         out += '\n';
         if (out.size() > (1 << 16)) {
@@ -165,6 +263,7 @@ void add_proof_commands(CLI::App& app) {
         }
       }
       std::fputs(out.c_str(), stdout);
+      if (differ) throw Difference();
     });
   }
 }

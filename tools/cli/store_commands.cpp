@@ -3,7 +3,7 @@
 // datacap store ls --db DIR                            one line per saved cap: root size pages
 // datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
 //
-// put and get stream: memory holds one batch of pages (64 MiB) and the page table (36 bytes
+// put and get stream: memory holds one batch of pages (128 MiB) and the page table (36 bytes
 // per non-zero page), whatever the file's size.
 #include <fcntl.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "cli/file_source.hpp"
+#include "cli/process.hpp"
 #include "cli/output_file.hpp"
 #include "cli/progress.hpp"
 #include "datacap/datacap.hpp"
@@ -24,35 +24,35 @@ namespace datacap::cli {
 namespace {
 
 // The cap size `datacap root FILE --size S` uses: max(len, S) rounded up to a page, ≥ 1 page.
-std::uint64_t cap_size(std::uint64_t len, std::uint64_t size) {
+std::uint64_t cap_size(std::uint64_t len, std::uint64_t size, const std::string& path) {
   const std::uint64_t wanted = std::max(len, size);
   const std::uint64_t pages = std::max<std::uint64_t>(1, wanted / PAGE_SIZE + (wanted % PAGE_SIZE != 0 ? 1 : 0));
   if (pages > MAX_PAGE_COUNT) {
-    throw OutOfRange("size " + std::to_string(wanted) + " is beyond 2^32 pages");
+    throw OutOfRange(path + ": size " + std::to_string(wanted) + " is beyond 2^32 pages");
   }
   return pages * PAGE_SIZE;
 }
 
+// Every input is streamed and each page copied once into a page of our own, which is hashed
+// and stored: the bytes stored are exactly the bytes hashed, even if the file is rewritten
+// meanwhile (a mapped file read twice, once to hash and once to store, could store a page under
+// a root its bytes do not have, and the store keeps a page per root for good).
 Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
-  if (path != "-" && input_size_hint(path) > 0) {
-    // A regular file: its pages are borrowed from a read-only mapping, not copied.
-    return store.save_cap(map_raw_file(path, size));
-  }
   PageStore::CapWriter writer(store);
   Progress progress("store put", input_size_hint(path));
   std::uint64_t next_page = 0;
-  PageStreamCallbacks cb;
-  cb.on_pages = [&](std::span<const std::uint8_t> bytes) {
+  FilePageSink sink;
+  sink.on_pages = [&](std::span<const std::uint8_t> bytes) {
     for (std::size_t at = 0; at < bytes.size(); at += PAGE_SIZE) {
       const auto page = bytes.subspan(at, std::min<std::size_t>(PAGE_SIZE, bytes.size() - at));
       writer.add_page(next_page++, PageRef::copy_of(page));
     }
   };
-  cb.on_zero_pages = [&](std::uint64_t n) { next_page += n; };
-  cb.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
-  const std::uint64_t len = stream_pages(path, cb);
+  sink.on_zero_pages = [&](std::uint64_t n) { next_page += n; };
+  sink.on_progress = [&](std::uint64_t done, std::uint64_t) { progress.update(done); };
+  const std::uint64_t len = stream_file_pages(path, sink);
   progress.finish();
-  return writer.finish(cap_size(len, size));
+  return writer.finish(cap_size(len, size, path));
 }
 
 LmdbStore open_store(const std::string& db, bool create) {
@@ -74,14 +74,19 @@ void add_store_commands(CLI::App& app) {
     CLI::App* cmd = store->add_subcommand("put", "Save each FILE as a cap; print its root when it is saved");
     cmd->add_option("FILE", o->files, "input files; '-' reads standard input")->required();
     cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
-    cmd->add_option("--size", o->size, "logical size in bytes of each cap (at least the file's length)");
+    add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
       LmdbStore s(o->db);
       for (const std::string& file : o->files) {
         const Hash32 root = put_file(s, file, o->size);
-        // Printed only after the record is committed: a printed root is a saved cap.
+        // Printed only after the record is committed: a printed root is a saved cap. A root
+        // that could not be printed is an error at once, naming it (the cap is saved).
         std::printf("%s\n", to_hex(root).c_str());
-        std::fflush(stdout);
+        try {
+          check_stdout();
+        } catch (const IoError& e) {
+          throw IoError("<stdout>", file + " was saved as cap " + to_hex(root) + " but its root could not be printed: " + e.what());
+        }
       }
     });
   }
@@ -95,10 +100,11 @@ void add_store_commands(CLI::App& app) {
     cmd->add_option("--db", o->db, "store directory")->required();
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     cmd->callback([o] {
+      OutputFile::check_path(o->out);
       const Hash32 root = hash_from_hex(o->root);
       const LmdbStore s = open_store(o->db, false);
       const SavedCap info = s.saved_cap(root);
-      OutputFile out(o->out);
+      OutputFile out(o->out, {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"});
       Progress progress("store get", info.content_len);
       s.export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
         if (slot.is_missing()) throw MissingPage("store get", static_cast<std::uint32_t>(page_index), slot.missing_hash());

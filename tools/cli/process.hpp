@@ -1,0 +1,42 @@
+// Process-wide duties of the CLI: the standard streams, signals, temporary files, and the
+// numbers and limits its options take.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace datacap::cli {
+
+// Run first in main(). A closed standard stream gets /dev/null opened read-only in its place,
+// so no file the command opens can take its number (output would land in that file) and
+// writes to a closed stdout still fail (EBADF) and are reported. SIGPIPE is ignored: a write to
+// a closed pipe is an error like any other. SIGINT, SIGTERM and SIGHUP remove the temporary
+// file being written (if any) and end the process by the same signal. SIGBUS and SIGSEGV (a
+// mapped file truncated or damaged under a reader, e.g. a damaged LMDB store) print one error
+// line naming what was being read and exit 1, removing the temporary file.
+void install_process_guards();
+
+// The temporary file the signal handlers remove; one at a time. Empty clears it.
+void set_pending_temp(const std::string& path);
+// What is being read, for the fault message ("store DIR", "archive PATH"). Empty clears it.
+void set_fault_context(const std::string& what);
+
+// Flushes standard output and throws IoError("<stdout>", ...) if anything written to it was
+// lost (full device, closed stream, broken pipe).
+void check_stdout();
+
+// Adds an option taking a byte count or index: decimal digits only, 0 … 2^64 − 1. Anything
+// else (a sign, a fraction, an exponent, a suffix, overflow) is a usage error naming the option.
+CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value, const std::string& help);
+
+// The memory a command may use for an input of `path` unless told otherwise: 64 MiB plus 64
+// times the bytes the file really holds (its allocated blocks, not the length of its holes).
+std::uint64_t default_memory_limit(const std::string& path);
+
+// The exit status for a runtime error (1; `diff` makes it 2, as cmp and diff do).
+int runtime_error_exit();
+void set_runtime_error_exit(int status);
+
+}  // namespace datacap::cli
