@@ -59,9 +59,11 @@ OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused
     }
     return;
   }
-  // A device, FIFO or socket: written in place, in order.
+  // A device, FIFO or socket: written in place. A seekable character device (/dev/null) has
+  // no content to keep, so gaps are skipped; anything else is written in order, gaps as zeros.
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd_ < 0) throw IoError(path_, "cannot open for writing: " + system_message());
+  skip_gaps_ = S_ISCHR(st.st_mode) && ::lseek(fd_, 0, SEEK_CUR) >= 0;
 }
 
 OutputFile::~OutputFile() {
@@ -76,7 +78,8 @@ void OutputFile::fail(const std::string& what) const { throw IoError(path_, what
 
 void OutputFile::write_all(const std::uint8_t* p, std::size_t n, std::uint64_t offset) {
   while (n > 0) {
-    const ssize_t w = tmp_.empty() ? ::write(fd_, p, n) : ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    const bool positional = !tmp_.empty() || skip_gaps_;
+    const ssize_t w = positional ? ::pwrite(fd_, p, n, static_cast<off_t>(offset)) : ::write(fd_, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) fail("write failed");
     if (w == 0) {
@@ -99,7 +102,7 @@ void OutputFile::pad_to(std::uint64_t offset) {
 }
 
 void OutputFile::write_at(std::uint64_t offset, const std::uint8_t* p, std::size_t n) {
-  if (!tmp_.empty()) {
+  if (!tmp_.empty() || skip_gaps_) {
     write_all(p, n, offset);
     return;
   }
@@ -111,7 +114,7 @@ void OutputFile::write_at(std::uint64_t offset, const std::uint8_t* p, std::size
 
 void OutputFile::finish(std::uint64_t size) {
   if (tmp_.empty()) {
-    pad_to(size);
+    if (!skip_gaps_) pad_to(size);
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) fail("close failed");

@@ -4,8 +4,10 @@
 // (FILE.tmp-PID) that is renamed over it only when complete: a failed or interrupted command
 // never leaves a half-written FILE and never replaces the old one. A symbolic link is followed:
 // its target is replaced that way and the link stays. Anything else — a character or block
-// device, a FIFO, a socket — is opened and written in place, in order (gaps written as zeros),
-// since replacing the node would destroy it (`-o /dev/null` must not replace the null device).
+// device, a FIFO, a socket — is opened and written in place, since replacing the node would
+// destroy it (`-o /dev/null` must not replace the null device): in order with gaps written as
+// zeros, except on a seekable character device (which holds no content to keep), where the
+// gaps are skipped.
 // An empty path, a directory, or a path in `refused` (the same file) is an error before anything
 // is written. Every write is checked; ENOSPC and the like are IoErrors naming the path.
 #pragma once
@@ -44,6 +46,7 @@ class OutputFile {
   std::string tmp_;     // empty when written in place
   int fd_ = -1;
   std::uint64_t position_ = 0;  // in-place outputs: bytes written so far
+  bool skip_gaps_ = false;      // a seekable character device: positional writes
 };
 
 }  // namespace datacap::cli
