@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: a Release build with -Werror, then the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded and store tests under ThreadSanitizer, and a
+# Builds and runs the whole test suite: a Release build with -Werror and the hostile-inputs suite
+# against its binary, then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, the threaded and store tests under ThreadSanitizer, and a
 # check that an installed datacap is found by find_package. Installs missing packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +16,24 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DDATACAP_WERROR=ON -DDAT
 cmake --build build/release -j"$jobs"
 ctest --test-dir build/release --output-on-failure -j"$jobs"
 
+# The hostile-inputs suite (tests/hostile/README.md): seeded from the commit, so a CI failure
+# reruns exactly; DATACAP_HOSTILE_SEED overrides it.
+hostile_seed=${DATACAP_HOSTILE_SEED:-$(( 0x$(git rev-parse --short=8 HEAD 2>/dev/null || echo 1) ))}
+step "Hostile inputs against the Release binary (memory bounds checked), seed $hostile_seed"
+python3 tests/hostile/hostile.py --cli build/release/datacap --seed "$hostile_seed" \
+  --seconds "${DATACAP_HOSTILE_SECONDS:-150}"
+
 step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
   -DDATACAP_SANITIZE=address,undefined >/dev/null
 cmake --build build/asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+step "Hostile inputs against the sanitizer binary, seed $hostile_seed"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  python3 tests/hostile/hostile.py --cli build/asan/datacap --seed "$hostile_seed" --no-memory-checks \
+  --seconds "${DATACAP_HOSTILE_SECONDS:-90}"
 
 step "ThreadSanitizer build and threaded tests"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \

@@ -11,7 +11,16 @@
 //
 // Trust: bytes read back from a store are checked before use — load_cap and hydrate compare
 // every page with the root it was fetched by (IntegrityError, nothing changed); get() returns
-// the bytes as stored.
+// the bytes as stored. Errors about a store's contents name the store (name(): an LmdbStore's
+// directory) and, where there is one, the cap root or page root.
+//
+// Damage (LmdbStore): LMDB has no checksums and follows the page numbers in data.mdb, which it
+// maps. Opening checks the file against LMDB's meta pages with pread first (a truncated file or
+// a damaged meta page is a DecodeError naming the file, not a SIGBUS); list_caps and gc check
+// the structure of the trees they walk whole before LMDB does (DecodeError, nothing changed);
+// LmdbStore::verify() reads everything without LMDB's map and reports damage. Lookups and saves
+// trust LMDB and can still crash inside it on damaged B-tree pages: docs/format.md §3, "What
+// LMDB cannot detect".
 //
 // Crash safety (LmdbStore): save_cap commits pages in batches first and the cap record last,
 // each in an LMDB transaction, so a cap whose save returned survives a crash of the process
@@ -28,6 +37,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "datacap/cap.hpp"
@@ -78,6 +88,8 @@ class DATACAP_API PageStore {
   [[nodiscard]] std::vector<bool> has_many(std::span<const Hash32> roots) const;
   // Pages stored (distinct contents).
   [[nodiscard]] std::uint64_t page_count() const;
+  // What error messages call this store: an LmdbStore's directory, "memory store".
+  [[nodiscard]] virtual std::string name() const;
 
   // ---- caps ------------------------------------------------------------------------------
   // Saves a clean cap: stores its Loaded pages, then its record; returns its SHA-256 cap root.
@@ -88,10 +100,13 @@ class DATACAP_API PageStore {
   // cap_root. Throws NotFound, IntegrityError, DecodeError (a damaged record), IoError.
   [[nodiscard]] DataCap load_cap(const Hash32& cap_root) const;
   [[nodiscard]] bool has_cap(const Hash32& cap_root) const;
-  // Every saved cap, ordered by root.
+  // Every saved cap, ordered by root. Throws DecodeError naming the store and the cap for a
+  // damaged record (LmdbStore: also for a damaged caps tree, checked first).
   [[nodiscard]] std::vector<SavedCap> list_caps() const;
   // Keeps the caps in `keep` and every page they reference; removes every other cap and page.
-  // Throws NotFound (nothing removed) when a root in `keep` is not a saved cap.
+  // Throws NotFound (nothing removed) when a root in `keep` is not a saved cap; LmdbStore:
+  // DecodeError (nothing removed) when LMDB's free list or caps or pages tree is damaged — it
+  // walks their branch and leaf pages with pread first, O(those pages) more reads.
   GcReport gc(std::span<const Hash32> keep);
 
   // ---- streaming ------------------------------------------------------------------------
@@ -168,9 +183,11 @@ class DATACAP_API PageStore {
   };
 
   // The page roots a cap record references (helpers for implementations and tools).
-  // Throws DecodeError for a malformed record.
-  static void record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out);
-  static SavedCap record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record);
+  // Throws DecodeError for a malformed record; its field names `store` and `cap_root` when given.
+  static void record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out,
+                                std::string_view store = {}, const Hash32* cap_root = nullptr);
+  static SavedCap record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record,
+                                 std::string_view store = {});
 };
 
 // Pages kept in memory, shared by reference with the caps that put them (no copies).
@@ -178,6 +195,7 @@ class DATACAP_API MemoryStore final : public PageStore {
  public:
   MemoryStore();
   ~MemoryStore() override;
+  [[nodiscard]] std::string name() const override;
 
  protected:
   void do_put_pages(std::span<const PageRecord> pages) override;
@@ -201,21 +219,95 @@ class DATACAP_API MemoryStore final : public PageStore {
 struct LmdbOptions {
   // Largest size the database may grow to (address space reserved, not disk used).
   std::uint64_t map_size = std::uint64_t{1} << 40;
-  bool create = true;  // create the directory when it does not exist
+  bool create = true;  // create the directory when it does not exist (never when read_only)
+  // Open for reading only (MDB_RDONLY): put, put_many, save_cap, CapWriter and gc throw
+  // InvalidArgument (the caller's choice makes a write misuse, not a refusal by the system).
+  // Needs only read permission on data.mdb. When lock.mdb cannot be opened for writing (a
+  // directory the user may only read), the store is read without LMDB's lock file
+  // (MDB_NOLOCK; LMDB itself does so on a read-only file system): its read transactions are
+  // then invisible to writers, so a process writing the store at the same time may reuse pages
+  // a read is still using — a load then fails its root check (IntegrityError) or, when it hits
+  // LMDB's own pages, may crash inside LMDB. Safe when nobody writes the store meanwhile.
+  bool read_only = false;
+};
+
+// One damage LmdbStore::verify() found.
+struct StoreProblem {
+  enum class Kind {
+    bad_page,      // a page's bytes do not give its key, or its entry breaks the split rule
+    bad_cap,       // a record that does not decode, or whose page table does not give its key
+    damaged_refs,  // a sound record whose page table names bad pages (the cap cannot load)
+    bad_tree,      // LMDB's own structure (a B-tree page, the free list, a meta record) is
+                   // damaged: LMDB may crash or spread the damage reading or writing the store
+  };
+  Kind kind = Kind::bad_page;
+  Hash32 root{};        // the page root (bad_page) or cap root; zero when there is none
+  std::string message;  // one line: the store's path, the root, what is wrong
+};
+
+// What LmdbStore::verify() read and found: counts of everything, and the first problems.
+struct StoreVerifyReport {
+  static constexpr std::size_t MAX_PROBLEMS = 100;
+  std::uint64_t caps = 0;              // cap records read
+  std::uint64_t pages = 0;             // page entries read
+  std::uint64_t bad_caps = 0;
+  std::uint64_t bad_pages = 0;
+  std::uint64_t damaged_page_refs = 0; // entries of sound records naming a bad page
+  // Entries naming a page the store does not hold. Not counted as damage: a cap saved with
+  // Missing pages records them by hash only, and a record does not say which entries were
+  // Missing when it was saved, so a lost page and a page never stored look the same.
+  std::uint64_t absent_page_refs = 0;
+  std::uint64_t caps_with_absent_pages = 0;
+  std::uint64_t bad_trees = 0;         // damages of LMDB's structure found
+  std::uint64_t problem_count = 0;     // problems found; `problems` holds the first MAX_PROBLEMS
+  std::vector<StoreProblem> problems;
+
+  [[nodiscard]] bool damaged() const noexcept { return problem_count != 0; }
 };
 
 // A persistent store in an LMDB environment in directory `path` (data.mdb, lock.mdb and
 // datacap.lock). A page takes one 4 KiB database page: its bytes are trimmed of trailing zeros
 // and split so that LMDB never spends two pages on one. Any number of processes may open the
-// same directory.
+// same directory (a process opens it once). Errors name the directory (IoError::path(), or the
+// DecodeError's field: "<dir>/data.mdb", "<dir>: cap <root>: ...").
 class DATACAP_API LmdbStore final : public PageStore {
  public:
-  // Throws IoError when the directory cannot be created or opened, DecodeError when it holds
-  // a database of another format.
+  // Opens (or, unless read_only, creates) the store. Before LMDB maps data.mdb, its two meta
+  // pages are read with pread and checked as LMDB does (and more), and the file's length
+  // against the pages its newest meta page uses; then the main tree (a page or two), before
+  // LMDB looks the databases up in it. O(1) reads (plus a walk of LMDB's free list in the rare
+  // case of a file that ends on free pages LMDB never wrote).
+  // Throws IoError when the directory cannot be created or opened (read_only: when it holds no
+  // data.mdb) or a file cannot be read; DecodeError (naming data.mdb and the page or byte) when
+  // data.mdb is shorter than two meta pages, a meta page is not valid, the file is shorter than
+  // the pages its newest meta page uses (a truncated store) or its main tree is damaged, and
+  // when the directory holds an LMDB environment of another kind or a store of another format.
   explicit LmdbStore(const std::string& path, LmdbOptions options = {});
   ~LmdbStore() override;
 
   [[nodiscard]] const std::string& path() const noexcept;
+  [[nodiscard]] bool read_only() const noexcept;
+  [[nodiscard]] std::string name() const override;  // path()
+
+  // Checks every byte of the store that anything reads, from one snapshot (a read transaction
+  // keeps writers, who go on meanwhile, from reusing its pages), reading data.mdb with pread,
+  // not through LMDB's map, and checking each page before following a pointer out of it — so
+  // damage is reported, not crashed on:
+  //  - data.mdb against its meta pages, as opening does;
+  //  - LMDB's structure: the free list (page numbers inside the snapshot, none also in use) and
+  //    the main, caps, pages and meta trees (each page's number, kind and level, node bounds,
+  //    key order, the page and entry counts of the tree's record);
+  //  - every page entry: the split rule, trimmed, and its root recomputed from its bytes;
+  //  - every cap record: decoded, its root recomputed from its page table, and every page it
+  //    names looked up (through LMDB, only when the trees it descends passed the walk).
+  // Damage it can describe is counted and listed (StoreVerifyReport), never thrown.
+  // Cost: one read of the whole file; O(pages · SHA-256 of 4 KiB, on every core + entries ·
+  // (one B-tree lookup + 64-byte hashes)). Memory: a batch of 4096 pages, two bits per LMDB
+  // page, the roots of the bad pages.
+  // Throws DecodeError when data.mdb fails the open-time checks (truncated or damaged since it
+  // was opened), IoError when it cannot be read or a read transaction cannot begin. A file
+  // truncated while verify runs can still fault in the lookups (docs/format.md §3).
+  [[nodiscard]] StoreVerifyReport verify() const;
 
  protected:
   void do_put_pages(std::span<const PageRecord> pages) override;

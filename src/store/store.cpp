@@ -24,8 +24,18 @@ namespace {
 
 constexpr std::size_t SAVE_BATCH_PAGES = 32768;  // 128 MiB per transaction
 
-// Computes (and caches) the SHA-256 roots of pages that have none, in parallel batches.
-void ensure_roots(std::span<const PageRef> pages) {
+// The cap root a builder fed with a cap's pages gives, for any size: the builder rounds a size
+// up to at least one page, but a cap of size 0 (DataCap::empty()) has its own root.
+Hash32 finish_root(CapRootBuilder& builder, std::uint64_t content_len) {
+  if (content_len == 0) return hash_pair(Digest::sha256, size_root(0), Hash32{});
+  return builder.finish(content_len);
+}
+
+void ensure_roots(std::span<const PageRef> pages) { detail::ensure_page_roots(pages); }
+
+}  // namespace
+
+void detail::ensure_page_roots(std::span<const PageRef> pages) {
   std::vector<PageNode*> todo;
   for (const PageRef& page : pages) {
     PageNode* node = PageNode::node_of(page);
@@ -35,16 +45,19 @@ void ensure_roots(std::span<const PageRef> pages) {
   detail::hash_page_roots(todo, Digest::sha256);
 }
 
-// The cap root a builder fed with a cap's pages gives, for any size: the builder rounds a size
-// up to at least one page, but a cap of size 0 (DataCap::empty()) has its own root.
-Hash32 finish_root(CapRootBuilder& builder, std::uint64_t content_len) {
-  if (content_len == 0) return hash_pair(Digest::sha256, size_root(0), Hash32{});
-  return builder.finish(content_len);
+Hash32 detail::cap_record_root(const CapRecordView& view) {
+  CapRootBuilder builder(Digest::sha256);
+  for (std::uint64_t k = 0; k < view.entry_count; ++k) {
+    builder.append_zero_pages(view.entry_index(k) - builder.page_count());
+    builder.append_page_root(view.entry_root(k));
+  }
+  builder.append_zero_pages(view.content_len / PAGE_SIZE - builder.page_count());
+  return finish_root(builder, view.content_len);
 }
 
-}  // namespace
-
 PageStore::~PageStore() = default;
+
+std::string PageStore::name() const { return "page store"; }
 
 Hash32 PageStore::put(const PageRef& page) {
   Hash32 root;
@@ -94,20 +107,23 @@ std::vector<bool> PageStore::has_many(std::span<const Hash32> roots) const {
 std::uint64_t PageStore::page_count() const { return do_page_count(); }
 bool PageStore::has_cap(const Hash32& cap_root) const { return do_has_cap(cap_root); }
 
-void PageStore::record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out) {
-  const detail::CapRecordView view = detail::parse_cap_record(record);
+void PageStore::record_page_roots(std::span<const std::uint8_t> record, std::vector<Hash32>& out,
+                                  std::string_view store, const Hash32* cap_root) {
+  const detail::CapRecordView view = detail::parse_cap_record(record, store, cap_root);
   for (std::uint64_t k = 0; k < view.entry_count; ++k) out.push_back(view.entry_root(k));
 }
 
-SavedCap PageStore::record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record) {
-  const detail::CapRecordView view = detail::parse_cap_record(record);
+SavedCap PageStore::record_summary(const Hash32& cap_root, std::span<const std::uint8_t> record,
+                                   std::string_view store) {
+  const detail::CapRecordView view = detail::parse_cap_record(record, store, &cap_root);
   return SavedCap{cap_root, view.content_len, view.entry_count};
 }
 
 std::vector<SavedCap> PageStore::list_caps() const {
   std::vector<SavedCap> out;
+  const std::string store = name();
   do_for_each_cap([&](const Hash32& root, std::span<const std::uint8_t> record) {
-    out.push_back(record_summary(root, record));
+    out.push_back(record_summary(root, record, store));
   });
   return out;
 }
@@ -269,15 +285,15 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
 
 SavedCap PageStore::saved_cap(const Hash32& cap_root) const {
   std::vector<std::uint8_t> record;
-  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::saved_cap", "cap", cap_root);
-  return record_summary(cap_root, record);
+  if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
+  return record_summary(cap_root, record, name());
 }
 
 void PageStore::export_cap(const Hash32& cap_root,
                            const std::function<void(std::uint64_t, const PageSlot&)>& fn) const {
   std::vector<std::uint8_t> record;
-  if (!do_get_cap(cap_root, record)) throw NotFound("PageStore::export_cap", "cap", cap_root);
-  const detail::CapRecordView view = detail::parse_cap_record(record);
+  if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
+  const detail::CapRecordView view = detail::parse_cap_record(record, name(), &cap_root);
   CapRootBuilder builder(Digest::sha256);
   constexpr std::uint64_t BATCH = 4096;
   std::vector<Hash32> roots;
@@ -298,7 +314,7 @@ void PageStore::export_cap(const Hash32& cap_root,
       const std::uint32_t page_index = view.entry_index(first + k);
       if (pages[k]) {
         const Hash32 actual = pages[k].root(Digest::sha256);
-        if (actual != roots[k]) throw IntegrityError("PageStore: cap " + to_hex(cap_root), page_index, roots[k], actual);
+        if (actual != roots[k]) throw IntegrityError(name() + ": cap " + to_hex(cap_root), page_index, roots[k], actual);
       }
       builder.append_zero_pages(page_index - builder.page_count());
       builder.append_page_root(roots[k]);
@@ -310,7 +326,7 @@ void PageStore::export_cap(const Hash32& cap_root,
   builder.append_zero_pages(view.content_len / PAGE_SIZE - builder.page_count());
   const Hash32 actual = finish_root(builder, view.content_len);
   if (actual != cap_root) {
-    throw DecodeError("PageStore: cap " + to_hex(cap_root), 0,
+    throw DecodeError(name() + ": cap " + to_hex(cap_root), 0,
                       "the record's page table has root " + to_hex(actual));
   }
 }
@@ -414,6 +430,8 @@ struct MemoryLock final : PageStore::Lock {
 MemoryStore::MemoryStore() : impl_(std::make_unique<Impl>()) {}
 MemoryStore::~MemoryStore() = default;
 
+std::string MemoryStore::name() const { return "memory store"; }
+
 void MemoryStore::do_put_pages(std::span<const PageRecord> pages) {
   std::unique_lock guard(impl_->data_mutex);
   for (const PageRecord& r : pages) impl_->pages.try_emplace(r.root, r.page);
@@ -469,14 +487,14 @@ void MemoryStore::do_for_each_cap(
 GcReport MemoryStore::do_gc(std::span<const Hash32> keep) {
   std::unique_lock guard(impl_->data_mutex);
   for (const Hash32& root : keep) {
-    if (impl_->caps.count(root) == 0) throw NotFound("MemoryStore::gc: --keep", "cap", root);
+    if (impl_->caps.count(root) == 0) throw NotFound(name() + ": gc: keep", "cap", root);
   }
   const std::set<Hash32> kept(keep.begin(), keep.end());
   std::unordered_set<Hash32, Hash32Hasher> referenced;
   std::vector<Hash32> roots;
   for (const Hash32& root : kept) {
     roots.clear();
-    record_page_roots(impl_->caps.at(root), roots);
+    record_page_roots(impl_->caps.at(root), roots, name(), &root);
     referenced.insert(roots.begin(), roots.end());
   }
   GcReport report;

@@ -1,16 +1,22 @@
 // Page stores (memory and LMDB, one suite for both), saved caps, gc, eliding and hydrating.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <thread>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 
 #include "datacap/datacap.hpp"
+#include "store/lmdb_file.hpp"
 #include "support/seed.hpp"
 #include "support/vectors.hpp"
 
@@ -554,6 +560,493 @@ TEST(LmdbStore, TheMapGrowsWhenItFills) {
   LmdbStore reopened(dir.string(), LmdbOptions{std::uint64_t{1} << 26, false});
   EXPECT_EQ(reopened.load_cap(root).hash_tree_root(), root);
   EXPECT_EQ(reopened.page_count(), 20000u);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace datacap
+
+// ---- damaged LMDB files (CLI review, issue 11 items 8 and 10) ------------------------------------
+
+namespace datacap {
+namespace {
+
+// Pages of random bytes: each a whole LMDB overflow page, so its bytes stand in data.mdb as
+// they are.
+DataCap full_random_cap(std::mt19937_64& rng, std::uint64_t n) {
+  DataCap cap = DataCap::zeroed(n * PAGE_SIZE);
+  for (std::uint64_t p = 0; p < n; ++p) cap.put_page(p * PAGE_SIZE, random_page(rng));
+  return cap;
+}
+
+void write_file(const fs::path& path, const Bytes& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// Overwrites bytes of a file in place, as a damaged disk would.
+void write_at(const fs::path& path, std::uint64_t offset, const Bytes& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+std::uint64_t load_u64(const Bytes& b, std::size_t at) {
+  std::uint64_t v;
+  std::memcpy(&v, b.data() + at, 8);
+  return v;
+}
+
+Bytes le64(std::uint64_t v) {
+  Bytes out(8);
+  std::memcpy(out.data(), &v, 8);
+  return out;
+}
+
+// A value in one of the store's LMDB databases, read with LMDB itself.
+Bytes peek_lmdb(const fs::path& dir, const char* db, const Bytes& key) {
+  MDB_env* env = nullptr;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 4);
+  mdb_env_set_mapsize(env, std::size_t{1} << 30);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0644), 0);
+  MDB_txn* txn = nullptr;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi dbi;
+  EXPECT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<std::uint8_t*>(key.data())};  // NOLINT: LMDB's C API
+  MDB_val v{};
+  Bytes out;
+  if (mdb_get(txn, dbi, &k, &v) == 0) {
+    out.assign(static_cast<const std::uint8_t*>(v.mv_data), static_cast<const std::uint8_t*>(v.mv_data) + v.mv_size);
+  }
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return out;
+}
+
+bool mentions(const std::string& message, const std::string& what) { return message.find(what) != std::string::npos; }
+
+// Opening must be a DecodeError that names data.mdb — and never a signal: the open runs in
+// this process, so a SIGBUS fails the whole test binary.
+void expect_refused(const fs::path& dir, const std::string& expect_in_message) {
+  const std::string data = (dir / "data.mdb").string();
+  for (const bool read_only : {false, true}) {
+    SCOPED_TRACE(read_only ? "read-only" : "read-write");
+    try {
+      LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, read_only});
+      ADD_FAILURE() << "opened; page_count " << store.page_count();
+    } catch (const DecodeError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::decode);
+      EXPECT_TRUE(mentions(e.what(), data)) << e.what();
+      EXPECT_TRUE(mentions(e.what(), expect_in_message)) << e.what();
+    }
+  }
+}
+
+TEST(LmdbStore, ATruncatedDataFileIsATypedErrorNamingIt) {
+  std::mt19937_64 rng(testing::env_seed(83));
+  const fs::path dir = fresh_dir("truncated");
+  std::vector<Hash32> roots;
+  {
+    LmdbStore store(dir.string());
+    for (int k = 0; k < 3; ++k) roots.push_back(store.save_cap(random_cap(rng, 120)));
+  }
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  const std::uint64_t full = pristine.size();
+  ASSERT_GT(full, 64u * 4096);
+  const detail::LmdbFileCheck intact = detail::check_lmdb_file(data.string());
+  ASSERT_TRUE(intact.exists);
+  EXPECT_EQ(intact.unwritten_free_pages, 0u);
+  const std::vector<std::uint64_t> free = detail::lmdb_free_pages(data.string());
+  for (const std::uint64_t len : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{4096}, std::uint64_t{8192},
+                                  full / 2 / 4096 * 4096, full - 4096}) {
+    SCOPED_TRACE("data.mdb truncated to " + std::to_string(len) + " of " + std::to_string(full) + " bytes");
+    write_file(data, Bytes(pristine.begin(), pristine.begin() + static_cast<std::ptrdiff_t>(len)));
+    // Pages past the new end that the newest snapshot lists as free are never read (LMDB
+    // leaves such pages unwritten itself); any other is the truncation that made `store ls`
+    // die of SIGBUS.
+    bool only_free_cut = len >= 8192;
+    for (std::uint64_t pgno = len / 4096; pgno <= intact.last_pgno && only_free_cut; ++pgno) {
+      only_free_cut = std::binary_search(free.begin(), free.end(), pgno);
+    }
+    if (!only_free_cut) {
+      expect_refused(dir, len < 8192 ? "shorter than LMDB's" : "truncated");
+      continue;
+    }
+    LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+    for (const Hash32& root : roots) EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  }
+  write_file(data, pristine);
+  LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+  for (const Hash32& root : roots) EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
+  std::mt19937_64 rng(testing::env_seed(89));
+  const fs::path dir = fresh_dir("meta");
+  Hash32 root;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(random_cap(rng, 40));
+  }
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  // MDB_meta follows each meta page's 16-byte header: magic at +0, version at +4, the main
+  // tree's root at +112, the last page number at +120, the txnid at +128.
+  constexpr std::uint64_t PSIZE = 4096, META = 16;
+  const std::uint64_t newest = load_u64(pristine, PSIZE + META + 128) > load_u64(pristine, META + 128) ? PSIZE : 0;
+  const std::uint64_t last_pgno = load_u64(pristine, newest + META + 120);
+  struct Damage {
+    const char* what;
+    std::uint64_t offset;
+    Bytes bytes;
+    const char* expect;
+  };
+  const std::vector<Damage> damages = {
+      {"meta page 0's magic", META + 0, {0x00, 0x00}, "meta page 0"},
+      {"meta page 1's data version", PSIZE + META + 4, {0x07}, "meta page 1"},
+      {"the newest meta page's main tree root", newest + META + 112, le64(last_pgno + 5), "tree root"},
+      {"the newest meta page's last page number", newest + META + 120, le64(last_pgno + 1000), "truncated"},
+  };
+  for (const Damage& d : damages) {
+    SCOPED_TRACE(d.what);
+    write_file(data, pristine);
+    write_at(data, d.offset, d.bytes);
+    expect_refused(dir, d.expect);
+  }
+  write_file(data, pristine);
+  LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+  EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, AReadOnlyStoreReadsAndRefusesWrites) {
+  std::mt19937_64 rng(testing::env_seed(97));
+  const fs::path dir = fresh_dir("read_only");
+  const DataCap cap = random_cap(rng, 30);
+  Hash32 root, page_root;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(cap);
+    cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
+  }
+  const LmdbOptions read_only{std::uint64_t{1} << 30, true, true};
+  {
+    LmdbStore store(dir.string(), read_only);
+    EXPECT_TRUE(store.read_only());
+    ASSERT_EQ(store.list_caps().size(), 1u);
+    EXPECT_TRUE(store.has_cap(root));
+    EXPECT_EQ(bytes_of(store.load_cap(root)), bytes_of(cap));
+    EXPECT_TRUE(store.get(page_root));
+    const std::uint64_t pages = store.page_count();
+    EXPECT_FALSE(store.verify().damaged());
+    // Every writing member is refused, naming the store, before it changes anything.
+    const auto refused = [&](const std::function<void()>& write) {
+      try {
+        write();
+        ADD_FAILURE() << "a write on a read-only store was not refused";
+      } catch (const InvalidArgument& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+        EXPECT_TRUE(mentions(e.what(), dir.string())) << e.what();
+        EXPECT_TRUE(mentions(e.what(), "read-only")) << e.what();
+      }
+    };
+    refused([&] { (void)store.put(PageRef::copy_of(random_page(rng))); });
+    refused([&] { (void)store.save_cap(random_cap(rng, 3)); });
+    refused([&] { PageStore::CapWriter writer(store); });
+    refused([&] { (void)store.gc({}); });
+    EXPECT_EQ(store.page_count(), pages);
+    EXPECT_EQ(store.list_caps().size(), 1u);
+  }
+  // Read-only never creates: not the directory, not data.mdb.
+  const fs::path absent = fresh_dir("read_only_absent");
+  EXPECT_THROW(LmdbStore(absent.string(), read_only), IoError);
+  EXPECT_FALSE(fs::exists(absent));
+  fs::create_directories(absent);
+  EXPECT_THROW(LmdbStore(absent.string(), read_only), IoError);
+  EXPECT_FALSE(fs::exists(absent / "data.mdb"));
+  fs::remove_all(absent);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, AStoreTheUserCannotWriteOpensReadOnlyWithoutItsLockFile) {
+  std::mt19937_64 rng(testing::env_seed(101));
+  const fs::path dir = fresh_dir("unwritable");
+  const DataCap cap = random_cap(rng, 20);
+  Hash32 root, page_root;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(cap);
+    cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
+  }
+  // What a user who may read but not write the store runs (`store ls`, `get`, `verify`).
+  // Exit codes: 0 read, 2 not refused, 3 no lock file denial, 4 a library error.
+  const auto read_as_reader = [&]() -> int {
+    const int fd = ::open((dir / "lock.mdb").c_str(), O_RDWR);
+    if (fd >= 0) {
+      ::close(fd);
+      return 3;  // the lock file is writable: nothing to fall back from
+    }
+    try {
+      LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, true});
+      if (store.list_caps().size() != 1 || !store.has_cap(root) || !store.get(page_root)) return 4;
+      try {
+        (void)store.put(PageRef::copy_of(random_page(rng)));
+        return 2;
+      } catch (const InvalidArgument&) {
+      }
+      return 0;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 4;
+    }
+  };
+  if (::geteuid() != 0) {
+    fs::permissions(dir / "lock.mdb", fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                             fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+    EXPECT_EQ(read_as_reader(), 0);
+    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::add);
+    fs::permissions(dir / "lock.mdb", fs::perms::owner_write, fs::perm_options::add);
+  } else {
+    // Permission bits do not stop root: read as "nobody" in a child process (which touches no
+    // thread pool: list, has and get only).
+    const auto readable = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read;
+    fs::permissions(dir / "data.mdb", readable);
+    fs::permissions(dir / "lock.mdb", readable);
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(77);
+      ::_exit(read_as_reader());
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the reader died of signal " << WTERMSIG(status);
+    if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot drop root's privileges to test a reader";
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, VerifyOfASoundStoreFindsNothing) {
+  std::mt19937_64 rng(testing::env_seed(103));
+  const fs::path dir = fresh_dir("verify_sound");
+  std::vector<Bytes> pool;
+  LmdbStore store(dir.string());
+  std::vector<Hash32> roots;
+  for (int k = 0; k < 4; ++k) roots.push_back(store.save_cap(random_cap(rng, 50 + 40 * k, &pool)));
+  const std::vector<Hash32> keep = {roots[1], roots[3]};
+  (void)store.gc(keep);  // a free list with pages on it
+  // A cap saved with Missing pages: the record names pages the store does not hold.
+  DataCap partial = full_random_cap(rng, 10);
+  const std::vector<std::uint64_t> elided = {2, 7};
+  partial.elide_pages(elided);
+  (void)store.save_cap(partial);
+  const StoreVerifyReport report = store.verify();
+  EXPECT_FALSE(report.damaged());
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front().message;
+  EXPECT_EQ(report.caps, 3u);
+  EXPECT_EQ(report.pages, store.page_count());
+  EXPECT_EQ(report.bad_caps + report.bad_pages + report.damaged_page_refs + report.bad_trees, 0u);
+  EXPECT_EQ(report.absent_page_refs, 2u);
+  EXPECT_EQ(report.caps_with_absent_pages, 1u);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
+  std::mt19937_64 rng(testing::env_seed(107));
+  const fs::path dir = fresh_dir("verify_page");
+  const DataCap cap = full_random_cap(rng, 20);
+  const DataCap other = full_random_cap(rng, 5);
+  const Bytes victim_bytes(cap.page_slot(7).page().data(), cap.page_slot(7).page().data() + PAGE_SIZE);
+  const Hash32 victim = cap.page_slot(7).root();
+  Hash32 root, other_root;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(cap);
+    other_root = store.save_cap(other);
+  }
+  // Find the page's bytes in data.mdb (its first 64 bytes are random: one match) and change one.
+  const fs::path data = dir / "data.mdb";
+  const Bytes file = testing::read_file(data.string());
+  const auto at = std::search(file.begin(), file.end(), victim_bytes.begin(), victim_bytes.begin() + 64);
+  ASSERT_NE(at, file.end());
+  ASSERT_EQ(std::search(at + 1, file.end(), victim_bytes.begin(), victim_bytes.begin() + 64), file.end());
+  const std::uint64_t offset = static_cast<std::uint64_t>(at - file.begin()) + 100;
+  write_at(data, offset, {static_cast<std::uint8_t>(file[offset] ^ 0x5A)});
+
+  LmdbStore store(dir.string());
+  const StoreVerifyReport report = store.verify();
+  EXPECT_TRUE(report.damaged());
+  EXPECT_EQ(report.caps, 2u);
+  EXPECT_EQ(report.pages, 25u);
+  EXPECT_EQ(report.bad_pages, 1u);
+  EXPECT_EQ(report.bad_caps, 0u);
+  EXPECT_EQ(report.bad_trees, 0u);
+  EXPECT_EQ(report.damaged_page_refs, 1u);
+  ASSERT_EQ(report.problems.size(), 2u);
+  const StoreProblem& page = report.problems[0];
+  EXPECT_EQ(page.kind, StoreProblem::Kind::bad_page);
+  EXPECT_EQ(page.root, victim);
+  EXPECT_TRUE(mentions(page.message, dir.string()) && mentions(page.message, to_hex(victim))) << page.message;
+  const StoreProblem& refs = report.problems[1];
+  EXPECT_EQ(refs.kind, StoreProblem::Kind::damaged_refs);
+  EXPECT_EQ(refs.root, root);
+  EXPECT_TRUE(mentions(refs.message, to_hex(root)) && mentions(refs.message, "page 7")) << refs.message;
+  // Loading finds it too, naming the store and the cap.
+  try {
+    (void)store.load_cap(root);
+    ADD_FAILURE() << "no IntegrityError";
+  } catch (const IntegrityError& e) {
+    EXPECT_EQ(e.expected(), victim);
+    EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(root))) << e.what();
+  }
+  EXPECT_EQ(store.load_cap(other_root).hash_tree_root(), other_root);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
+  std::mt19937_64 rng(testing::env_seed(109));
+  const fs::path dir = fresh_dir("verify_caps");
+  Hash32 a, b, c;
+  {
+    LmdbStore store(dir.string());
+    a = store.save_cap(random_cap(rng, 30));
+    b = store.save_cap(random_cap(rng, 30));
+    c = store.save_cap(random_cap(rng, 30));
+  }
+  // a: one entry names another page (a well-formed record with the wrong page table);
+  // b: not a record at all.
+  Bytes record = peek_lmdb(dir, "caps", Bytes(a.begin(), a.end()));
+  ASSERT_GT(record.size(), 24u + 36u);
+  record[24 + 36 + 4] ^= 0x01;  // entry 1's page root
+  poke_lmdb(dir, "caps", Bytes(a.begin(), a.end()), record);
+  poke_lmdb(dir, "caps", Bytes(b.begin(), b.end()), Bytes(30, 1));
+
+  LmdbStore store(dir.string());
+  const StoreVerifyReport report = store.verify();
+  EXPECT_EQ(report.caps, 3u);
+  EXPECT_EQ(report.bad_caps, 2u);
+  EXPECT_EQ(report.bad_pages, 0u);
+  std::set<Hash32> reported;
+  for (const StoreProblem& p : report.problems) {
+    EXPECT_EQ(p.kind, StoreProblem::Kind::bad_cap) << p.message;
+    EXPECT_TRUE(mentions(p.message, dir.string()) && mentions(p.message, to_hex(p.root))) << p.message;
+    reported.insert(p.root);
+  }
+  EXPECT_EQ(reported, (std::set<Hash32>{a, b}));
+  // The store's other readers name the store and the record too (review item 10).
+  try {
+    (void)store.list_caps();
+    ADD_FAILURE() << "no DecodeError";
+  } catch (const DecodeError& e) {
+    EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(b))) << e.what();
+  }
+  try {
+    (void)store.load_cap(a);
+    ADD_FAILURE() << "no DecodeError";
+  } catch (const DecodeError& e) {
+    EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(a))) << e.what();
+  }
+  EXPECT_EQ(store.load_cap(c).hash_tree_root(), c);
+  fs::remove_all(dir);
+}
+
+TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
+  std::mt19937_64 rng(testing::env_seed(113));
+  const fs::path dir = fresh_dir("gc_damaged");
+  const DataCap cap = full_random_cap(rng, 30);
+  const Hash32 known = cap.page_slot(3).root();
+  Hash32 root;
+  std::uint64_t pages = 0;
+  {
+    LmdbStore store(dir.string());
+    root = store.save_cap(cap);
+    (void)store.save_cap(full_random_cap(rng, 10));
+    pages = store.page_count();
+  }
+  // The leaf page of the pages tree that holds `known` as a key (P_LEAF: flags 0x02 at +10):
+  // its first node pointer (at +16) is sent into the page header.
+  const fs::path data = dir / "data.mdb";
+  const Bytes file = testing::read_file(data.string());
+  // The match must be a key: some node (its offset in the pointer array from +16 up to the page's
+  // `lower` at +12) starts 8 bytes before it. A cap record holding the root is a value.
+  std::uint64_t leaf = 0;
+  for (auto it = std::search(file.begin(), file.end(), known.begin(), known.end()); it != file.end();
+       it = std::search(it + 1, file.end(), known.begin(), known.end())) {
+    const std::uint64_t at = static_cast<std::uint64_t>(it - file.begin());
+    const std::uint64_t page = at / 4096 * 4096;
+    if ((file[page + 10] & 0x02) == 0) continue;
+    const std::size_t lower = file[page + 12] | file[page + 13] << 8;
+    for (std::size_t ptr = 16; ptr + 1 < lower && ptr < 4096; ptr += 2) {
+      if (page + (file[page + ptr] | file[page + ptr + 1] << 8) + 8 == at) leaf = page;
+    }
+  }
+  ASSERT_NE(leaf, 0u) << "no leaf page holds the page root";
+  write_at(data, leaf + 16, {0x04, 0x00});
+
+  LmdbStore store(dir.string());
+  try {
+    const std::vector<Hash32> keep = {root};
+    (void)store.gc(keep);
+    ADD_FAILURE() << "gc ran on a damaged tree";
+  } catch (const DecodeError& e) {
+    EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), "tree 'pages'")) << e.what();
+  }
+  EXPECT_EQ(store.page_count(), pages);
+  EXPECT_EQ(store.list_caps().size(), 2u);
+  const StoreVerifyReport report = store.verify();
+  EXPECT_GE(report.bad_trees, 1u);
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_EQ(report.problems[0].kind, StoreProblem::Kind::bad_tree);
+  EXPECT_TRUE(mentions(report.problems[0].message, std::to_string(leaf / 4096))) << report.problems[0].message;
+  fs::remove_all(dir);
+}
+
+// LMDB does not write a page that the transaction which allocated it also freed, so a sound
+// data.mdb may end before its last page. Opening must not refuse such a file: pages past its end
+// that the newest snapshot lists as free are never read.
+TEST(LmdbStore, AFileEndingOnUnwrittenFreePagesStillOpens) {
+  std::mt19937_64 rng(testing::env_seed(127));
+  const fs::path dir = fresh_dir("free_tail");
+  Hash32 kept;
+  {
+    LmdbStore store(dir.string());
+    const Hash32 a = store.save_cap(full_random_cap(rng, 50));
+    (void)store.save_cap(full_random_cap(rng, 50));
+    const std::vector<Hash32> keep = {a};
+    (void)store.gc(keep);
+    (void)store.gc({});
+    kept = store.save_cap(full_random_cap(rng, 1));  // reuses free pages: the file's tail is free
+  }
+  const fs::path data = dir / "data.mdb";
+  const detail::LmdbFileCheck before = detail::check_lmdb_file(data.string());
+  const std::vector<std::uint64_t> free = detail::lmdb_free_pages(data.string());
+  std::uint64_t first_free = before.last_pgno + 1;
+  while (std::binary_search(free.begin(), free.end(), first_free - 1)) --first_free;
+  if (first_free > before.last_pgno) GTEST_SKIP() << "this LMDB left no free pages at the end of the file";
+  fs::resize_file(data, first_free * before.page_size);
+  const Bytes ends_on_free = testing::read_file(data.string());
+  // One page fewer cuts a page in use: refused.
+  write_file(data, Bytes(ends_on_free.begin(), ends_on_free.end() - before.page_size));
+  EXPECT_THROW(LmdbStore(dir.string()), DecodeError);
+  write_file(data, ends_on_free);
+  EXPECT_EQ(detail::check_lmdb_file(data.string()).unwritten_free_pages, before.last_pgno + 1 - first_free);
+  {
+    LmdbStore store(dir.string());
+    EXPECT_EQ(store.load_cap(kept).hash_tree_root(), kept);
+    EXPECT_FALSE(store.verify().damaged());
+    for (int k = 0; k < 3; ++k) (void)store.save_cap(full_random_cap(rng, 20));
+    EXPECT_FALSE(store.verify().damaged());
+  }
   fs::remove_all(dir);
 }
 

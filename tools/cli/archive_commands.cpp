@@ -33,10 +33,6 @@ void print_info_json(const ArchiveInfo& info, bool verified) {
       verified ? "true" : "false");
 }
 
-std::uint64_t limit_for(std::uint64_t option, const std::string& path) {
-  return option != 0 ? option : default_memory_limit(path);
-}
-
 void add_max_memory(CLI::App& cmd, std::uint64_t& value) {
   add_u64_option(cmd, "--max-memory", value, "memory allowed for the archive's tables (default 64 MiB + 64 × its size)");
 }
@@ -84,7 +80,7 @@ void add_archive_commands(CLI::App& app) {
     add_max_memory(*cmd, o->max_memory);
     cmd->callback([o] {
       OutputFile::check_path(o->out);
-      const ArchiveReader reader(o->archive, limit_for(o->max_memory, o->archive));
+      const ArchiveReader reader = open_archive_reader(o->archive, o->max_memory);
       const ArchiveInfo& info = reader.info();
       if (info.flushed_missing_pages != 0) {
         reader.for_each_page([](std::uint64_t, const std::uint8_t*) {});  // throws MissingPage naming the first
@@ -111,7 +107,7 @@ void add_archive_commands(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand("info", "Describe an archive as JSON (structure checked; content not hashed)");
     cmd->add_option("ARCHIVE", o->path)->required();
     add_max_memory(*cmd, o->max_memory);
-    cmd->callback([o] { print_info_json(ArchiveReader(o->path, limit_for(o->max_memory, o->path)).info(), false); });
+    cmd->callback([o] { print_info_json(open_archive_reader(o->path, o->max_memory).info(), false); });
   }
   {
     struct Options {
@@ -123,7 +119,7 @@ void add_archive_commands(CLI::App& app) {
     cmd->add_option("ARCHIVE", o->path)->required();
     add_max_memory(*cmd, o->max_memory);
     cmd->callback([o] {
-      const ArchiveReader reader(o->path, limit_for(o->max_memory, o->path));
+      const ArchiveReader reader = open_archive_reader(o->path, o->max_memory);
       reader.verify();
       std::printf("ok %s\n", to_hex(reader.info().root).c_str());
     });

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/process.hpp"
 #include "datacap/datacap.hpp"
 
 namespace datacap::cli {
@@ -233,9 +234,11 @@ void add_demo_command(CLI::App& app) {
   auto copies = std::make_shared<std::uint64_t>(1000);
   CLI::App* cmd = app.add_subcommand(
       "demo", "Spawn copies of a 64 MiB image, write, flush, root, and report cost and isolation");
-  cmd->add_option("--copies", *copies, "number of copies (default 1000)")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
-  cmd->callback([copies] { run_demo(*copies); });
+  add_u64_option(*cmd, "--copies", *copies, "number of copies, 1 to 100000 (default 1000)");
+  cmd->callback([copies] {
+    if (*copies < 1 || *copies > 100000) throw InvalidArgument("--copies: " + std::to_string(*copies) + " is not 1 to 100000");
+    run_demo(*copies);
+  });
 }
 
 }  // namespace datacap::cli

@@ -134,6 +134,26 @@ std::uint64_t default_memory_limit(const std::string& path) {
   return (std::uint64_t{64} << 20) + 64 * held;
 }
 
+ArchiveReader open_archive_reader(const std::string& path, std::uint64_t max_memory) {
+  try {
+    return ArchiveReader(path, max_memory != 0 ? max_memory : default_memory_limit(path));
+  } catch (const OutOfRange& e) {
+    throw MemoryLimitExceeded(e.what());
+  }
+}
+
+OpenedArchive open_archive_copy(const std::string& path, std::uint64_t max_memory) {
+  ArchiveOpenOptions options;
+  options.verify = ArchiveVerify::full;
+  options.access = FileAccess::copy;
+  options.max_memory = max_memory != 0 ? max_memory : default_memory_limit(path);
+  try {
+    return open_archive(path, options);
+  } catch (const OutOfRange& e) {
+    throw MemoryLimitExceeded(e.what());
+  }
+}
+
 int runtime_error_exit() { return error_exit; }
 void set_runtime_error_exit(int status) { error_exit = status; }
 

@@ -3,9 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "datacap/archive.hpp"
 
 namespace datacap::cli {
 
@@ -34,6 +37,17 @@ CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_
 // The memory a command may use for an input of `path` unless told otherwise: 64 MiB plus 64
 // times the bytes the file really holds (its allocated blocks, not the length of its holes).
 std::uint64_t default_memory_limit(const std::string& path);
+
+// A command refused because its input would need more memory than allowed: exit 1 (the input
+// is the trouble, not the command line), the limit and --max-memory named.
+struct MemoryLimitExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The archive at `path` through ArchiveReader / open_archive, with `max_memory` (0: the default
+// limit for the file) and an over-limit refusal as MemoryLimitExceeded.
+ArchiveReader open_archive_reader(const std::string& path, std::uint64_t max_memory);
+OpenedArchive open_archive_copy(const std::string& path, std::uint64_t max_memory);
 
 // The exit status for a runtime error (1; `diff` makes it 2, as cmp and diff do).
 int runtime_error_exit();

@@ -32,13 +32,8 @@ struct Input {
 
 Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
   Input in;
-  const std::uint64_t limit = max_memory != 0 ? max_memory : default_memory_limit(path);
   if (is_archive_file(path)) {
-    ArchiveOpenOptions options;
-    options.verify = ArchiveVerify::full;
-    options.access = FileAccess::copy;
-    options.max_memory = limit;
-    OpenedArchive a = open_archive(path, options);
+    OpenedArchive a = open_archive_copy(path, max_memory);
     in.cap = a.cap.flush();
     in.archive = true;
     in.digest = a.info.digest;
@@ -161,10 +156,18 @@ void add_proof_commands(CLI::App& app) {
     auto trusted = std::make_shared<std::string>();
     CLI::App* cmd = app.add_subcommand("verify-proof", "Check a JSON page proof; exit 0 iff it holds for its root");
     cmd->add_option("PROOF", *path, "proof file as printed by 'datacap proof'; '-' reads standard input")->required();
-    cmd->add_option("--root", *trusted, "the cap root you trust (default: the proof's own \"root\")");
-    cmd->callback([path, trusted] {
+    CLI::Option* root_option =
+        cmd->add_option("--root", *trusted, "the cap root you trust (default: the proof's own \"root\")");
+    cmd->callback([path, trusted, root_option] {
       Hash32 trusted_root{};
-      if (!trusted->empty()) trusted_root = hash_from_hex(*trusted);  // InvalidArgument: exit 2
+      const bool has_trusted = root_option->count() > 0;
+      if (has_trusted) {
+        try {
+          trusted_root = hash_from_hex(*trusted);
+        } catch (const InvalidArgument&) {
+          throw InvalidArgument("--root: '" + *trusted + "' is not 64 hex characters");
+        }
+      }
       const std::string name = *path == "-" ? std::string("<stdin>") : *path;
       nlohmann::json j;
       try {
@@ -197,7 +200,7 @@ void add_proof_commands(CLI::App& app) {
       std::string why;
       const bool sized = proof.content_len % PAGE_SIZE == 0 && proof.content_len / PAGE_SIZE <= MAX_PAGE_COUNT &&
                          proof.content_len > 0;
-      if (!trusted->empty() && trusted_root != root) {
+      if (has_trusted && trusted_root != root) {
         why = "the proof is for root " + to_hex(root) + ", not " + *trusted;
       } else if (!sized) {
         why = "size " + std::to_string(proof.content_len) + " is not a whole number of pages (1 to 2^32)";

@@ -46,7 +46,7 @@ void add_root_command(CLI::App& app) {
                  "archives: memory allowed for the tables (default 64 MiB + 64 × the file's size)");
   cmd->callback([opts, digest] {
     if (opts->archive) {
-      const ArchiveReader reader(opts->path, opts->max_memory != 0 ? opts->max_memory : default_memory_limit(opts->path));
+      const ArchiveReader reader = open_archive_reader(opts->path, opts->max_memory);
       (void)archive_digest_or_refuse(reader.info(), digest, opts->digest, opts->path);
       if (opts->size > reader.info().content_len) {
         throw InvalidArgument("--size cannot grow " + opts->path + ", an archived cap of " +

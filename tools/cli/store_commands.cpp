@@ -2,6 +2,7 @@
 // datacap store get ROOT --db DIR -o FILE              writes the saved cap's bytes (full size)
 // datacap store ls --db DIR                            one line per saved cap: root size pages
 // datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
+// datacap store verify --db DIR                        checks every record and page; exit 1 if damaged
 //
 // put and get stream: memory holds one batch of pages (128 MiB) and the page table (36 bytes
 // per non-zero page), whatever the file's size.
@@ -55,8 +56,27 @@ Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
   return writer.finish(cap_size(len, size, path));
 }
 
-LmdbStore open_store(const std::string& db, bool create) {
-  return LmdbStore(db, LmdbOptions{std::uint64_t{1} << 40, create});
+// Commands that only read open the store read-only: they work on a store the user may only
+// read, and cannot change it by accident. A memory fault inside LMDB (a store damaged where LMDB
+// cannot see it) is reported by the fault handler naming the store.
+enum class Access { read, write, create };
+LmdbStore open_store(const std::string& db, Access access) {
+  set_fault_context("store " + db);
+  const bool read_only = access == Access::read;
+  LmdbOptions options;
+  options.create = access == Access::create;
+  options.read_only = read_only;
+  return LmdbStore(db, options);
+}
+
+const char* kind_name(StoreProblem::Kind kind) {
+  switch (kind) {
+    case StoreProblem::Kind::bad_page: return "bad page";
+    case StoreProblem::Kind::bad_cap: return "bad cap";
+    case StoreProblem::Kind::damaged_refs: return "cap with bad pages";
+    case StoreProblem::Kind::bad_tree: return "damaged LMDB structure";
+  }
+  return "problem";
 }
 
 }  // namespace
@@ -76,7 +96,7 @@ void add_store_commands(CLI::App& app) {
     cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
     add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
-      LmdbStore s(o->db);
+      LmdbStore s = open_store(o->db, Access::create);
       for (const std::string& file : o->files) {
         const Hash32 root = put_file(s, file, o->size);
         // Printed only after the record is committed: a printed root is a saved cap. A root
@@ -102,7 +122,7 @@ void add_store_commands(CLI::App& app) {
     cmd->callback([o] {
       OutputFile::check_path(o->out);
       const Hash32 root = hash_from_hex(o->root);
-      const LmdbStore s = open_store(o->db, false);
+      const LmdbStore s = open_store(o->db, Access::read);
       const SavedCap info = s.saved_cap(root);
       OutputFile out(o->out, {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"});
       Progress progress("store get", info.content_len);
@@ -120,12 +140,39 @@ void add_store_commands(CLI::App& app) {
     CLI::App* cmd = store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
     cmd->add_option("--db", *db, "store directory")->required();
     cmd->callback([db] {
-      const LmdbStore s = open_store(*db, false);
+      const LmdbStore s = open_store(*db, Access::read);
       for (const SavedCap& c : s.list_caps()) {
         std::printf("%s %llu %llu\n", to_hex(c.root).c_str(), static_cast<unsigned long long>(c.content_len),
                     static_cast<unsigned long long>(c.page_entries));
       }
+      check_stdout();  // the count goes to stderr only when the list went out whole
       std::fprintf(stderr, "%llu pages stored\n", static_cast<unsigned long long>(s.page_count()));
+    });
+  }
+  {
+    auto db = std::make_shared<std::string>();
+    CLI::App* cmd = store->add_subcommand(
+        "verify", "Check every cap record and page of a store against its key; exit 0 only if none is damaged");
+    cmd->add_option("--db", *db, "store directory")->required();
+    cmd->callback([db] {
+      const LmdbStore s = open_store(*db, Access::read);
+      const StoreVerifyReport r = s.verify();
+      for (const StoreProblem& p : r.problems) std::printf("%s: %s\n", kind_name(p.kind), p.message.c_str());
+      if (r.problem_count > r.problems.size()) {
+        std::printf("... and %llu more problems\n", static_cast<unsigned long long>(r.problem_count - r.problems.size()));
+      }
+      std::printf("%llu caps, %llu pages: %llu bad caps, %llu bad pages, %llu references to bad pages, "
+                  "%llu damaged LMDB structures; %llu references to pages not stored (in %llu caps; Missing "
+                  "pages or lost ones)\n",
+                  static_cast<unsigned long long>(r.caps), static_cast<unsigned long long>(r.pages),
+                  static_cast<unsigned long long>(r.bad_caps), static_cast<unsigned long long>(r.bad_pages),
+                  static_cast<unsigned long long>(r.damaged_page_refs), static_cast<unsigned long long>(r.bad_trees),
+                  static_cast<unsigned long long>(r.absent_page_refs),
+                  static_cast<unsigned long long>(r.caps_with_absent_pages));
+      if (r.damaged()) {
+        check_stdout();
+        throw ValidationFailure(*db + ": the store is damaged (" + std::to_string(r.problem_count) + " problems listed above)");
+      }
     });
   }
   {
@@ -140,7 +187,7 @@ void add_store_commands(CLI::App& app) {
     cmd->callback([o] {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(hash_from_hex(hex));
-      LmdbStore s = open_store(o->db, false);
+      LmdbStore s = open_store(o->db, Access::write);
       const GcReport r = s.gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
                   static_cast<unsigned long long>(r.caps_kept), static_cast<unsigned long long>(r.pages_kept),
