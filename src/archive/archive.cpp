@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "archive/archive_internal.hpp"
+#include "archive/file_reads.hpp"
 #include "codec/reader.hpp"
 #include "common/thread_pool.hpp"
 #include "datacap/error.hpp"
@@ -567,24 +568,10 @@ void check_payload(SszReader& r, const Header& h, const Tables& t, std::uint64_t
   }
 }
 
-std::size_t pread_fully(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos, const std::string& path) {
-  std::size_t got = 0;
-  while (got < len) {
-    const ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(pos + got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(path, "read failed: " + system_message());
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  return got;
-}
-
 // Reads exactly `len` bytes at `pos` of a file fstat said was `file_size` bytes long.
 void read_exact(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos, std::uint64_t file_size,
                 const std::string& path) {
-  const std::size_t got = pread_fully(fd, buf, len, pos, path);
+  const std::size_t got = detail::read_fully(fd, buf, len, static_cast<std::int64_t>(pos), path);
   if (got != len) {
     throw IoError(path, "file shrank while being read (" + std::to_string(file_size) + " bytes, then " + std::to_string(pos + got) + ")");
   }
@@ -627,7 +614,7 @@ detail::MappedFile* read_private(const OpenFile& f, const std::string& path) {
   const detail::MappedFile::Holder drop_on_throw{file};
   read_exact(f.fd, static_cast<std::uint8_t*>(base), f.size, 0, f.size, path);
   std::uint8_t extra = 0;
-  if (pread_fully(f.fd, &extra, 1, f.size, path) != 0) {
+  if (detail::read_fully(f.fd, &extra, 1, static_cast<std::int64_t>(f.size), path) != 0) {
     throw IoError(path, "file grew while being read (it was " + std::to_string(f.size) + " bytes)");
   }
   ::mprotect(base, f.size, PROT_READ);  // read-only from here on, as a file mapping would be

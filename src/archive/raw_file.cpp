@@ -14,12 +14,15 @@
 #include <string>
 
 #include "datacap/archive.hpp"
+#include "archive/file_reads.hpp"
 #include "datacap/error.hpp"
 #include "page/page_node.hpp"
 #include "tree/merkle.hpp"
 
 namespace datacap {
 namespace {
+
+using detail::read_fully;
 
 constexpr std::size_t READ_BUFFER = std::size_t{1} << 20;  // 256 pages per read
 
@@ -46,23 +49,6 @@ std::uint64_t cap_len_for(std::uint64_t len, std::uint64_t size, const std::stri
     throw OutOfRange(path + ": size " + std::to_string(std::max(len, size)) + " is beyond 2^32 pages");
   }
   return pages * PAGE_SIZE;
-}
-
-// Reads up to `len` bytes at the current position (pos < 0) or at `pos`, retrying short reads
-// and EINTR, until `len` bytes or the end of the input.
-std::size_t read_fully(int fd, std::uint8_t* buf, std::size_t len, std::int64_t pos, const std::string& name) {
-  std::size_t got = 0;
-  while (got < len) {
-    const ssize_t n = pos < 0 ? ::read(fd, buf + got, len - got)
-                              : ::pread(fd, buf + got, len - got, pos + static_cast<std::int64_t>(got));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(name, "read failed: " + system_message());
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  return got;
 }
 
 // The next run of pages of a regular file of `len` bytes (as fstat saw it) that may hold data,

@@ -725,16 +725,21 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
   fs::remove_all(dir);
 }
 
+// Saves `cap` in a new LmdbStore at `dir`; returns its root and the root of its last page.
+std::pair<Hash32, Hash32> save_one_cap(const fs::path& dir, const DataCap& cap) {
+  LmdbStore store(dir.string());
+  const Hash32 root = store.save_cap(cap);
+  Hash32 page_root{};
+  cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
+  return {root, page_root};
+}
+
 TEST(LmdbStore, AReadOnlyStoreReadsAndRefusesWrites) {
   std::mt19937_64 rng(testing::env_seed(97));
   const fs::path dir = fresh_dir("read_only");
   const DataCap cap = random_cap(rng, 30);
-  Hash32 root, page_root;
-  {
-    LmdbStore store(dir.string());
-    root = store.save_cap(cap);
-    cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
-  }
+  const std::pair<Hash32, Hash32> saved = save_one_cap(dir, cap);
+  const Hash32 root = saved.first, page_root = saved.second;
   const LmdbOptions read_only{std::uint64_t{1} << 30, true, true};
   {
     LmdbStore store(dir.string(), read_only);
@@ -778,12 +783,8 @@ TEST(LmdbStore, AStoreTheUserCannotWriteOpensReadOnlyWithoutItsLockFile) {
   std::mt19937_64 rng(testing::env_seed(101));
   const fs::path dir = fresh_dir("unwritable");
   const DataCap cap = random_cap(rng, 20);
-  Hash32 root, page_root;
-  {
-    LmdbStore store(dir.string());
-    root = store.save_cap(cap);
-    cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
-  }
+  const std::pair<Hash32, Hash32> saved = save_one_cap(dir, cap);
+  const Hash32 root = saved.first, page_root = saved.second;
   // What a user who may read but not write the store runs (`store ls`, `get`, `verify`).
   // Exit codes: 0 read, 2 not refused, 3 no lock file denial, 4 a library error.
   const auto read_as_reader = [&]() -> int {
