@@ -353,6 +353,62 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   fs::remove_all(db);
 }
 
+TEST(CliHostile, TemporaryNamesDanglingLinksModesAndInputsAsOutputs) {
+  std::mt19937_64 rng(28);
+  const std::string raw = temp_path("modes.bin"), arc = temp_path("modes.dcar");
+  const Bytes content = random_bytes(rng, 10 * PAGE_SIZE);
+  write_file(raw, content);
+  ASSERT_EQ(run("pack '" + raw + "' -o '" + arc + "'").status, 0);
+  // Something planted under the temporary name is neither followed nor reused.
+  const std::string out = temp_path("planted.out"), victim = temp_path("victim");
+  write_file(victim, {'v'});
+  const std::string planted = "sh -c 'ln -s \"" + victim + "\" \"" + out + ".tmp-$$\"; exec " + DATACAP_CLI_PATH +
+                              " unpack \"" + arc + "\" -o \"" + out + "\"' 2>&1";
+  EXPECT_EQ(std::system(planted.c_str()), 0);
+  EXPECT_EQ(read_file(victim), Bytes{'v'});
+  EXPECT_FALSE(fs::is_symlink(out));
+  EXPECT_EQ(read_file(out), content);
+  for (const auto& entry : fs::directory_iterator(::testing::TempDir())) {
+    if (entry.path().string().rfind(out + ".tmp-", 0) == 0) fs::remove(entry.path());  // the planted link
+  }
+  // A dangling symlink is refused and stays a link.
+  const std::string dangling = temp_path("dangling");
+  fs::create_symlink(temp_path("nowhere"), dangling);
+  EXPECT_EQ(run("unpack '" + arc + "' -o '" + dangling + "'").status, 1);
+  EXPECT_EQ(run("pack '" + raw + "' -o '" + dangling + "'").status, 1);
+  EXPECT_TRUE(fs::is_symlink(dangling));
+  EXPECT_FALSE(fs::exists(temp_path("nowhere")));
+  // A replaced file keeps its permissions.
+  const std::string secret = temp_path("secret");
+  write_file(secret, {1});
+  fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write);
+  ASSERT_EQ(run("unpack '" + arc + "' -o '" + secret + "'").status, 0);
+  EXPECT_EQ(fs::status(secret).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  // An output that is the input is refused before any work.
+  EXPECT_EQ(run("pack '" + raw + "' -o '" + raw + "'").status, 2);
+  EXPECT_EQ(read_file(raw), content);
+  EXPECT_EQ(run("unpack '" + arc + "' -o '" + arc + "'").status, 2);
+  for (const auto& f : {raw, arc, out, victim, dangling, secret}) fs::remove(f);
+}
+
+TEST(CliHostile, DevicesAndFifosAsInputsNeverHang) {
+  const std::string fifo = temp_path("input.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  // Nobody writes the FIFO: commands that need a regular file refuse it at once.
+  for (const std::string& cmd : std::vector<std::string>{"info '" + fifo + "'", "verify '" + fifo + "'", "root --archive '" + fifo + "'",
+                                 "unpack '" + fifo + "' -o '" + temp_path("never") + "'", "proof '" + fifo + "' --page 0",
+                                 "diff '" + fifo + "' '" + fifo + "'", "verify-proof '" + fifo + "'",
+                                 "proof /dev/zero --page 0", "diff /dev/zero /dev/zero"}) {
+    SCOPED_TRACE(cmd);
+    // Under `timeout`: a hang is exit 137 here, not a stuck test.
+    const std::string full = "timeout -s KILL 20 " + std::string(DATACAP_CLI_PATH) + " " + cmd + " 2>/dev/null";
+    const int status = std::system(full.c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_TRUE(WEXITSTATUS(status) == 1 || WEXITSTATUS(status) == 2) << WEXITSTATUS(status);
+  }
+  fs::remove(fifo);
+}
+
 TEST(CliHostile, SignalsRemoveTheTemporaryFile) {
   const std::string out = temp_path("signal.dcar");
   for (const int sig : {SIGTERM, SIGINT}) {
@@ -456,6 +512,35 @@ constexpr bool MEMORY_IS_MEASURABLE = false;
 constexpr bool MEMORY_IS_MEASURABLE = true;
 #endif
 
+// An archive whose overlay is `entries` explicit zero pages (8 bytes each, no payload): a
+// flushed cap of zeros, so its root is the zero cap's.
+std::string crafted_zero_overlay_archive(std::uint64_t entries, const std::string& path) {
+  const std::uint64_t page_count = entries;
+  Bytes file(PAGE_SIZE + 8 * entries, 0);
+  auto put64 = [&](std::size_t at, std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) file[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  const Hash32 cap_root = DataCap::zeroed(page_count * PAGE_SIZE).hash_tree_root();
+  std::memcpy(file.data(), "DCAPARC\0", 8);
+  file[8] = 1;   // version
+  file[13] = 1;  // dirty
+  put64(16, page_count * PAGE_SIZE);
+  put64(24, PAGE_SIZE);  // payload_offset
+  put64(48, entries);    // overlay_count
+  put64(64, PAGE_SIZE);  // tables_offset
+  std::memcpy(file.data() + 72, cap_root.data(), 32);
+  const Hash32 check = digest_bytes(Digest::sha256, std::span<const std::uint8_t>(file.data(), 104));
+  std::memcpy(file.data() + 104, check.data(), 32);
+  for (std::uint64_t k = 0; k < entries; ++k) {
+    const auto index = static_cast<std::uint32_t>(k);
+    const std::uint32_t zero_ref = 0xffffffffu;
+    std::memcpy(file.data() + PAGE_SIZE + 8 * k, &index, 4);
+    std::memcpy(file.data() + PAGE_SIZE + 8 * k + 4, &zero_ref, 4);
+  }
+  write_file(path, file);
+  return to_hex(cap_root);
+}
+
 TEST(CliHostile, SparseArchivesStayWithinSixtyFourTimesTheirSize) {
   const std::string arc = temp_path("sparse.dcar"), proof = temp_path("sparse.json");
   const std::string root = crafted_sparse_archive(std::uint64_t{1} << 16, 4096, arc);
@@ -486,6 +571,21 @@ TEST(CliHostile, SparseArchivesStayWithinSixtyFourTimesTheirSize) {
   const Measured raised = run_measured({"proof", arc, "--page", "4096", "--max-memory", "4000000000"}, proof);
   ASSERT_EQ(raised.status, 0) << raised.err;
   EXPECT_EQ(run("verify-proof '" + proof + "' --root " + root).status, 0);
+  // Explicit zero pages of an overlay: 8 bytes of file each, and no 4 KiB page each in memory.
+  const std::string zeros = temp_path("zeros.dcar");
+  const std::string zeros_root = crafted_zero_overlay_archive(std::uint64_t{1} << 17, zeros);
+  const std::uint64_t zeros_bound = (std::uint64_t{64} << 20) + 64 * fs::file_size(zeros);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"proof", zeros, "--page", "5"}, {"diff", zeros, zeros}, {"root", "--archive", zeros}}) {
+    SCOPED_TRACE(args[0]);
+    const Measured m = run_measured(args);
+    if (MEMORY_IS_MEASURABLE) {
+      EXPECT_LE(m.max_rss, zeros_bound);
+    }
+    EXPECT_TRUE(m.status == 0 || m.err.find("--max-memory") != std::string::npos) << m.err;
+  }
+  EXPECT_EQ(first_line(run("root --archive '" + zeros + "'").out), zeros_root);
+  fs::remove(zeros);
   // verify-proof reads a bounded amount.
   const Measured zero = run_measured({"verify-proof", "/dev/zero"});
   EXPECT_EQ(zero.status, 1) << zero.err;

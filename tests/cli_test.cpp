@@ -76,7 +76,7 @@ TEST(Cli, ErrorsAreOneLineAndNonZero) {
       {"root /", 1, "is a directory"},
       {"root " + vectors_dir() + "/v02_hello.bin --digest md5", 2, "--digest"},
       {"root " + vectors_dir() + "/v02_hello.bin --size lots", 2, "--size"},
-      {"root " + vectors_dir() + "/v02_hello.bin --size 17592186044417", 2, "exceeds 2^32 pages"},
+      {"root " + vectors_dir() + "/v02_hello.bin --size 17592186044417", 2, "--size 17592186044417 is beyond 2^32 pages"},
       {"root", 2, "FILE"},
       {"frobnicate", 2, "frobnicate"},
       {"", 2, "subcommand is required"},

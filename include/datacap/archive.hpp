@@ -93,7 +93,7 @@ DATACAP_API OpenedArchive open_archive(const std::string& path,
                                        ArchiveVerify verify = ArchiveVerify::full);
 
 // Reads an archive through its file descriptor, without mapping it and without building a cap:
-// memory stays at its tables (40 bytes per entry or hash) plus a 1 MiB buffer, whatever the
+// memory stays at its tables (8 bytes per entry, 32 per hash) plus a 1 MiB buffer, whatever the
 // archive's content, and the file changing meanwhile can neither fault the reader nor get
 // unchecked bytes past it. How `datacap info`, `verify`, `unpack` and `root --archive` read.
 // Thread-safety: const members may run concurrently (each read is a pread).
@@ -130,8 +130,9 @@ class DATACAP_API ArchiveReader {
   std::unique_ptr<State> state_;
 };
 
-// True when the file at `path` begins with the archive magic (a cheap sniff, not a check).
-// Throws IoError when it cannot be opened.
+// True when `path` is a regular file that begins with the archive magic (a cheap sniff, not a
+// check; a FIFO or device is never an archive and is not read). Throws IoError when it cannot be
+// opened.
 DATACAP_API bool is_archive_file(const std::string& path);
 
 // ---- raw files ------------------------------------------------------------------------------
@@ -162,9 +163,11 @@ DATACAP_API std::uint64_t input_size_hint(const std::string& path) noexcept;
 // A clean cap of a raw file's bytes (or standard input's, "-"), read once into pages of its
 // own: changes to the file after (or while) it is read cannot change the cap's bytes, and a
 // file truncated later cannot fault. All-zero pages and holes are Empty. Memory: the non-zero
-// pages plus about 40 bytes of tree per page. Throws as stream_file_pages, and OutOfRange
-// beyond 2^32 pages. O(file bytes).
-DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 0);
+// pages plus about 40 bytes of tree per page. With max_memory != 0, an input whose non-zero
+// pages would take more (about 4.2 KiB each) is refused as it is read. Throws as
+// stream_file_pages, and OutOfRange beyond 2^32 pages (zero pages counted: an endless /dev/zero
+// ends there) or over max_memory. O(file bytes).
+DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 0, std::uint64_t max_memory = 0);
 
 // As read_raw_file, without copying: Loaded pages borrow a read-only mapping of the file (kept
 // mapped while any page lives). Heap use is about 70 bytes per non-zero page. The caller

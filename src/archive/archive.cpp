@@ -86,24 +86,44 @@ class PendingFile {
  public:
   explicit PendingFile(std::string path) : path_(std::move(path)) {
     if (path_.empty()) throw InvalidArgument("archive path is empty");
+    struct stat link {};
+    const bool named = ::lstat(path_.c_str(), &link) == 0;
     struct stat st {};
-    if (::stat(path_.c_str(), &st) == 0) {
-      if (!S_ISREG(st.st_mode)) {
-        throw IoError(path_, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
-      }
-      struct stat link {};
-      if (::lstat(path_.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
-        char* real = ::realpath(path_.c_str(), nullptr);
-        if (real == nullptr) throw IoError(path_, "cannot resolve the symbolic link: " + system_message());
-        path_ = real;
-        std::free(real);
-      }
-    } else if (errno != ENOENT) {
-      throw IoError(path_, "cannot stat: " + system_message());
+    const bool exists = named && ::stat(path_.c_str(), &st) == 0;
+    if (named && !exists) throw IoError(path_, "is a symbolic link to a file that does not exist");
+    if (!named && errno != ENOENT) throw IoError(path_, "cannot stat: " + system_message());
+    if (exists && !S_ISREG(st.st_mode)) {
+      throw IoError(path_, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
     }
-    tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw IoError(tmp_, "cannot create: " + system_message());
+    if (exists && S_ISLNK(link.st_mode)) {
+      char* real = ::realpath(path_.c_str(), nullptr);
+      if (real == nullptr) throw IoError(path_, "cannot resolve the symbolic link: " + system_message());
+      path_ = real;
+      std::free(real);
+    }
+    // O_EXCL | O_NOFOLLOW: nothing planted under the temporary name is followed or reused.
+    for (int attempt = 0; fd_ < 0 && attempt < 100; ++attempt) {
+      tmp_ = path_;
+      tmp_ += ".tmp-";
+      tmp_ += std::to_string(::getpid());
+      if (attempt != 0) {
+        tmp_ += '-';
+        tmp_ += std::to_string(attempt);
+      }
+      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
+    if (fd_ < 0) {
+      const std::string why = system_message();
+      throw IoError(path_, "cannot create a temporary file beside it: " + why);
+    }
+    // The replaced file's permissions carry over (a 0600 archive stays private).
+    if (exists && ::fchmod(fd_, st.st_mode & 07777) != 0) {
+      const std::string why = system_message();
+      ::close(fd_);
+      ::unlink(tmp_.c_str());
+      throw IoError(tmp_, "cannot set permissions: " + why);
+    }
   }
   [[nodiscard]] const std::string& temp_path() const noexcept { return tmp_; }
   PendingFile(const PendingFile&) = delete;
@@ -133,6 +153,14 @@ class PendingFile {
     if (::close(fd) != 0) throw IoError(tmp_, "close failed: " + system_message());
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw IoError(path_, "cannot rename into place: " + system_message());
     committed_ = true;
+    // The rename is durable only once its directory is synced.
+    const std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/') + 1);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      const bool synced = ::fsync(dfd) == 0 || errno == EINVAL;
+      ::close(dfd);
+      if (!synced) throw IoError(path_, "cannot sync its directory after the rename: " + system_message());
+    }
   }
 
  private:
@@ -459,6 +487,15 @@ Tables parse_tables(SszReader& r, const Header& h, const std::uint8_t* tables) {
       }
     }
   }
+  // A payload is never all zeros (zero pages are elided): a recorded hash that says so is refused
+  // here, without reading the payload, so lazy verification cannot accept what full rejects.
+  const Hash32& zero_page_root = zero_hash(h.digest, PAGE_DEPTH);
+  for (std::uint64_t i = 0; i < h.payload_count; ++i) {
+    if (std::memcmp(t.hashes + 32 * i, zero_page_root.data(), 32) == 0) {
+      r.fail("payload_hashes[" + std::to_string(i) + "]", h.tables_offset + 32 * i,
+             "payload " + std::to_string(i) + " is recorded as an all-zero page (zero pages are elided)");
+    }
+  }
   for_each_flushed(h, t, [&](std::uint64_t, std::uint32_t ref) { ++(is_missing_ref(ref) ? t.flushed_missing : t.flushed_loaded); });
   return t;
 }
@@ -539,7 +576,9 @@ std::uint64_t tree_memory_estimate(const Header& h, const Tables& t) {
          (h.backing_count + h.overlay_count) * sizeof(PageNode);
 }
 
-std::string mib(std::uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+std::string mib(std::uint64_t bytes) {
+  return std::to_string(bytes) + " bytes (" + std::to_string((bytes + (1 << 19)) >> 20) + " MiB)";
+}
 
 [[noreturn]] void over_limit(const std::string& path, const std::string& what, std::uint64_t need, std::uint64_t limit) {
   throw OutOfRange(path + ": " + what + " needs about " + mib(need) + " of memory, over the limit of " + mib(limit) +
@@ -582,7 +621,8 @@ struct OpenFile {
   std::uint64_t size = 0;
   explicit OpenFile(const std::string& path) {
     if (path.empty()) throw InvalidArgument("archive path is empty");
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO nobody writes must not block; only a regular file is read.
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw IoError(path, "cannot open: " + system_message());
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
@@ -650,6 +690,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     file->recorded_roots = t.hashes;
     file->recorded_roots_offset = h.tables_offset;
     file->recorded_digest = h.digest;
+    file->name = name;
   }
   // Build: one page object per payload, shared by every entry that names it. The mapping's
   // references are taken in one step, for every payload, before any page object exists (so a
@@ -693,9 +734,11 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     leaf->child[e.page_index - leaf_first] = slot_node(e.ref);
   }
   DataCap cap = DataCap::from_backing(std::move(slab));
+  // Every explicit zero page of the overlay shares one page: 8 bytes of file must not cost 4 KiB.
+  const PageRef zero_page = h.overlay_count != 0 ? PageRef::copy_of({}) : PageRef();
   for (std::uint64_t k = 0; k < h.overlay_count; ++k) {
     const Entry e = entry_at(t, h.backing_count + k);
-    cap.insert_overlay_page(e.page_index, e.ref == REF_ZERO ? PageSlot::loaded(PageRef::copy_of({}))
+    cap.insert_overlay_page(e.page_index, e.ref == REF_ZERO ? PageSlot::loaded(zero_page)
                                                             : PageNode::adopt_slot(slot_node(e.ref)));
   }
   if (verify == ArchiveVerify::full) {
@@ -807,24 +850,41 @@ void ArchiveReader::for_each_page(const std::function<void(std::uint64_t, const 
     });
     throw MissingPage(s.path, static_cast<std::uint32_t>(index), hash);
   }
-  // Pages go out in batches: read (consecutive payloads in one read), hashed together,
-  // checked, then handed to fn — the bytes fn sees are the bytes that were checked.
+  // Pages go out in batches: each distinct payload of a batch read once (consecutive payloads
+  // in one read), hashed, checked, then handed to fn for every page that names it — the bytes
+  // fn sees are the bytes that were checked, and a payload named by many pages (a crafted
+  // archive can name one payload 2^32 times) is read and hashed once per batch, not per page.
   constexpr std::size_t BATCH = 256;
   const auto buffer = std::make_unique<std::uint8_t[]>(BATCH * PAGE_SIZE);
   std::vector<Hash32> roots(BATCH);
   std::vector<std::pair<std::uint64_t, std::uint32_t>> batch;  // (page index, payload)
+  std::vector<std::uint32_t> distinct;                         // payloads in buffer order
+  std::vector<std::size_t> slot_of;                            // batch entry → buffer slot
   batch.reserve(BATCH);
   const auto flush = [&] {
-    for (std::size_t i = 0; i < batch.size();) {
+    distinct.clear();
+    slot_of.clear();
+    for (const auto& [index, ref] : batch) {
+      (void)index;
+      // Entries ascend by page, so repeats of a payload are usually adjacent; a short look back
+      // finds them without a map.
+      std::size_t slot = distinct.size();
+      for (std::size_t back = 0; back < std::min<std::size_t>(distinct.size(), 8); ++back) {
+        if (distinct[distinct.size() - 1 - back] == ref) slot = distinct.size() - 1 - back;
+      }
+      if (slot == distinct.size()) distinct.push_back(ref);
+      slot_of.push_back(slot);
+    }
+    for (std::size_t i = 0; i < distinct.size();) {
       std::size_t run = 1;
-      while (i + run < batch.size() && batch[i + run].second == batch[i].second + run) ++run;
+      while (i + run < distinct.size() && distinct[i + run] == distinct[i] + run) ++run;
       read_exact(s.file.fd, buffer.get() + i * PAGE_SIZE, run * PAGE_SIZE,
-                 HEADER_SIZE + std::uint64_t{batch[i].second} * PAGE_SIZE, s.file.size, s.path);
+                 HEADER_SIZE + std::uint64_t{distinct[i]} * PAGE_SIZE, s.file.size, s.path);
       i += run;
     }
-    hash_pages(s.header.digest, buffer.get(), batch.size(), roots.data());
-    for (std::size_t i = 0; i < batch.size(); ++i) check_payload(r, s.header, s.tables, batch[i].second, roots[i]);
-    for (std::size_t i = 0; i < batch.size(); ++i) fn(batch[i].first, buffer.get() + i * PAGE_SIZE);
+    hash_pages(s.header.digest, buffer.get(), distinct.size(), roots.data());
+    for (std::size_t i = 0; i < distinct.size(); ++i) check_payload(r, s.header, s.tables, distinct[i], roots[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i) fn(batch[i].first, buffer.get() + slot_of[i] * PAGE_SIZE);
     batch.clear();
   };
   for_each_flushed(s.header, s.tables, [&](std::uint64_t index, std::uint32_t ref) {

@@ -177,6 +177,47 @@ TEST(ArchiveReader, ARecordedRootThatDisagreesWithTheTablesIsRefused) {
   std::filesystem::remove(path);
 }
 
+TEST(ArchiveReader, AnAllZeroPayloadIsRefusedByEveryModeNamingTheFile) {
+  const std::string path = temp_path("zero_payload.dcar");
+  Bytes one(PAGE_SIZE, 3);
+  write_archive(DataCap::from_bytes(one), path);
+  Bytes bytes = read_all(path);
+  // Payload 0 becomes zeros and its recorded hash the zero page's: consistent with each other,
+  // but an archive never stores a zero page, and lazy verification would otherwise accept it.
+  std::fill(bytes.begin() + PAGE_SIZE, bytes.begin() + 2 * PAGE_SIZE, 0);
+  const Hash32 zero_root = page_root(Digest::sha256, Bytes(PAGE_SIZE, 0));
+  std::memcpy(bytes.data() + 2 * PAGE_SIZE, zero_root.data(), 32);
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  for (const ArchiveVerify mode : {ArchiveVerify::structure, ArchiveVerify::full}) {
+    try {
+      (void)open_archive(path, mode);
+      ADD_FAILURE() << "opened";
+    } catch (const DecodeError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("payload_hashes[0]"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(ArchiveReader{path}, DecodeError);
+  std::filesystem::remove(path);
+}
+
+TEST(ArchiveReader, LazyVerificationErrorsNameTheFile) {
+  const std::string path = temp_path("lazy.dcar");
+  Bytes one(PAGE_SIZE, 3);
+  write_archive(DataCap::from_bytes(one), path);
+  Bytes bytes = read_all(path);
+  bytes[PAGE_SIZE + 5] ^= 1;  // payload 0 no longer matches its recorded hash
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  const OpenedArchive a = open_archive(path, ArchiveVerify::structure);
+  try {
+    (void)a.cap.hash_tree_root();
+    ADD_FAILURE() << "a damaged payload hashed without complaint";
+  } catch (const DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
 TEST(ArchiveReader, ASparseArchiveOverTheMemoryLimitIsRefusedBeforeAnythingIsBuilt) {
   // 4096 pages 4096 apart: a leaf and a level-1 node each, ~5 KiB of tree per entry.
   std::vector<SparsePage> specs;

@@ -174,7 +174,7 @@ TEST(Archive, StructureModeChecksEachPageOnFirstUse) {
       (void)lazy.cap.hash_tree_root();
       ADD_FAILURE() << "a damaged page went unnoticed on first use";
     } catch (const DecodeError& e) {
-      EXPECT_EQ(e.field(), "Archive.payload_hashes[2000]") << e.what();
+      EXPECT_EQ(e.field(), path + ": Archive.payload_hashes[2000]") << e.what();  // names the file
     }
     // Nothing was cached from the bad page and no claim was left behind: it fails again, no hang.
     EXPECT_THROW((void)lazy.cap.hash_tree_root(), DecodeError);

@@ -149,29 +149,47 @@ std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sin
   return len;
 }
 
-DataCap read_raw_file(const std::string& path, std::uint64_t size) {
+DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
+  const std::string name = path == "-" ? std::string("<stdin>") : path;
   std::uint64_t page = 0;
+  // What the pages and their share of the tree cost (a page, its page object, ~40 bytes of
+  // tree), checked as they come so an endless or huge input is refused, not swallowed.
+  constexpr std::uint64_t COST_PER_PAGE = PAGE_SIZE + 64 + 64;
+  std::uint64_t held = 0;
   // Pages are collected first: the cap's size is known only at the end of a stream.
   std::vector<std::pair<std::uint64_t, PageRef>> pages;
   FilePageSink sink;
   sink.on_pages = [&](std::span<const std::uint8_t> bytes) {
     for (std::size_t at = 0; at < bytes.size(); at += PAGE_SIZE, ++page) {
+      if (page >= MAX_PAGE_COUNT) throw OutOfRange(name + ": input is beyond 2^32 pages");
       const auto one = bytes.subspan(at, std::min<std::size_t>(PAGE_SIZE, bytes.size() - at));
       if (std::all_of(one.begin(), one.end(), [](std::uint8_t b) { return b == 0; })) continue;
-      if (page >= MAX_PAGE_COUNT) throw OutOfRange(path + ": input is beyond 2^32 pages");
+      held += COST_PER_PAGE;
+      if (max_memory != 0 && held > max_memory) {
+        throw OutOfRange(name + ": its non-zero pages need more than the limit of " + std::to_string(max_memory) +
+                         " bytes of memory (raise it with the max_memory argument; datacap: --max-memory BYTES)");
+      }
       pages.emplace_back(page, PageRef::copy_of(one));
     }
   };
-  sink.on_zero_pages = [&](std::uint64_t n) { page += n; };
+  sink.on_zero_pages = [&](std::uint64_t n) {
+    if (n > MAX_PAGE_COUNT - std::min(page, MAX_PAGE_COUNT)) throw OutOfRange(name + ": input is beyond 2^32 pages");
+    page += n;
+  };
   const std::uint64_t len = stream_file_pages(path, sink);
-  PageSlab slab(cap_len_for(len, size, path == "-" ? "<stdin>" : path));
+  PageSlab slab(cap_len_for(len, size, name));
   for (auto& [index, ref] : pages) slab.set_page_slot(index, PageSlot::loaded(std::move(ref)));
   return DataCap::from_backing(std::move(slab));
 }
 
 bool is_archive_file(const std::string& path) {
-  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO nobody writes must not block the sniff; only a regular file can be an
+  // archive.
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (f.fd < 0) throw IoError(path, "cannot open: " + system_message());
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) throw IoError(path, "cannot stat: " + system_message());
+  if (!S_ISREG(st.st_mode)) return false;
   char head[8] = {};
   ssize_t n;
   do {

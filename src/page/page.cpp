@@ -112,7 +112,7 @@ void MappedFile::check_root(const std::uint8_t* page, Digest digest, const Hash3
   if (digest != recorded_digest) return;  // recorded under another digest: nothing to compare
   const auto index = static_cast<std::uint64_t>(page - payloads) / PAGE_SIZE;
   if (std::memcmp(recorded_roots + 32 * index, root.data(), 32) != 0) {
-    throw DecodeError("Archive.payload_hashes[" + std::to_string(index) + "]",
+    throw DecodeError(name + ".payload_hashes[" + std::to_string(index) + "]",
                       recorded_roots_offset + 32 * index,
                       "payload " + std::to_string(index) +
                           " does not match its recorded hash (found on first use)");

@@ -57,6 +57,7 @@ struct MappedFile {
   const std::uint8_t* recorded_roots = nullptr;
   std::uint64_t recorded_roots_offset = 0;  // file offset of recorded_roots, for messages
   Digest recorded_digest = Digest::sha256;
+  std::string name = "Archive";  // what lazy-verification errors name: "PATH: Archive"
 
   // Throws DecodeError when `page` (a payload of this file) has a recorded root under `digest`
   // that differs from `root`.

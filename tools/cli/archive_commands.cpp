@@ -53,7 +53,8 @@ void add_archive_commands(CLI::App& app) {
     add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and the input's length, rounded up to a page");
     cmd->add_option("--digest", o->digest, "sha256 (default) or blake2b256")->check(CLI::IsMember({"sha256", "blake2b256"}));
     cmd->callback([o] {
-      OutputFile::check_path(o->out);
+      OutputFile::check_path(o->out, {o->in});
+      check_size_option(o->size);
       ArchiveWriter writer(o->out, parse_digest(o->digest));
       set_pending_temp(writer.temp_path());
       Progress progress("pack", input_size_hint(o->in));
@@ -79,7 +80,7 @@ void add_archive_commands(CLI::App& app) {
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     add_max_memory(*cmd, o->max_memory);
     cmd->callback([o] {
-      OutputFile::check_path(o->out);
+      OutputFile::check_path(o->out, {o->archive});
       const ArchiveReader reader = open_archive_reader(o->archive, o->max_memory);
       const ArchiveInfo& info = reader.info();
       if (info.flushed_missing_pages != 0) {

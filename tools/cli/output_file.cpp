@@ -25,37 +25,63 @@ bool same_file(const struct stat& a, const std::string& other) {
 
 }  // namespace
 
-void OutputFile::check_path(const std::string& path) {
+void OutputFile::check_path(const std::string& path, const std::vector<std::string>& refused) {
   if (path.empty()) throw InvalidArgument("-o: the output path is empty");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;
+  for (const std::string& other : refused) {
+    if (same_file(st, other)) throw InvalidArgument("-o " + path + ": refusing to write over " + other);
+  }
 }
 
 OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused) : path_(std::move(path)) {
-  check_path(path_);
+  check_path(path_, refused);
   target_ = path_;
-  struct stat st {};
-  bool exists = ::stat(path_.c_str(), &st) == 0;
-  if (!exists && errno != ENOENT) throw IoError(path_, "cannot stat: " + system_message());
   struct stat link {};
-  if (exists && ::lstat(path_.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+  const bool named = ::lstat(path_.c_str(), &link) == 0;
+  if (!named && errno != ENOENT) throw IoError(path_, "cannot stat: " + system_message());
+  struct stat st {};
+  const bool exists = named && ::stat(path_.c_str(), &st) == 0;
+  if (named && !exists) {
+    // A dangling symbolic link: replacing it would lose the link, writing through it would
+    // create a file the user did not name.
+    throw IoError(path_, "is a symbolic link to a file that does not exist (" + system_message() + ")");
+  }
+  if (exists && S_ISLNK(link.st_mode)) {
     // Replace the link's target, not the link.
     const std::unique_ptr<char, decltype(&std::free)> real(::realpath(path_.c_str(), nullptr), &std::free);
     if (!real) throw IoError(path_, "cannot resolve the symbolic link: " + system_message());
     target_ = real.get();
   }
-  if (exists) {
-    for (const std::string& other : refused) {
-      if (same_file(st, other)) throw InvalidArgument(path_ + ": refusing to write over " + other);
-    }
-    if (S_ISDIR(st.st_mode)) throw IoError(path_, "is a directory");
-  }
+  if (exists && S_ISDIR(st.st_mode)) throw IoError(path_, "is a directory");
   if (!exists || S_ISREG(st.st_mode)) {
-    tmp_ = target_ + ".tmp-" + std::to_string(::getpid());
-    set_pending_temp(tmp_);
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // A new file beside the target: O_EXCL and O_NOFOLLOW, so nothing planted under the
+    // temporary name (a symlink, an old file) is followed or reused.
+    for (int attempt = 0; fd_ < 0 && attempt < 100; ++attempt) {
+      tmp_ = target_;
+      tmp_ += ".tmp-";
+      tmp_ += std::to_string(::getpid());
+      if (attempt != 0) {
+        tmp_ += '-';
+        tmp_ += std::to_string(attempt);
+      }
+      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
     if (fd_ < 0) {
       const std::string why = system_message();
+      tmp_.clear();
+      throw IoError(path_, "cannot create a temporary file beside it: " + why);
+    }
+    set_pending_temp(tmp_);
+    // The replaced file's permissions carry over (a 0600 file stays private).
+    if (exists && ::fchmod(fd_, st.st_mode & 07777) != 0) {
+      const std::string why = system_message();
+      ::close(fd_);
+      fd_ = -1;
+      ::unlink(tmp_.c_str());
       set_pending_temp("");
-      throw IoError(tmp_, "cannot create: " + why);
+      throw IoError(path_, "cannot give " + tmp_ + " the old file's permissions: " + why);
     }
     return;
   }
@@ -128,6 +154,14 @@ void OutputFile::finish(std::uint64_t size) {
   if (::rename(tmp_.c_str(), target_.c_str()) != 0) fail("cannot rename into place");
   set_pending_temp("");
   tmp_.clear();
+  // The rename itself is durable only once the directory is synced.
+  const std::string dir = target_.find('/') == std::string::npos ? "." : target_.substr(0, target_.rfind('/') + 1);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    const bool synced = ::fsync(dfd) == 0 || errno == EINVAL;
+    ::close(dfd);
+    if (!synced) fail("cannot sync the directory after renaming into place");
+  }
 }
 
 }  // namespace datacap::cli

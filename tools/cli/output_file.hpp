@@ -1,14 +1,16 @@
 // The file a command writes its result to (`-o`).
 //
-// A new path or an existing regular file is written through a temporary file beside it
-// (FILE.tmp-PID) that is renamed over it only when complete: a failed or interrupted command
-// never leaves a half-written FILE and never replaces the old one. A symbolic link is followed:
-// its target is replaced that way and the link stays. Anything else — a character or block
+// A new path or an existing regular file is written through a new temporary file beside it
+// (FILE.tmp-PID, created with O_EXCL | O_NOFOLLOW, taking the old file's permissions) that is
+// synced and renamed over it only when complete, the directory synced after: a failed or
+// interrupted command never leaves a half-written FILE and never replaces the old one. A
+// symbolic link is followed: its target is replaced that way and the link stays (a dangling
+// link is refused). Anything else — a character or block
 // device, a FIFO, a socket — is opened and written in place, since replacing the node would
 // destroy it (`-o /dev/null` must not replace the null device): in order with gaps written as
 // zeros, except on a seekable character device (which holds no content to keep), where the
 // gaps are skipped.
-// An empty path, a directory, or a path in `refused` (the same file) is an error before anything
+// An empty path, a directory, or the same file as one in `refused` is an error before anything
 // is written. Every write is checked; ENOSPC and the like are IoErrors naming the path.
 #pragma once
 
@@ -20,8 +22,9 @@ namespace datacap::cli {
 
 class OutputFile {
  public:
-  // Checks `path` alone (not empty), before any work: a usage error (exit 2).
-  static void check_path(const std::string& path);
+  // Checks `path` before any work: not empty, not the same file as any of `refused` (an
+  // input, the store's files). InvalidArgument (exit 2).
+  static void check_path(const std::string& path, const std::vector<std::string>& refused = {});
 
   // Opens (creates the temporary file for) `path`. Throws IoError, InvalidArgument.
   explicit OutputFile(std::string path, const std::vector<std::string>& refused = {});

@@ -125,6 +125,13 @@ CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_
       ->type_name("UINT");
 }
 
+void check_size_option(std::uint64_t size) {
+  constexpr std::uint64_t MAX_SIZE = std::uint64_t{1} << 44;  // 2^32 pages of 4 KiB
+  if (size > MAX_SIZE) {
+    throw InvalidArgument("--size " + std::to_string(size) + " is beyond 2^32 pages (" + std::to_string(MAX_SIZE) + " bytes)");
+  }
+}
+
 std::uint64_t default_memory_limit(const std::string& path) {
   struct stat st {};
   std::uint64_t held = 0;

@@ -34,6 +34,9 @@ void check_stdout();
 // else (a sign, a fraction, an exponent, a suffix, overflow) is a usage error naming the option.
 CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value, const std::string& help);
 
+// A --size value that cannot be a cap's size (beyond 2^32 pages) is a usage error naming it.
+void check_size_option(std::uint64_t size);
+
 // The memory a command may use for an input of `path` unless told otherwise: 64 MiB plus 64
 // times the bytes the file really holds (its allocated blocks, not the length of its holes).
 std::uint64_t default_memory_limit(const std::string& path);

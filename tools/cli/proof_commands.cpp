@@ -6,6 +6,7 @@
 // once into private memory (never mapped), so a file changed or truncated meanwhile can neither
 // fault the command nor change bytes after they were hashed. Archives are verified in full.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +33,11 @@ struct Input {
 
 Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
   Input in;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));
+  // A raw file or archive is a regular file: a device or FIFO could be endless (/dev/zero) or
+  // block forever (a FIFO nobody writes).
+  if (!S_ISREG(st.st_mode)) throw IoError(path, "not a regular file");
   if (is_archive_file(path)) {
     OpenedArchive a = open_archive_copy(path, max_memory);
     in.cap = a.cap.flush();
@@ -43,7 +49,12 @@ Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_
     }
     return in;
   }
-  in.cap = read_raw_file(path, size);
+  try {
+    in.cap = read_raw_file(path, size, max_memory);
+  } catch (const OutOfRange& e) {
+    if (std::string(e.what()).find("--max-memory") == std::string::npos) throw;
+    throw MemoryLimitExceeded(e.what());
+  }
   return in;
 }
 
@@ -96,8 +107,11 @@ Hash32 hash_field(const nlohmann::json& v, const std::string& name, const std::s
 // end with an error, not grow without limit.
 std::string read_proof_text(const std::string& path) {
   const bool is_stdin = path == "-";
-  const int fd = is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK for the open only: a FIFO nobody writes must not block it (its reads then end at
+  // once), while reads from a FIFO that has a writer still wait for the data.
+  const int fd = is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!is_stdin) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   std::string text;
   char buf[1 << 16];
   for (;;) {
@@ -136,6 +150,7 @@ void add_proof_commands(CLI::App& app) {
                               ->check(CLI::IsMember({"sha256", "blake2b256"}));
     add_u64_option(*cmd, "--max-memory", o->max_memory, "memory allowed (default 64 MiB + 64 × the file's size)");
     cmd->callback([o, digest] {
+      check_size_option(o->size);
       const Input in = open_input(o->path, o->size, o->max_memory);
       Digest d = parse_digest(o->digest);
       if (in.archive) {

@@ -45,6 +45,7 @@ void add_root_command(CLI::App& app) {
   add_u64_option(*cmd, "--max-memory", opts->max_memory,
                  "archives: memory allowed for the tables (default 64 MiB + 64 × the file's size)");
   cmd->callback([opts, digest] {
+    check_size_option(opts->size);
     if (opts->archive) {
       const ArchiveReader reader = open_archive_reader(opts->path, opts->max_memory);
       (void)archive_digest_or_refuse(reader.info(), digest, opts->digest, opts->path);

@@ -59,6 +59,15 @@ Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
 // Commands that only read open the store read-only: they work on a store the user may only
 // read, and cannot change it by accident. A memory fault inside LMDB (a store damaged where LMDB
 // cannot see it) is reported by the fault handler naming the store.
+// A cap root given on the command line; anything but 64 hex characters is a usage error.
+Hash32 root_argument(const std::string& hex, const std::string& what) {
+  try {
+    return hash_from_hex(hex);
+  } catch (const InvalidArgument&) {
+    throw InvalidArgument(what + ": '" + hex + "' is not a cap root (64 hex characters)");
+  }
+}
+
 enum class Access { read, write, create };
 LmdbStore open_store(const std::string& db, Access access) {
   set_fault_context("store " + db);
@@ -96,6 +105,7 @@ void add_store_commands(CLI::App& app) {
     cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
     add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
+      check_size_option(o->size);
       LmdbStore s = open_store(o->db, Access::create);
       for (const std::string& file : o->files) {
         const Hash32 root = put_file(s, file, o->size);
@@ -120,14 +130,17 @@ void add_store_commands(CLI::App& app) {
     cmd->add_option("--db", o->db, "store directory")->required();
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     cmd->callback([o] {
-      OutputFile::check_path(o->out);
-      const Hash32 root = hash_from_hex(o->root);
+      const std::vector<std::string> store_files = {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"};
+      OutputFile::check_path(o->out, store_files);
+      const Hash32 root = root_argument(o->root, "ROOT");
       const LmdbStore s = open_store(o->db, Access::read);
       const SavedCap info = s.saved_cap(root);
-      OutputFile out(o->out, {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"});
+      OutputFile out(o->out, store_files);
       Progress progress("store get", info.content_len);
       s.export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
-        if (slot.is_missing()) throw MissingPage("store get", static_cast<std::uint32_t>(page_index), slot.missing_hash());
+        if (slot.is_missing()) {
+          throw MissingPage(o->db + ": cap " + to_hex(root), static_cast<std::uint32_t>(page_index), slot.missing_hash());
+        }
         out.write_at(page_index * PAGE_SIZE, slot.page().data(), PAGE_SIZE);
         progress.update(page_index * PAGE_SIZE);
       });
@@ -186,7 +199,7 @@ void add_store_commands(CLI::App& app) {
     cmd->add_option("--keep", o->keep, "cap roots to keep (at least one; every other cap is removed)")->required();
     cmd->callback([o] {
       std::vector<Hash32> keep;
-      for (const std::string& hex : o->keep) keep.push_back(hash_from_hex(hex));
+      for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
       LmdbStore s = open_store(o->db, Access::write);
       const GcReport r = s.gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
