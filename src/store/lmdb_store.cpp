@@ -73,12 +73,14 @@ constexpr std::size_t LMDB_META_LEN = 136;    // sizeof(MDB_meta)
 constexpr std::size_t META_MAGIC = 0, META_VERSION = 4, META_DBS = 24, META_LAST_PGNO = 120,
                       META_TXNID = 128;
 constexpr std::size_t DB_LEN = 48, DB_PAD = 0, DB_ROOT = 40;  // MDB_db; the free tree's pad is the page size
-constexpr std::uint16_t P_BRANCH = 0x01, P_LEAF = 0x02, P_OVERFLOW = 0x04, P_META = 0x08;
+constexpr std::uint16_t P_BRANCH = 0x01, P_LEAF = 0x02, P_OVERFLOW = 0x04, P_META = 0x08, P_DIRTY = 0x10,
+                        P_LEAF2 = 0x20;
 constexpr std::uint16_t F_BIGDATA = 0x01;  // a leaf node whose value is on overflow pages
 constexpr std::uint32_t LMDB_MAGIC = 0xBEEFC0DE;
 constexpr std::uint32_t LMDB_DATA_VERSION = 1;
 constexpr std::uint64_t P_INVALID = ~std::uint64_t{0};  // the root of an empty tree
 constexpr std::uint64_t NUM_METAS = 2;
+constexpr std::string_view FREE_TREE = "free";  // the name TreeWalker::walk knows FREE_DBI by
 constexpr int LMDB_MAX_DEPTH = 32;  // CURSOR_STACK: LMDB refuses deeper trees
 // LMDB uses the OS page size, at most 32 KiB (MAX_PAGESIZE) and in any case below 64 KiB
 // (node offsets are 16-bit); accepting [512, 65536] rejects only impossible sizes.
@@ -271,14 +273,16 @@ struct TreeEntry {
   std::span<const std::uint8_t> value;
   std::uint64_t value_len = 0;
   std::uint16_t node_flags = 0;
+  std::uint64_t overflow_pgno = 0;  // an F_BIGDATA value's first page
 };
 
 // Reads B-trees of one snapshot with pread and checks every page before following a pointer
-// out of it: its own page number, its kind against its level, the bounds of every node, child
-// and overflow page numbers inside the snapshot, key order, and the page and entry counts of
-// the tree's record. A page may be reached once across all the trees walked: a second reach
-// (a cycle, a page in two places) is damage. Damage goes to `fault` and the walk goes on past
-// it (skipping what it cannot trust); only an unreadable file (IoError) throws.
+// out of it: its own page number, its kind against its level, the bounds of every node, at
+// least two keys on a branch page (but in the free-page tree), child and overflow page numbers
+// inside the snapshot (overflow pages inside the file), key order, and the page and entry
+// counts of the tree's record. A page may be reached once across all the trees walked: a
+// second reach (a cycle, a page in two places) is damage. Damage goes to `fault` and the walk
+// goes on past it (skipping what it cannot trust); only an unreadable file (IoError) throws.
 class TreeWalker {
  public:
   // REQUIRES: last_pgno < the file's pages + MAX_UNWRITTEN_PAGES (check_lmdb_file passed), so
@@ -290,11 +294,36 @@ class TreeWalker {
   [[nodiscard]] std::uint64_t last_pgno() const noexcept { return last_pgno_; }
   [[nodiscard]] bool used(std::uint64_t pgno) const { return used_[pgno]; }
 
+  // OVPAGES: LMDB allocates exactly the pages a value and one page header need.
+  [[nodiscard]] std::uint64_t overflow_pages(std::uint64_t value_len) const noexcept {
+    return (LMDB_PAGE_HEADER - 1 + value_len) / page_size_ + 1;
+  }
+
+  // The header of the first overflow page of entry `e` (an F_BIGDATA entry of tree `name`,
+  // from walk(): its pages lie inside the snapshot), read with pread: as overflow_header_sound,
+  // or fault(message) and false. What mdb_cursor_del reads before freeing the value
+  // (mdb_ovpage_free): a damaged page count frees pages still in use or asks for an absurd
+  // allocation; P_DIRTY sends it through this transaction's own page lists (an assertion).
+  template <typename Fault>
+  bool check_overflow_header(const std::string& name, const TreeEntry& e, Fault&& fault) const {
+    std::uint8_t header[LMDB_PAGE_HEADER];
+    const std::uint64_t count = overflow_pages(e.value_len);
+    if (read(e.overflow_pgno * page_size_, header, sizeof header) &&
+        overflow_header_sound(header, e.overflow_pgno, count)) {
+      return true;
+    }
+    fault("tree '" + name + "': page " + std::to_string(e.overflow_pgno) + ": not the first of " +
+          std::to_string(count) + " overflow pages of a value of " + std::to_string(e.value_len) + " bytes");
+    return false;
+  }
+
   // Calls entry(const TreeEntry&) for every entry of tree `db` in key order, fault(message)
-  // for every damage found. True when the tree is sound.
+  // for every damage found. True when the tree is sound. `name` is "free" for the free-page
+  // tree (LMDB's FREE_DBI), "main" for the main tree, else a named database's.
   template <typename Entry, typename Fault>
   bool walk(const std::string& name, const DbRecord& db, bool read_values, Entry&& entry, Fault&& fault) {
     bool sound = true;
+    const bool free_tree = name == FREE_TREE;
     const auto bad = [&](std::uint64_t pgno, const std::string& what) {
       sound = false;
       fault("tree '" + name + "': page " + std::to_string(pgno) + ": " + what);
@@ -332,7 +361,9 @@ class TreeWalker {
         bad(pgno, "holds page number " + std::to_string(load<std::uint64_t>(page.data())));
         continue;
       }
-      if (branch == ((flags & P_LEAF) != 0) || (flags & (P_OVERFLOW | P_META | 0x20 /*P_LEAF2*/)) != 0) {
+      // P_DIRTY is never written (mdb_page_flush clears it): on a mapped page it makes a write
+      // modify the page in place (mdb_page_touch) — in LMDB's read-only map, a SIGSEGV.
+      if (branch == ((flags & P_LEAF) != 0) || (flags & (P_OVERFLOW | P_META | P_LEAF2 | P_DIRTY)) != 0) {
         bad(pgno, "not a branch or leaf page (flags " + hex_of(flags) + ")");
         continue;
       }
@@ -346,12 +377,21 @@ class TreeWalker {
                       ") leaves no nodes inside the page");
         continue;
       }
-      const std::size_t nodes = (lower - LMDB_PAGE_HEADER) / 2;
+      const std::size_t nodes = (lower - LMDB_PAGE_HEADER) / 2;  // NUMKEYS
       if (!nodes_tile(page.data(), nodes, upper, branch)) {
         // LMDB keeps a page's nodes packed from `upper` to its end; overlapping nodes make its
         // deletes move bytes past the page (a heap overflow inside mdb_cursor_del).
         bad(pgno, "its nodes overlap, leave gaps or end outside the page");
         continue;
+      }
+      if (branch && nodes < 2 && !free_tree) {
+        // mdb_page_search_root asserts NUMKEYS(mp) > 1 on every branch page a search passes
+        // through, root or not, in every tree but FREE_DBI (there it may pass a branch page
+        // mid-rebalance, ITS#8336): LMDB collapses a root branch left with one child and merges
+        // or refills any other branch page below two keys (mdb_rebalance). The page is still
+        // read: its one child is walked.
+        bad(pgno, "a branch page with " + std::to_string(nodes) +
+                      " key (LMDB asserts that a branch page outside the free-page tree has at least 2)");
       }
       ++(branch ? counted.branch_pages : counted.leaf_pages);
       std::vector<std::uint64_t> children;
@@ -394,8 +434,8 @@ class TreeWalker {
             continue;
           }
           const std::uint64_t first = load<std::uint64_t>(page.data() + value_at);
-          // OVPAGES: LMDB allocates exactly the pages the value and one page header need.
-          const std::uint64_t count = (LMDB_PAGE_HEADER - 1 + e.value_len) / page_size_ + 1;
+          e.overflow_pgno = first;
+          const std::uint64_t count = overflow_pages(e.value_len);
           if (first < NUM_METAS || first > last_pgno_ || count - 1 > last_pgno_ - first) {
             bad(pgno, node_name + "'s value is said to be on pages " + std::to_string(first) + " to " +
                           std::to_string(first + count - 1));
@@ -406,15 +446,19 @@ class TreeWalker {
             continue;
           }
           counted.overflow_pages += count;
+          // The file may end before the snapshot's last page only on free pages (check_lmdb_file):
+          // a value there is read past the end of LMDB's map, a SIGBUS.
+          if ((first + count) * page_size_ > in_.len()) {
+            bad(first, "overflow pages lie past the end of the file");
+            continue;
+          }
           if (read_values) {
             overflow.resize(LMDB_PAGE_HEADER + e.value_len);
             if (!read(first * page_size_, overflow.data(), overflow.size())) {
               bad(first, "overflow pages lie past the end of the file");
               continue;
             }
-            if (load<std::uint64_t>(overflow.data()) != first ||
-                (load<std::uint16_t>(overflow.data() + 10) & P_OVERFLOW) == 0 ||
-                load<std::uint32_t>(overflow.data() + 12) != count) {
+            if (!overflow_header_sound(overflow.data(), first, count)) {
               bad(first, "not the first of " + std::to_string(count) + " overflow pages of " + node_name +
                              " of page " + std::to_string(pgno));
               continue;
@@ -464,6 +508,13 @@ class TreeWalker {
     in_.read(at, out, n, "page");
     return true;
   }
+  // An overflow page's header as LMDB writes it: its own page number, P_OVERFLOW (and not
+  // P_DIRTY, which mdb_page_flush clears), the page count of the value it starts.
+  static bool overflow_header_sound(const std::uint8_t* header, std::uint64_t first, std::uint64_t count) {
+    const std::uint16_t flags = load<std::uint16_t>(header + 10);
+    return load<std::uint64_t>(header) == first && (flags & (P_OVERFLOW | P_DIRTY)) == P_OVERFLOW &&
+           load<std::uint32_t>(header + 12) == count;
+  }
   // Whether the nodes (each NODESIZE + key + value or overflow page number, rounded up to even)
   // fill [upper, page_size) exactly, without overlap.
   bool nodes_tile(const std::uint8_t* page, std::size_t nodes, std::size_t upper, bool branch) {
@@ -508,7 +559,7 @@ class TreeWalker {
 template <typename Fn, typename Fault>
 bool walk_free_list(TreeWalker& walker, const DbRecord& free_db, Fn&& fn, Fault&& fault) {
   bool sound = true;
-  const bool tree_sound = walker.walk("free", free_db, true, [&](const TreeEntry& e) {
+  const bool tree_sound = walker.walk(std::string(FREE_TREE), free_db, true, [&](const TreeEntry& e) {
     if (e.value.size() < 8 || e.value.size() % 8 != 0 || load<std::uint64_t>(e.value.data()) != e.value.size() / 8 - 1) {
       sound = false;
       fault("tree 'free': an entry of " + std::to_string(e.value.size()) + " bytes is not a list of page numbers");
@@ -857,24 +908,28 @@ struct LmdbStore::Impl {
     }
   }
 
-  // Walks with pread, before LMDB follows them, the trees an operation is about to walk whole:
-  // the main tree always; the free list (with no page both free and in a tree walked), the caps
-  // tree and the pages tree as asked — every branch and leaf page and the range of every
-  // overflow value (overflow pages themselves are not read). LMDB would follow a damaged
-  // pointer into a crash, or hand out a page still in use and spread the damage. Throws
-  // DecodeError naming data.mdb, the first damage and `refused`. O(branch and leaf pages read).
-  void check_structure(const DataFile& in, const MetaPage& meta, bool free_list, bool caps, bool pages,
-                       const char* refused) const {
+  // Which trees check_structure walks (the caps and meta trees need the main tree).
+  enum Walk : unsigned { FREE_LIST = 1, MAIN_TREE = 2, CAPS_TREE = 4 | MAIN_TREE, META_TREE = 8 | MAIN_TREE };
+
+  // Walks with pread, before LMDB reads them, the trees an operation is about to use, as asked:
+  // the free list (with no page both free and in a tree walked), the main tree (which LMDB
+  // searches for every named database a transaction uses), the caps and meta trees —
+  // every branch and leaf page and the range of every overflow value (overflow pages themselves
+  // are not read). LMDB would follow a damaged pointer into a crash, trip an assertion (abort),
+  // or hand out a page still in use and spread the damage. Throws DecodeError naming data.mdb,
+  // the first damage and `refused`. O(branch and leaf pages read).
+  void check_structure(const DataFile& in, const MetaPage& meta, unsigned walk, const char* refused) const {
     TreeWalker walker(in, meta.page_size, meta.last_pgno);
     FaultCount faults;
     std::vector<bool> free;
-    if (free_list) free = free_page_map(walker, meta.free_db, faults);
+    if ((walk & FREE_LIST) != 0) free = free_page_map(walker, meta.free_db, faults);
     NamedTrees named;
-    walk_main(walker, meta.main_db, named, faults);
-    if (caps && named.caps) walker.walk("caps", *named.caps, false, [](const TreeEntry&) {}, faults);
-    if (pages && named.pages) walker.walk("pages", *named.pages, false, [](const TreeEntry&) {}, faults);
-    if (free_list) check_free_overlap(walker, free, faults);
-    if (faults.count != 0) throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; " + refused + " (see verify)");
+    if ((walk & MAIN_TREE) != 0) walk_main(walker, meta.main_db, named, faults);
+    const auto ignore = [](const TreeEntry&) {};
+    if ((walk & CAPS_TREE) == CAPS_TREE && named.caps) walker.walk("caps", *named.caps, false, ignore, faults);
+    if ((walk & META_TREE) == META_TREE && named.meta) walker.walk("meta", *named.meta, false, ignore, faults);
+    if ((walk & FREE_LIST) != 0) check_free_overlap(walker, free, faults);
+    if (faults.count != 0) throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; " + refused);
   }
 
   // Whether a pages entry keeps the split rule (docs/format.md §3): why not, or empty. With
@@ -1018,10 +1073,14 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
       s.begin_snapshot(snap);
       fresh = snap.meta.main_db.root == P_INVALID;  // an LMDB environment without databases yet
       if (!fresh) {
-        // LMDB reads the main tree to find the databases: check it first (a page or two).
-        s.check_structure(*snap.file, snap.meta, false, false, false, "not opened");
+        // LMDB reads the main tree to find the databases, and the meta tree for the format
+        // marker: both checked first (a page or two each).
+        s.check_structure(*snap.file, snap.meta, Impl::META_TREE, "not opened");
         open_databases(snap.txn->txn, false);
         snap.txn->commit();  // database handles opened in a transaction outlive it once committed
+      } else if (!s.read_only) {
+        // The write below creates the databases; its pages may come from the free list.
+        s.check_structure(*snap.file, snap.meta, Impl::FREE_LIST, "not opened");
       }
     }
     if (fresh) {
@@ -1137,7 +1196,7 @@ void LmdbStore::do_for_each_cap(
   // The caps tree is walked whole: its structure first (a fraction of the records' bytes read).
   Impl::Snapshot snap;
   s.begin_snapshot(snap);
-  s.check_structure(*snap.file, snap.meta, false, true, false, "caps not listed");
+  s.check_structure(*snap.file, snap.meta, Impl::CAPS_TREE, "caps not listed (see verify)");
   Impl::Cursor cursor(s, snap.txn->txn, s.caps);
   MDB_val k, v;
   for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
@@ -1152,17 +1211,44 @@ void LmdbStore::do_for_each_cap(
 GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
   const Impl& s = *impl_;
   s.require_writable("gc");
+  const auto root_of_key = [](const void* data, std::size_t size) {
+    return size >= 32 ? hash_of(MDB_val{32, const_cast<void*>(data)}) : Hash32{};
+  };
+  const std::set<Hash32> keep_set(keep.begin(), keep.end());
+  // What the loops below keep (the rest they delete).
+  const auto keeps_cap = [&](const void* key, std::size_t size) {
+    return size == 32 && keep_set.count(root_of_key(key, size)) != 0;
+  };
   GcReport report;
   s.write([&](Impl::Txn& txn) {
     report = GcReport{};
-    {
-      const DataFile in(s.path + "/data.mdb");
-      MetaPage meta;  // a write transaction's id is its snapshot's plus one
-      if (!s.snapshot_meta(in, mdb_txn_id(txn.txn) - 1, meta)) {
-        throw DecodeError(in.file(), 0, "no meta page holds the snapshot this write begins from");
-      }
-      s.check_structure(in, meta, true, true, true, "gc changed nothing");
+    // Before LMDB changes anything, every tree it will read or change is walked with pread
+    // (Impl::check_structure; here with the overflow header of each value to be deleted, which
+    // mdb_cursor_del reads to free its pages). Damage: DecodeError, nothing changed.
+    const DataFile in(s.path + "/data.mdb");
+    MetaPage meta;  // a write transaction's id is its snapshot's plus one
+    if (!s.snapshot_meta(in, mdb_txn_id(txn.txn) - 1, meta)) {
+      throw DecodeError(in.file(), 0, "no meta page holds the snapshot this write begins from");
     }
+    TreeWalker walker(in, meta.page_size, meta.last_pgno);
+    FaultCount faults;
+    const auto refuse_if_damaged = [&] {
+      if (faults.count != 0) {
+        throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; gc changed nothing (see verify)");
+      }
+    };
+    const std::vector<bool> free = free_page_map(walker, meta.free_db, faults);
+    NamedTrees named;
+    s.walk_main(walker, meta.main_db, named, faults);
+    if (named.caps) {
+      walker.walk("caps", *named.caps, false, [&](const TreeEntry& e) {
+        if ((e.node_flags & F_BIGDATA) != 0 && !keeps_cap(e.key.data(), e.key.size())) {
+          walker.check_overflow_header("caps", e, faults);
+        }
+      }, faults);
+    }
+    refuse_if_damaged();  // the main and caps trees, which find_cap reads
+
     std::set<Hash32> kept;
     std::unordered_set<Hash32, Hash32Hasher> referenced;
     std::vector<Hash32> roots;
@@ -1175,13 +1261,26 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
                         roots, s.path, &root);
       referenced.insert(roots.begin(), roots.end());
     }
+    const auto keeps_page = [&](const void* key, std::size_t size) {
+      return size >= 32 && referenced.count(root_of_key(key, size)) != 0;
+    };
+    if (named.pages) {
+      walker.walk("pages", *named.pages, false, [&](const TreeEntry& e) {
+        if ((e.node_flags & F_BIGDATA) != 0 && !keeps_page(e.key.data(), e.key.size())) {
+          walker.check_overflow_header("pages", e, faults);
+        }
+      }, faults);
+    }
+    check_free_overlap(walker, free, faults);
+    refuse_if_damaged();
+
     {
       Impl::Cursor cursor(s, txn.txn, s.caps);
       MDB_val k, v;
       for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
            rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
         s.check(rc, "scan caps");
-        if (kept.count(hash_of(k)) != 0 && k.mv_size == 32) {
+        if (keeps_cap(k.mv_data, k.mv_size)) {
           ++report.caps_kept;
           continue;
         }
@@ -1195,7 +1294,7 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
       for (int rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
            rc = mdb_cursor_get(cursor.cursor, &k, &v, MDB_NEXT)) {
         s.check(rc, "scan pages");
-        if (k.mv_size >= 32 && referenced.count(hash_of(MDB_val{32, k.mv_data})) != 0) {
+        if (keeps_page(k.mv_data, k.mv_size)) {
           ++report.pages_kept;
           continue;
         }

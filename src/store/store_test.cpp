@@ -1051,5 +1051,301 @@ TEST(LmdbStore, AFileEndingOnUnwrittenFreePagesStillOpens) {
   fs::remove_all(dir);
 }
 
+// ---- LMDB's assertion on branch pages ---------------------------------------------------------
+//
+// mdb_page_search_root asserts (and aborts the process) that every branch page a search passes
+// through holds at least 2 keys, in every tree but the free-page tree. The store must refuse
+// such a page before LMDB reads it: on opening for the meta tree (mdb_get of the format
+// marker), in list_caps for the caps tree, in gc for the caps and pages trees; verify reports it.
+
+constexpr std::uint64_t LMDB_PSIZE = 4096;
+
+std::uint16_t load_u16(const Bytes& b, std::size_t at) {
+  return static_cast<std::uint16_t>(b[at] | b[at + 1] << 8);
+}
+
+void store_u16(Bytes& b, std::size_t at, std::uint16_t v) {
+  b[at] = static_cast<std::uint8_t>(v);
+  b[at + 1] = static_cast<std::uint8_t>(v >> 8);
+}
+
+void store_u64(Bytes& b, std::size_t at, std::uint64_t v) { std::memcpy(b.data() + at, &v, 8); }
+
+// The number of nodes on page `pgno` (NUMKEYS: its `lower` at +12 past the 16-byte header).
+std::size_t node_count(const Bytes& file, std::uint64_t pgno) {
+  return (load_u16(file, pgno * LMDB_PSIZE + 12) - 16u) / 2;
+}
+
+// Node i of page `pgno`: its offset in the file (its pointer is at +16 + 2i).
+std::uint64_t node_at(const Bytes& file, std::uint64_t pgno, std::size_t i) {
+  return pgno * LMDB_PSIZE + load_u16(file, pgno * LMDB_PSIZE + 16 + 2 * i);
+}
+
+// Where a named database's record (MDB_db, 48 bytes: depth at +6, leaf pages at +16, overflow
+// pages at +24, entries at +32, root at +40) lies in data.mdb: a value of the newest snapshot's
+// main tree, one leaf page in a store (three databases).
+std::uint64_t named_record_at(const Bytes& file, const std::string& name) {
+  constexpr std::uint64_t META = 16, MAIN_DB = 24 + 48;
+  const std::uint64_t newest = load_u64(file, LMDB_PSIZE + META + 128) > load_u64(file, META + 128) ? LMDB_PSIZE : 0;
+  EXPECT_EQ(load_u16(file, newest + META + MAIN_DB + 6), 1u) << "the main tree is not one leaf page";
+  const std::uint64_t main_root = load_u64(file, newest + META + MAIN_DB + 40);
+  for (std::size_t i = 0; i < node_count(file, main_root); ++i) {
+    const std::uint64_t node = node_at(file, main_root, i);
+    const std::size_t key_len = load_u16(file, node + 6);
+    if (std::string(file.begin() + static_cast<std::ptrdiff_t>(node + 8),
+                    file.begin() + static_cast<std::ptrdiff_t>(node + 8 + key_len)) == name) {
+      return node + 8 + key_len;
+    }
+  }
+  ADD_FAILURE() << "no database '" << name << "' in the main tree";
+  return 0;
+}
+
+// The damage LMDB asserts on, with nothing else wrong: the root (a branch page) of the named
+// tree `name`, of depth 2, keeps only its first child, packed at the end of the page; the
+// tree's record loses the leaves (and their entries and overflow pages) no longer reached.
+// Returns the root's page number.
+std::uint64_t leave_one_key_on_the_root(Bytes& file, const std::string& name) {
+  const std::uint64_t record = named_record_at(file, name);
+  EXPECT_EQ(load_u16(file, record + 6), 2u) << "tree '" << name << "' is not of depth 2";
+  const std::uint64_t root = load_u64(file, record + 40), page = root * LMDB_PSIZE;
+  EXPECT_EQ(file[page + 10], 0x01) << "the root of tree '" << name << "' is not a branch page";
+  const std::size_t keys = node_count(file, root);
+  EXPECT_GE(keys, 2u);
+  std::uint64_t leaves = 0, entries = 0, overflow = 0;
+  for (std::size_t i = 1; i < keys; ++i) {
+    const std::uint64_t node = node_at(file, root, i);
+    const std::uint64_t child = load_u16(file, node) | std::uint64_t{load_u16(file, node + 2)} << 16 |
+                                std::uint64_t{load_u16(file, node + 4)} << 32;
+    EXPECT_EQ(file[child * LMDB_PSIZE + 10], 0x02) << "child " << child << " is not a leaf page";
+    ++leaves;
+    for (std::size_t k = 0; k < node_count(file, child); ++k) {
+      const std::uint64_t leaf_node = node_at(file, child, k);
+      ++entries;
+      if ((load_u16(file, leaf_node + 4) & 0x01) != 0) {  // F_BIGDATA: OVPAGES(size)
+        const std::uint64_t size = load_u16(file, leaf_node) | std::uint64_t{load_u16(file, leaf_node + 2)} << 16;
+        overflow += (16 - 1 + size) / LMDB_PSIZE + 1;
+      }
+    }
+  }
+  const std::uint64_t first = node_at(file, root, 0);
+  const std::size_t len = (8u + load_u16(file, first + 6) + 1u) / 2 * 2;
+  const Bytes node(file.begin() + static_cast<std::ptrdiff_t>(first),
+                   file.begin() + static_cast<std::ptrdiff_t>(first + len));
+  std::copy(node.begin(), node.end(), file.begin() + static_cast<std::ptrdiff_t>(page + LMDB_PSIZE - len));
+  store_u16(file, page + 12, 16 + 2);                                            // lower: one pointer
+  store_u16(file, page + 14, static_cast<std::uint16_t>(LMDB_PSIZE - len));      // upper
+  store_u16(file, page + 16, static_cast<std::uint16_t>(LMDB_PSIZE - len));      // pointer 0
+  store_u64(file, record + 16, load_u64(file, record + 16) - leaves);
+  store_u64(file, record + 24, load_u64(file, record + 24) - overflow);
+  store_u64(file, record + 32, load_u64(file, record + 32) - entries);
+  return root;
+}
+
+// The review's reproduction: `datacap store put` of 1 MiB of random bytes, then one byte
+// written at 3 * 4096 + 10 — the flags of page 3, the meta tree's root (a leaf page, made in the
+// store's first transaction), now P_BRANCH. Opening read the format marker with mdb_get before
+// any check of the meta tree: LMDB's assertion aborted `store verify`, `ls` and `gc`.
+TEST(LmdbStore, ADamagedBranchPageOfTheMetaTreeIsRefusedOnOpening) {
+  std::mt19937_64 rng(testing::env_seed(131));
+  const fs::path dir = fresh_dir("meta_tree");
+  const DataCap cap = full_random_cap(rng, 256);
+  const Hash32 root = save_one_cap(dir, cap).first;
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  ASSERT_EQ(load_u64(pristine, named_record_at(pristine, "meta") + 40), 3u) << "the meta tree's root moved";
+  ASSERT_EQ(pristine[3 * LMDB_PSIZE + 10], 0x02);
+  write_at(data, 3 * LMDB_PSIZE + 10, {0x01});
+  expect_refused(dir, "tree 'meta': page 3");
+  // The same page as a branch page with one key that points to itself: refused, not followed.
+  write_file(data, pristine);
+  Bytes damaged = pristine;
+  damaged[3 * LMDB_PSIZE + 10] = 0x01;
+  const std::uint64_t node = node_at(damaged, 3, 0);
+  store_u16(damaged, node, 3);
+  store_u16(damaged, node + 2, 0);
+  store_u16(damaged, node + 4, 0);
+  write_file(data, damaged);
+  expect_refused(dir, "tree 'meta'");
+  write_file(data, pristine);
+  LmdbStore store(dir.string());
+  EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  EXPECT_FALSE(store.verify().damaged());
+  fs::remove_all(dir);
+}
+
+// A branch page with one key, in a tree whose walk was otherwise sound: list_caps (caps) and gc
+// (caps, pages) used to pass the walk and abort inside LMDB's first cursor search.
+TEST(LmdbStore, ABranchPageWithOneKeyIsDamageNeverAnAssertion) {
+  std::mt19937_64 rng(testing::env_seed(137));
+  const fs::path dir = fresh_dir("one_key");
+  std::vector<Hash32> roots;
+  {
+    LmdbStore store(dir.string());
+    for (int k = 0; k < 80; ++k) roots.push_back(store.save_cap(full_random_cap(rng, 2)));
+    EXPECT_FALSE(store.verify().damaged());
+  }
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  for (const std::string tree : {"caps", "pages"}) {
+    SCOPED_TRACE("tree " + tree);
+    Bytes damaged = pristine;
+    const std::uint64_t root_page = leave_one_key_on_the_root(damaged, tree);
+    write_file(data, damaged);
+    const std::string expected = "tree '" + tree + "': page " + std::to_string(root_page) + ": a branch page with 1 key";
+    LmdbStore store(dir.string());  // the main and meta trees are sound
+    if (tree == "caps") {
+      try {
+        (void)store.list_caps();
+        ADD_FAILURE() << "list_caps read a caps tree with a one-key branch page";
+      } catch (const DecodeError& e) {
+        EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
+      }
+    } else {
+      EXPECT_EQ(store.list_caps().size(), roots.size());
+    }
+    try {
+      const std::vector<Hash32> keep = {roots[0]};
+      (void)store.gc(keep);
+      ADD_FAILURE() << "gc ran on a tree with a one-key branch page";
+    } catch (const DecodeError& e) {
+      EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
+    }
+    // Nothing removed: the count is the (edited) record's.
+    EXPECT_EQ(store.page_count(), load_u64(damaged, named_record_at(damaged, "pages") + 32));
+    const StoreVerifyReport report = store.verify();
+    EXPECT_TRUE(report.damaged());
+    EXPECT_GE(report.bad_trees, 1u);
+    ASSERT_FALSE(report.problems.empty());
+    EXPECT_TRUE(mentions(report.problems[0].message, expected)) << report.problems[0].message;
+  }
+  write_file(data, pristine);
+  LmdbStore store(dir.string());
+  EXPECT_EQ(store.list_caps().size(), roots.size());
+  EXPECT_FALSE(store.verify().damaged());
+  fs::remove_all(dir);
+}
+
+// gc deletes a value with mdb_cursor_del, which frees its overflow pages by the count in the
+// first one's header (mdb_ovpage_free) — a header the walk before it did not read. A damaged
+// count freed pages still in use, silently, or asked for an absurd allocation (under ASan, an
+// abort).
+TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
+  std::mt19937_64 rng(testing::env_seed(149));
+  const fs::path dir = fresh_dir("gc_overflow");
+  const DataCap kept = full_random_cap(rng, 10), dropped = full_random_cap(rng, 10);
+  Hash32 keep_root;
+  std::uint64_t pages = 0;
+  {
+    LmdbStore store(dir.string());
+    keep_root = store.save_cap(kept);
+    (void)store.save_cap(dropped);
+    pages = store.page_count();
+  }
+  // A page of `dropped`: its first 4080 bytes follow its overflow page's 16-byte header.
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  const Bytes victim(dropped.page_slot(4).page().data(), dropped.page_slot(4).page().data() + 64);
+  const auto at = std::search(pristine.begin(), pristine.end(), victim.begin(), victim.end());
+  ASSERT_NE(at, pristine.end());
+  const std::uint64_t header = static_cast<std::uint64_t>(at - pristine.begin()) - 16;
+  ASSERT_EQ(header % LMDB_PSIZE, 0u);
+  const std::uint64_t pgno = header / LMDB_PSIZE;
+  ASSERT_EQ(load_u64(pristine, header), pgno);
+  ASSERT_EQ(pristine[header + 10], 0x04);  // P_OVERFLOW
+  for (const std::uint32_t count : {2u, 0x7fffffffu}) {
+    SCOPED_TRACE("page count " + std::to_string(count));
+    write_file(data, pristine);
+    write_at(data, header + 12, {static_cast<std::uint8_t>(count), static_cast<std::uint8_t>(count >> 8),
+                                 static_cast<std::uint8_t>(count >> 16), static_cast<std::uint8_t>(count >> 24)});
+    LmdbStore store(dir.string());
+    const std::string expected = "tree 'pages': page " + std::to_string(pgno) + ": not the first of 1 overflow pages";
+    try {
+      const std::vector<Hash32> keep = {keep_root};
+      (void)store.gc(keep);
+      ADD_FAILURE() << "gc deleted a value whose overflow header is damaged";
+    } catch (const DecodeError& e) {
+      EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
+    }
+    EXPECT_EQ(store.page_count(), pages);
+    EXPECT_EQ(store.list_caps().size(), 2u);
+    const StoreVerifyReport report = store.verify();
+    EXPECT_EQ(report.bad_trees, 1u);
+    ASSERT_FALSE(report.problems.empty());
+    EXPECT_TRUE(mentions(report.problems[0].message, "page " + std::to_string(pgno) + ": not the first of 1 overflow"))
+        << report.problems[0].message;
+  }
+  write_file(data, pristine);
+  {
+    LmdbStore store(dir.string());
+    const std::vector<Hash32> keep = {keep_root};
+    const GcReport report = store.gc(keep);
+    EXPECT_EQ(report.caps_removed, 1u);
+    EXPECT_EQ(report.pages_removed, 10u);
+    EXPECT_FALSE(store.verify().damaged());
+    EXPECT_EQ(bytes_of(store.load_cap(keep_root)), bytes_of(kept));
+  }
+  fs::remove_all(dir);
+}
+
+// P_DIRTY is never written to data.mdb (mdb_page_flush clears it). On a mapped leaf page it made
+// gc's first delete change the page in place, in LMDB's read-only map: a SIGSEGV.
+TEST(LmdbStore, APageFlaggedDirtyIsDamage) {
+  std::mt19937_64 rng(testing::env_seed(151));
+  const fs::path dir = fresh_dir("dirty_flag");
+  const Hash32 keep_root = save_one_cap(dir, random_cap(rng, 20)).first;
+  {
+    LmdbStore store(dir.string());
+    (void)store.save_cap(random_cap(rng, 20));
+  }
+  const fs::path data = dir / "data.mdb";
+  const Bytes pristine = testing::read_file(data.string());
+  const std::uint64_t root = load_u64(pristine, named_record_at(pristine, "caps") + 40);
+  ASSERT_EQ(pristine[root * LMDB_PSIZE + 10], 0x02);  // one leaf page: both records
+  write_at(data, root * LMDB_PSIZE + 10, {0x12});
+  LmdbStore store(dir.string());
+  const std::string expected = "tree 'caps': page " + std::to_string(root) + ": not a branch or leaf page (flags 0x12)";
+  try {
+    const std::vector<Hash32> keep = {keep_root};
+    (void)store.gc(keep);
+    ADD_FAILURE() << "gc ran on a page flagged dirty";
+  } catch (const DecodeError& e) {
+    EXPECT_TRUE(mentions(e.what(), expected)) << e.what();
+  }
+  EXPECT_THROW((void)store.list_caps(), DecodeError);
+  const StoreVerifyReport report = store.verify();
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_TRUE(mentions(report.problems[0].message, expected)) << report.problems[0].message;
+  fs::remove_all(dir);
+}
+
+// The rule is LMDB's own: sound trees reshaped by many saves and gcs (splits, merges, a root
+// collapsing to a leaf and growing again) always pass it.
+TEST(LmdbStore, TreesLmdbRebalancedPassTheWalk) {
+  std::mt19937_64 rng(testing::env_seed(139));
+  const fs::path dir = fresh_dir("rebalanced");
+  LmdbStore store(dir.string());
+  std::vector<Hash32> roots;
+  std::uint16_t deepest = 0;  // of the pages tree
+  for (int round = 0; round < 12; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const int saves = 1 + static_cast<int>(rng() % 120);
+    for (int k = 0; k < saves; ++k) roots.push_back(store.save_cap(random_cap(rng, 1 + rng() % 24)));
+    const Bytes file = testing::read_file((dir / "data.mdb").string());
+    deepest = std::max(deepest, load_u16(file, named_record_at(file, "pages") + 6));
+    std::vector<Hash32> keep;
+    for (const Hash32& r : roots) {
+      if (rng() % (round % 2 == 0 ? 2 : 8) == 0) keep.push_back(r);  // grow, then shrink (merges)
+    }
+    (void)store.gc(keep);
+    roots = keep;
+    const StoreVerifyReport report = store.verify();
+    EXPECT_FALSE(report.damaged()) << (report.problems.empty() ? "" : report.problems.front().message);
+    EXPECT_EQ(store.list_caps().size(), std::set<Hash32>(roots.begin(), roots.end()).size());  // caps may repeat
+  }
+  EXPECT_GE(deepest, 3u) << "the pages tree never grew branch pages below its root";
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace datacap
