@@ -909,7 +909,13 @@ struct LmdbStore::Impl {
   }
 
   // Which trees check_structure walks (the caps and meta trees need the main tree).
-  enum Walk : unsigned { FREE_LIST = 1, MAIN_TREE = 2, CAPS_TREE = 4 | MAIN_TREE, META_TREE = 8 | MAIN_TREE };
+  enum Walk : unsigned {
+    FREE_LIST = 1,
+    MAIN_TREE = 2,
+    CAPS_TREE = 4 | MAIN_TREE,
+    META_TREE = 8 | MAIN_TREE,
+    PAGES_TREE = 16 | MAIN_TREE,
+  };
 
   // Walks with pread, before LMDB reads them, the trees an operation is about to use, as asked:
   // the free list (with no page both free and in a tree walked), the main tree (which LMDB
@@ -928,6 +934,7 @@ struct LmdbStore::Impl {
     const auto ignore = [](const TreeEntry&) {};
     if ((walk & CAPS_TREE) == CAPS_TREE && named.caps) walker.walk("caps", *named.caps, false, ignore, faults);
     if ((walk & META_TREE) == META_TREE && named.meta) walker.walk("meta", *named.meta, false, ignore, faults);
+    if ((walk & PAGES_TREE) == PAGES_TREE && named.pages) walker.walk("pages", *named.pages, false, ignore, faults);
     if ((walk & FREE_LIST) != 0) check_free_overlap(walker, free, faults);
     if (faults.count != 0) throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; " + refused);
   }
@@ -1188,6 +1195,14 @@ bool LmdbStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& re
   const auto* p = static_cast<const std::uint8_t*>(v.mv_data);
   record.assign(p, p + v.mv_size);
   return true;
+}
+
+void LmdbStore::check_structure() const {
+  const Impl& s = *impl_;
+  Impl::Snapshot snap;
+  s.begin_snapshot(snap);
+  s.check_structure(*snap.file, snap.meta, Impl::CAPS_TREE | Impl::META_TREE | Impl::PAGES_TREE,
+                    "nothing was read from it (see verify)");
 }
 
 void LmdbStore::do_for_each_cap(

@@ -134,6 +134,7 @@ void add_store_commands(CLI::App& app) {
       OutputFile::check_path(o->out, store_files);
       const Hash32 root = root_argument(o->root, "ROOT");
       const LmdbStore s = open_store(o->db, Access::read);
+      s.check_structure();  // LMDB then follows only checked pointers
       const SavedCap info = s.saved_cap(root);
       OutputFile out(o->out, store_files);
       Progress progress("store get", info.content_len);
