@@ -13,7 +13,7 @@
 #include <string>
 
 #include "datacap/export.hpp"
-#include "datacap/hash.hpp"
+#include "datacap/types.hpp"
 
 namespace datacap {
 

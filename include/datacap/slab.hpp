@@ -82,7 +82,6 @@ class DATACAP_API PageSlab {
   }
 
  private:
-  friend class DataCap;
   friend struct detail::SlabAccess;
   std::uint64_t content_len_ = 0;
   unsigned levels_ = 0;

@@ -11,7 +11,10 @@
 #include <cstdlib>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "archive/archive_internal.hpp"
@@ -662,6 +665,34 @@ detail::MappedFile* read_private(const OpenFile& f, const std::string& path) {
   return file;
 }
 
+// Lazy verification: a payload of the file is compared with its recorded root the first time
+// its root is computed under the archive's digest (other digests have nothing to compare).
+class RecordedRootCheck final : public detail::BorrowedPageCheck {
+ public:
+  RecordedRootCheck(const std::uint8_t* payloads, const std::uint8_t* recorded_roots,
+                    std::uint64_t recorded_roots_offset, Digest digest, std::string name)
+      : payloads_(payloads), recorded_roots_(recorded_roots),
+        recorded_roots_offset_(recorded_roots_offset), digest_(digest), name_(std::move(name)) {}
+
+  void check(const std::uint8_t* page, Digest digest, const Hash32& root) const override {
+    if (digest != digest_) return;
+    const auto index = static_cast<std::uint64_t>(page - payloads_) / PAGE_SIZE;
+    if (std::memcmp(recorded_roots_ + 32 * index, root.data(), 32) != 0) {
+      throw DecodeError(name_ + ".payload_hashes[" + std::to_string(index) + "]",
+                        recorded_roots_offset_ + 32 * index,
+                        "payload " + std::to_string(index) +
+                            " does not match its recorded hash (found on first use)");
+    }
+  }
+
+ private:
+  const std::uint8_t* payloads_;
+  const std::uint8_t* recorded_roots_;
+  std::uint64_t recorded_roots_offset_;  // file offset of recorded_roots, for messages
+  Digest digest_;
+  std::string name_;  // "PATH: Archive"
+};
+
 }  // namespace
 
 namespace detail {
@@ -686,11 +717,7 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     for (std::uint64_t i = 0; i < h.payload_count; ++i) check_payload(r, h, t, i, verified[i]);
   } else {
     // Lazy verification: each payload is checked against its recorded root when first hashed.
-    file->payloads = payloads;
-    file->recorded_roots = t.hashes;
-    file->recorded_roots_offset = h.tables_offset;
-    file->recorded_digest = h.digest;
-    file->name = name;
+    file->check = std::make_unique<RecordedRootCheck>(payloads, t.hashes, h.tables_offset, h.digest, name);
   }
   // Build: one page object per payload, shared by every entry that names it. The mapping's
   // references are taken in one step, for every payload, before any page object exists (so a

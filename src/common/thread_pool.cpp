@@ -9,7 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "datacap/hash.hpp"
 
 namespace datacap {
 namespace detail {
@@ -126,10 +125,7 @@ Pool& pool() {
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn) { pool().run(n, fn); }
 unsigned pool_threads() noexcept { return pool().threads(); }
+void set_pool_threads(unsigned threads) { pool().resize(threads); }
 
 }  // namespace detail
-
-void set_hash_threads(unsigned threads) { detail::pool().resize(threads); }
-unsigned hash_threads() noexcept { return detail::pool().threads(); }
-
 }  // namespace datacap

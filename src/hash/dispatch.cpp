@@ -15,6 +15,7 @@
 #include <string>
 
 #include "datacap/error.hpp"
+#include "common/thread_pool.hpp"
 #include "hash/kernel.hpp"
 
 namespace datacap {
@@ -201,5 +202,9 @@ void set_isa(Isa isa) {
   detail::g_kernel.store(fn, std::memory_order_release);
   detail::configure_small_kernel(isa, /*pinned=*/true);
 }
+
+// The hashing threads are the process's thread pool: large root computations are its only user.
+void set_hash_threads(unsigned threads) { detail::set_pool_threads(threads); }
+unsigned hash_threads() noexcept { return detail::pool_threads(); }
 
 }  // namespace datacap

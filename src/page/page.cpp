@@ -50,26 +50,6 @@ PageNode* PageNode::borrowed(MappedFile* file, const std::uint8_t* bytes, bool r
   return node;
 }
 
-MappedFile* MappedFile::map_readonly(int fd, std::size_t len, const std::string& path) {
-  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (base == MAP_FAILED) throw IoError(path, std::string("cannot map: ") + std::strerror(errno));
-  auto* file = new MappedFile();
-  file->base = base;
-  file->len = len;
-  return file;
-}
-
-void MappedFile::release() noexcept {
-  if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (heap) {
-      ::operator delete(base, std::align_val_t{PAGE_SIZE});
-    } else {
-      ::munmap(base, len);
-    }
-    delete this;
-  }
-}
-
 PageNode* PageNode::missing(const Hash32& hash) {
   auto* node = new PageNode();
   node->sha256_root.set(hash);
@@ -106,17 +86,6 @@ Hash32 PageNode::root(Digest digest) {
   check_borrowed_root(digest, h);
   publish_root(digest, h);
   return h;
-}
-
-void MappedFile::check_root(const std::uint8_t* page, Digest digest, const Hash32& root) const {
-  if (digest != recorded_digest) return;  // recorded under another digest: nothing to compare
-  const auto index = static_cast<std::uint64_t>(page - payloads) / PAGE_SIZE;
-  if (std::memcmp(recorded_roots + 32 * index, root.data(), 32) != 0) {
-    throw DecodeError(name + ".payload_hashes[" + std::to_string(index) + "]",
-                      recorded_roots_offset + 32 * index,
-                      "payload " + std::to_string(index) +
-                          " does not match its recorded hash (found on first use)");
-  }
 }
 
 void PageNode::destroy() noexcept {

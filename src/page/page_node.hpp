@@ -3,11 +3,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <string>
 
 #include "datacap/hash.hpp"
 #include "datacap/page.hpp"
 #include "common/block_pool.hpp"
+#include "page/mapped_file.hpp"
 
 namespace datacap::detail {
 
@@ -42,39 +42,6 @@ class HashCache {
   static constexpr std::uint8_t EMPTY = 0, WRITING = 1, READY = 2;
   std::atomic<std::uint8_t> state_{EMPTY};
   Hash32 hash_{};
-};
-
-// A read-only file mapping whose pages are served to caps without copying (archives). Pages
-// borrowed from it hold a reference, so it stays mapped while any cap can reach them.
-struct MappedFile {
-  std::atomic<std::uint32_t> refs{1};
-  void* base = nullptr;
-  std::size_t len = 0;
-  bool heap = false;  // base came from aligned operator new (tests, fuzzing), not mmap
-  // Set for archives opened without full verification: each payload is checked against its
-  // recorded root the first time its root is computed (under the archive's digest).
-  const std::uint8_t* payloads = nullptr;
-  const std::uint8_t* recorded_roots = nullptr;
-  std::uint64_t recorded_roots_offset = 0;  // file offset of recorded_roots, for messages
-  Digest recorded_digest = Digest::sha256;
-  std::string name = "Archive";  // what lazy-verification errors name: "PATH: Archive"
-
-  // Throws DecodeError when `page` (a payload of this file) has a recorded root under `digest`
-  // that differs from `root`.
-  void check_root(const std::uint8_t* page, Digest digest, const Hash32& root) const;
-
-  // Maps `len` (> 0) bytes of the open file `fd` read-only; the caller holds the one reference.
-  // Throws IoError (naming `path`) when the mapping fails.
-  static MappedFile* map_readonly(int fd, std::size_t len, const std::string& path);
-
-  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept;  // unmaps on the last reference
-
-  // Drops the creator's reference at the end of a scope (pages hold their own).
-  struct Holder {
-    MappedFile* file;
-    ~Holder() { file->release(); }
-  };
 };
 
 // One page (data != nullptr: Loaded) or one Missing hash holder (data == nullptr).
@@ -122,10 +89,11 @@ struct PageNode {
   [[nodiscard]] bool cached_root(Digest digest, Hash32& out) const noexcept;
   // Caches a root computed elsewhere (batched page hashing); a racing value is dropped.
   void publish_root(Digest digest, const Hash32& root);
-  // For a page borrowed from a lazily verified archive: throws DecodeError when `root` (just
-  // computed from the bytes) is not the root the archive recorded. A no-op otherwise.
+  // For a page borrowed from a file that checks its pages on first use (see MappedFile::check):
+  // throws when `root`, just computed from the bytes, is not the one the file expects. A no-op
+  // for every other page.
   void check_borrowed_root(Digest digest, const Hash32& root) const {
-    if (owner != nullptr && owner->recorded_roots != nullptr) owner->check_root(data, digest, root);
+    if (owner != nullptr && owner->check != nullptr) owner->check->check(data, digest, root);
   }
   // REQUIRES: unique(); called before the bytes change.
   void invalidate_roots() noexcept;

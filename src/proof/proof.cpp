@@ -6,6 +6,7 @@
 #include <string>
 
 #include "datacap/error.hpp"
+#include "datacap/merkle.hpp"
 #include "slab/slot_tree.hpp"
 
 namespace datacap {

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "datacap/error.hpp"
+#include "datacap/merkle.hpp"
 #include "datacap/store.hpp"
 #include "slab/slot_tree.hpp"
 #include "store/record.hpp"

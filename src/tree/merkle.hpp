@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "datacap/hash.hpp"
+#include "datacap/merkle.hpp"
 
 namespace datacap::detail {
 

@@ -11,6 +11,7 @@
 #include "cli/progress.hpp"
 #include "datacap/archive.hpp"
 #include "datacap/error.hpp"
+#include "datacap/merkle.hpp"
 #include "datacap/hash.hpp"
 
 namespace datacap::cli {

@@ -158,7 +158,7 @@ PageSlot DataCap::page_slot(std::uint64_t page_index) const {
     throw OutOfRange("page_slot: page_index " + std::to_string(page_index) + " >= page_count " +
                      std::to_string(page_count()));
   }
-  PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), page_index);
+  PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
   if (node == nullptr) return PageSlot();
   node->retain();
   return PageNode::adopt_slot(node);
@@ -171,7 +171,7 @@ PageResolution DataCap::page_at(std::uint64_t off) const {
   }
   PageResolution r;
   r.page_index = static_cast<std::uint32_t>(off / PAGE_SIZE);
-  PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), r.page_index);
+  PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), r.page_index);
   if (node == nullptr) {
     r.kind = PageResolution::Kind::zero;
     r.data = zero_page();
@@ -196,7 +196,7 @@ void DataCap::copy_into(std::uint64_t start, std::span<std::uint8_t> out) const 
     const std::uint64_t page_index = off / PAGE_SIZE;
     const std::size_t in_page = static_cast<std::size_t>(off % PAGE_SIZE);
     const std::size_t n = std::min(PAGE_SIZE - in_page, out.size() - done);
-    PageNode* node = effective_node(overlay_, backing_.root_, backing_.levels(), page_index);
+    PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
     if (node == nullptr) {
       std::memset(out.data() + done, 0, n);
     } else if (node->is_missing()) {
@@ -260,7 +260,7 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
     const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
     const std::uint64_t hi = std::min(off + bytes.size(), (p + 1) * PAGE_SIZE);
     if (hi - lo < PAGE_SIZE) {
-      PageNode* node = effective_node(overlay_, backing_.root_, levels, p);
+      PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), levels, p);
       if (node != nullptr && node->is_missing()) {
         throw MissingPage("write: partial write of range " + range_text(off, bytes.size()),
                           static_cast<std::uint32_t>(p), node->missing_hash());
@@ -325,14 +325,14 @@ void DataCap::elide_pages(std::span<const std::uint64_t> page_indices) {
   }
   for (const std::uint64_t page_index : page_indices) {
     const bool dirty = is_dirty(page_index);
-    const detail::TreeNode* tree = dirty ? overlay_ : backing_.root_;
+    const detail::TreeNode* tree = dirty ? overlay_ : detail::SlabAccess::root(backing_);
     PageNode* node = detail::tree_get(tree, backing_.levels(), page_index);
     if (node == nullptr || node->is_missing()) continue;
     PageNode* missing = PageNode::missing(node->root(Digest::sha256));
     if (dirty) {
       detail::tree_set(overlay_, backing_.levels(), page_index, missing);
     } else {
-      detail::tree_replace_same_root(backing_.root_, backing_.levels(), page_index, missing,
+      detail::tree_replace_same_root(detail::SlabAccess::root(backing_), backing_.levels(), page_index, missing,
                                      Digest::sha256);
     }
   }
@@ -344,11 +344,11 @@ std::vector<std::uint64_t> DataCap::missing_pages() const {
     if (node->is_missing()) out.push_back(page_index);
   };
   if (overlay_ == nullptr) {
-    detail::tree_for_each(backing_.root_, backing_.levels(), 0, page_count(), collect);
+    detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(), collect);
     return out;
   }
   detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(), collect);
-  detail::tree_for_each(backing_.root_, backing_.levels(), 0, page_count(),
+  detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
                         [&](std::uint64_t page_index, PageNode* node) {
                           if (node->is_missing() && !is_dirty(page_index)) out.push_back(page_index);
                         });
@@ -370,7 +370,7 @@ void DataCap::resolve_missing(std::span<const ResolvedPage> pages) {
       throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) +
                             " has no bytes (null PageRef)");
     }
-    const PageNode* node = detail::tree_get_either(overlay_, backing_.root_, backing_.levels(), page_index);
+    const PageNode* node = detail::tree_get_either(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
     if (node == nullptr || !node->is_missing()) {
       throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) + " is " +
                             (node == nullptr ? "Empty" : "Loaded") + ", not Missing");
@@ -391,7 +391,7 @@ void DataCap::resolve_missing(std::span<const ResolvedPage> pages) {
     if (is_dirty(resolved.page_index)) {
       detail::tree_set(overlay_, backing_.levels(), resolved.page_index, page);
     } else {
-      detail::tree_replace_same_root(backing_.root_, backing_.levels(), resolved.page_index, page,
+      detail::tree_replace_same_root(detail::SlabAccess::root(backing_), backing_.levels(), resolved.page_index, page,
                                      Digest::sha256);
     }
   }
@@ -448,7 +448,7 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
   const DataCap source = src;  // O(1); also makes place_shared(…, *this) safe
   PageSlab next = backing_;    // built aside, committed at the end (strong guarantee)
   // The source backing is canonical already; its overlay pages are folded in canonically.
-  place_range(next, source.backing_, dst_page, 0, n, next.root_, source.backing_.root_);
+  place_range(next, source.backing_, dst_page, 0, n, detail::SlabAccess::root(next), detail::SlabAccess::root(source.backing_));
   detail::tree_for_each(source.overlay_, source.backing_.levels(), 0, n, [&](std::uint64_t i, PageNode* node) {
     node->retain();
     next.set_page_slot(dst_page + i, PageNode::adopt_slot(node));

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Fails when an #include goes against the order of the library's components.
+
+Each folder under src/ is one component; a component may include its own headers and those of
+the components before it in LAYERS, never one after it. Public headers (include/datacap/) belong
+to the component that implements them (OWNER) and obey the same rule, as do the internal headers
+they stand for. Tests (*_test.cpp) and benchmarks (*_bench.cpp) beside a component may use the
+whole library, as may tools/, tests/, bench/ and fuzz/.
+
+Usage: scripts/check-layers.py [repository root]   (exit 1 and one line per violation)
+"""
+import pathlib
+import re
+import sys
+
+LAYERS = ["common", "hash", "tree", "page", "slab", "cap",
+          "image", "codec", "archive", "proof", "store"]
+RANK = {name: i for i, name in enumerate(LAYERS)}
+OWNER = {  # public header -> the component that implements it
+    "export.hpp": "common", "error.hpp": "common", "types.hpp": "common", "version.hpp": "common",
+    "hash.hpp": "hash", "merkle.hpp": "tree", "page.hpp": "page", "slab.hpp": "slab",
+    "cap.hpp": "cap", "image.hpp": "image", "codec.hpp": "codec", "archive.hpp": "archive",
+    "proof.hpp": "proof", "store.hpp": "store",
+    "datacap.hpp": None,  # the umbrella header: for users, never included by the library
+}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def component_of(include):
+    """The component an include names, or raises KeyError for an unknown one."""
+    head, _, rest = include.partition("/")
+    if head == "datacap":
+        return OWNER[rest]
+    if head in RANK:
+        return head
+    raise KeyError(include)
+
+
+def main():
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+    problems = []
+    files = []
+    for path in sorted((root / "include" / "datacap").glob("*")):
+        if path.name not in OWNER:
+            problems.append(f"{path.relative_to(root)}: public header with no owner in "
+                            f"scripts/check-layers.py OWNER")
+            continue
+        files.append((path, OWNER[path.name]))
+    for folder in sorted(p for p in (root / "src").iterdir() if p.is_dir()):
+        if folder.name not in RANK:
+            problems.append(f"src/{folder.name}: folder not in scripts/check-layers.py LAYERS")
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.suffix not in (".hpp", ".cpp", ".h", ".c"):
+                continue
+            if path.stem.endswith("_test") or path.stem.endswith("_bench"):
+                continue
+            files.append((path, folder.name))
+    for path, component in files:
+        text = path.read_text()
+        for match in INCLUDE.finditer(text):
+            include = match.group(1)
+            line = text.count("\n", 0, match.start()) + 1
+            where = f"{path.relative_to(root)}:{line}"
+            try:
+                target = component_of(include)
+            except KeyError:
+                problems.append(f'{where}: "{include}" is not a component header')
+                continue
+            if component is None or target is None:
+                if target is None:
+                    problems.append(f'{where}: the library includes the umbrella "{include}"')
+                continue
+            if RANK[target] > RANK[component]:
+                problems.append(f'{where}: {component} includes "{include}" of {target}, '
+                                f'which comes after it ({" <- ".join(LAYERS)})')
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"check-layers: {len(problems)} include(s) against the component order")
+        return 1
+    print(f"check-layers: {len(files)} files follow {' <- '.join(LAYERS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
