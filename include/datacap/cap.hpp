@@ -40,6 +40,10 @@
 
 namespace datacap {
 
+namespace detail {
+struct CapAccess;
+}
+
 // One named page of from_sparse_pages: its index and ≤ PAGE_SIZE bytes (zero-padded).
 struct SparsePage {
   std::uint32_t page_index;
@@ -159,6 +163,7 @@ class DATACAP_API DataCap {
   [[nodiscard]] Hash32 hash_tree_root(Digest digest = Digest::sha256) const;
 
  private:
+  friend struct detail::CapAccess;  // the library's own builders and invariant checks
   PageSlab backing_;
   detail::TreeNode* overlay_ = nullptr;  // same radix shape as the backing; null: clean
   std::uint64_t overlay_count_ = 0;

@@ -18,6 +18,7 @@
 
 #include "datacap/cap.hpp"
 #include "datacap/export.hpp"
+#include "datacap/types.hpp"
 
 namespace datacap {
 
@@ -63,16 +64,8 @@ class DATACAP_API ImageBuilder {
 
  private:
   ArenaPageRef window_for(std::uint32_t page_index, const std::uint8_t* page);
-  struct HashKey {
-    std::size_t operator()(const Hash32& h) const noexcept {
-      std::size_t v;
-      static_assert(sizeof v <= sizeof(Hash32));
-      __builtin_memcpy(&v, h.data(), sizeof v);
-      return v;
-    }
-  };
   std::vector<std::uint8_t> arena_;
-  std::unordered_map<Hash32, std::pair<std::uint32_t, std::uint32_t>, HashKey> windows_;
+  std::unordered_map<Hash32, std::pair<std::uint32_t, std::uint32_t>, Hash32Hasher> windows_;
 };
 
 // Where a data cap goes in an instance's memory.

@@ -33,4 +33,11 @@ DATACAP_API std::string to_hex(const Hash32& hash);
 // Parses exactly 64 hex characters (either case). Throws InvalidArgument otherwise. O(1).
 DATACAP_API Hash32 hash_from_hex(std::string_view hex);
 
+// The hasher for unordered containers keyed by Hash32. Mixes all 32 bytes with a seed chosen
+// once per process, so hashes picked by an adversary (a crafted archive's Missing pages) cannot
+// be lined up in one bucket. O(1).
+struct DATACAP_API Hash32Hasher {
+  std::size_t operator()(const Hash32& hash) const noexcept;
+};
+
 }  // namespace datacap

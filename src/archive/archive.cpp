@@ -28,8 +28,8 @@
 namespace datacap {
 
 using detail::PageNode;
-using detail::put_u32;
-using detail::put_u64;
+using detail::put_le32;
+using detail::put_le64;
 using detail::SszReader;
 
 namespace {
@@ -64,16 +64,16 @@ std::string system_message() { return std::strerror(errno); }
 void encode_header(std::uint8_t* out, const Header& h) {
   std::memset(out, 0, HEADER_SIZE);
   std::memcpy(out, MAGIC, 8);
-  put_u32(out + 8, VERSION);
+  put_le32(out + 8, VERSION);
   out[12] = static_cast<std::uint8_t>(h.digest);
   out[13] = h.dirty ? 1 : 0;
-  put_u64(out + 16, h.content_len);
-  put_u64(out + 24, HEADER_SIZE);  // payload_offset
-  put_u64(out + 32, h.payload_count);
-  put_u64(out + 40, h.backing_count);
-  put_u64(out + 48, h.overlay_count);
-  put_u64(out + 56, h.missing_count);
-  put_u64(out + 64, h.tables_offset);
+  put_le64(out + 16, h.content_len);
+  put_le64(out + 24, HEADER_SIZE);  // payload_offset
+  put_le64(out + 32, h.payload_count);
+  put_le64(out + 40, h.backing_count);
+  put_le64(out + 48, h.overlay_count);
+  put_le64(out + 56, h.missing_count);
+  put_le64(out + 64, h.tables_offset);
   std::memcpy(out + 72, h.root.data(), 32);
   const Hash32 check = digest_bytes(h.digest, std::span<const std::uint8_t>(out, HEADER_HASHED));
   std::memcpy(out + HEADER_HASHED, check.data(), 32);
@@ -172,14 +172,6 @@ class PendingFile {
   bool committed_ = false;
 };
 
-struct HashKey {
-  std::size_t operator()(const Hash32& h) const noexcept {
-    std::size_t v;
-    std::memcpy(&v, h.data(), sizeof v);
-    return v;
-  }
-};
-
 void count_flushed(ArchiveInfo& info, std::uint32_t ref) {
   ++((ref & REF_MISSING) != 0 ? info.flushed_missing_pages : info.flushed_loaded_pages);
 }
@@ -225,8 +217,8 @@ class ArchiveBuilder {
     for (const Hash32& x : missing_) p = std::copy(x.begin(), x.end(), p);
     for (const auto* table : {&backing_, &overlay_}) {
       for (const Entry& e : *table) {
-        put_u32(p, e.page_index);
-        put_u32(p + 4, e.ref);
+        put_le32(p, e.page_index);
+        put_le32(p + 4, e.ref);
         p += 8;
       }
     }
@@ -263,7 +255,7 @@ class ArchiveBuilder {
  private:
   PendingFile file_;
   Digest digest_;
-  std::unordered_map<Hash32, std::uint32_t, HashKey> payloads_;
+  std::unordered_map<Hash32, std::uint32_t, Hash32Hasher> payloads_;
   std::vector<Hash32> payload_hashes_;
   std::vector<Hash32> missing_;
   std::vector<Entry> backing_, overlay_;
@@ -431,8 +423,8 @@ static_assert(std::endian::native == std::endian::little, "archive entries are r
 
 Entry entry_at(const Tables& t, std::uint64_t k) {
   Entry e;
-  std::memcpy(&e.page_index, t.entries + 8 * k, 4);
-  std::memcpy(&e.ref, t.entries + 8 * k + 4, 4);
+  e.page_index = detail::get_le32(t.entries + 8 * k);
+  e.ref = detail::get_le32(t.entries + 8 * k + 4);
   return e;
 }
 

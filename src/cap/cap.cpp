@@ -138,8 +138,7 @@ bool DataCap::is_dirty(std::uint64_t page_index) const noexcept {
 void DataCap::for_each_dirty(const std::function<void(std::uint32_t, const PageSlot&)>& fn) const {
   detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(),
                         [&](std::uint64_t i, PageNode* node) {
-                          node->retain();
-                          const PageSlot slot = PageNode::adopt_slot(node);
+                          const PageSlot slot = PageNode::share_slot(node);
                           fn(static_cast<std::uint32_t>(i), slot);
                         });
 }
@@ -159,9 +158,7 @@ PageSlot DataCap::page_slot(std::uint64_t page_index) const {
                      std::to_string(page_count()));
   }
   PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
-  if (node == nullptr) return PageSlot();
-  node->retain();
-  return PageNode::adopt_slot(node);
+  return PageNode::share_slot(node);
 }
 
 PageResolution DataCap::page_at(std::uint64_t off) const {
@@ -450,8 +447,7 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
   // The source backing is canonical already; its overlay pages are folded in canonically.
   place_range(next, source.backing_, dst_page, 0, n, detail::SlabAccess::root(next), detail::SlabAccess::root(source.backing_));
   detail::tree_for_each(source.overlay_, source.backing_.levels(), 0, n, [&](std::uint64_t i, PageNode* node) {
-    node->retain();
-    next.set_page_slot(dst_page + i, PageNode::adopt_slot(node));
+    next.set_page_slot(dst_page + i, PageNode::share_slot(node));
   });
   backing_ = std::move(next);
 }

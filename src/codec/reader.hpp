@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "common/little_endian.hpp"
 #include "datacap/error.hpp"
 
 namespace datacap::detail {
@@ -35,15 +36,13 @@ class SszReader {
   }
   std::uint32_t u32(const char* field) {
     need(field, 4);
-    std::uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = v << 8 | bytes_[at_ + static_cast<std::size_t>(i)];
+    const std::uint32_t v = get_le32(bytes_.data() + at_);
     at_ += 4;
     return v;
   }
   std::uint64_t u64(const char* field) {
     need(field, 8);
-    std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = v << 8 | bytes_[at_ + static_cast<std::size_t>(i)];
+    const std::uint64_t v = get_le64(bytes_.data() + at_);
     at_ += 8;
     return v;
   }
@@ -67,12 +66,5 @@ class SszReader {
   std::string type_;
   std::size_t at_ = 0;
 };
-
-inline void put_u32(std::uint8_t* out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-inline void put_u64(std::uint8_t* out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
 
 }  // namespace datacap::detail

@@ -6,8 +6,8 @@
 
 namespace datacap {
 
-using detail::put_u32;
-using detail::put_u64;
+using detail::put_le32;
+using detail::put_le64;
 using detail::SszReader;
 
 namespace {
@@ -24,7 +24,7 @@ void append_page_bytes(std::vector<std::uint8_t>& out, const PageRef& page, Dige
   const std::size_t at = out.size();
   out.resize(at + PAGE_BYTES_FIXED + len);
   std::memcpy(out.data() + at, root.data(), 32);
-  put_u32(out.data() + at + 32, static_cast<std::uint32_t>(PAGE_BYTES_FIXED));
+  put_le32(out.data() + at + 32, static_cast<std::uint32_t>(PAGE_BYTES_FIXED));
   std::memcpy(out.data() + at + PAGE_BYTES_FIXED, page.data(), len);
 }
 
@@ -108,9 +108,9 @@ PageSlot decode_page_slot(std::span<const std::uint8_t> bytes, Digest digest) {
 
 std::array<std::uint8_t, ARENA_PAGE_REF_SIZE> encode_arena_page_ref(const ArenaPageRef& ref) {
   std::array<std::uint8_t, ARENA_PAGE_REF_SIZE> out{};
-  put_u32(out.data(), ref.page_index);
-  put_u32(out.data() + 4, ref.arena_off);
-  put_u32(out.data() + 8, ref.len);
+  put_le32(out.data(), ref.page_index);
+  put_le32(out.data() + 4, ref.arena_off);
+  put_le32(out.data() + 8, ref.len);
   return out;
 }
 
@@ -126,8 +126,8 @@ ArenaPageRef decode_arena_page_ref(std::span<const std::uint8_t> bytes) {
 
 std::vector<std::uint8_t> encode_data_desc(const DataDesc& desc) {
   std::vector<std::uint8_t> out(DATA_DESC_FIXED + ARENA_PAGE_REF_SIZE * desc.pages.size());
-  put_u64(out.data(), desc.size);
-  put_u32(out.data() + 8, static_cast<std::uint32_t>(DATA_DESC_FIXED));
+  put_le64(out.data(), desc.size);
+  put_le32(out.data() + 8, static_cast<std::uint32_t>(DATA_DESC_FIXED));
   for (std::size_t i = 0; i < desc.pages.size(); ++i) {
     const auto ref = encode_arena_page_ref(desc.pages[i]);
     std::memcpy(out.data() + DATA_DESC_FIXED + ARENA_PAGE_REF_SIZE * i, ref.data(), ref.size());

@@ -100,6 +100,11 @@ struct PageNode {
 
   // Adopting / borrowing conversions for the public handles.
   static PageSlot adopt_slot(PageNode* node) noexcept { return PageSlot(node); }
+  // A slot holding a new reference to `node` (null: Empty), which stays the caller's too.
+  static PageSlot share_slot(PageNode* node) noexcept {
+    if (node != nullptr) node->retain();
+    return PageSlot(node);
+  }
   static PageRef adopt_ref(PageNode* node) noexcept { return PageRef(node); }
   static PageNode* node_of(const PageSlot& slot) noexcept { return slot.node_; }
   static PageNode* node_of(const PageRef& ref) noexcept { return ref.node_; }

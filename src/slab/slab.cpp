@@ -62,9 +62,7 @@ PageSlot PageSlab::page_slot(std::uint64_t page_index) const {
                      " >= page_count " + std::to_string(page_count()));
   }
   PageNode* node = detail::tree_get(root_, levels_, page_index);
-  if (node == nullptr) return PageSlot();
-  node->retain();
-  return PageNode::adopt_slot(node);
+  return PageNode::share_slot(node);
 }
 
 void PageSlab::set_page_slot(std::uint64_t page_index, PageSlot slot) {
@@ -88,8 +86,7 @@ void PageSlab::set_page_slot(std::uint64_t page_index, PageSlot slot) {
 void PageSlab::for_each_stored(
     const std::function<void(std::uint32_t, const PageSlot&)>& fn) const {
   detail::tree_for_each(root_, levels_, 0, page_count(), [&](std::uint64_t i, PageNode* node) {
-    node->retain();
-    const PageSlot slot = PageNode::adopt_slot(node);
+    const PageSlot slot = PageNode::share_slot(node);
     fn(static_cast<std::uint32_t>(i), slot);
   });
 }

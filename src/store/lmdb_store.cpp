@@ -44,14 +44,6 @@ namespace {
 constexpr std::size_t PAGE_HEAD = PAGE_SIZE - 16;  // one LMDB overflow page after its header
 constexpr std::string_view FORMAT = "datacap-page-store-1";
 
-struct Hash32Hasher {
-  std::size_t operator()(const Hash32& h) const noexcept {
-    std::size_t v;
-    std::memcpy(&v, h.data(), sizeof v);
-    return v;
-  }
-};
-
 MDB_val val_of(const void* data, std::size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
 MDB_val key_of(const Hash32& h) { return val_of(h.data(), h.size()); }
 

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/little_endian.hpp"
 #include "datacap/error.hpp"
 #include "datacap/hash.hpp"
 #include "datacap/page.hpp"
@@ -23,15 +24,6 @@ namespace datacap::detail {
 inline constexpr std::uint8_t CAP_RECORD_MAGIC[8] = {'D', 'C', 'R', 'E', 'C', 1, 0, 0};
 inline constexpr std::size_t CAP_RECORD_HEADER = 24;
 inline constexpr std::size_t CAP_RECORD_ENTRY = 36;
-
-inline void put_le64(std::uint8_t* p, std::uint64_t v) noexcept {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-inline std::uint64_t get_le64(const std::uint8_t* p) noexcept {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 inline void begin_cap_record(std::vector<std::uint8_t>& record, std::uint64_t content_len) {
   record.assign(CAP_RECORD_HEADER, 0);
@@ -58,9 +50,7 @@ struct CapRecordView {
   const std::uint8_t* entries = nullptr;
 
   [[nodiscard]] std::uint32_t entry_index(std::uint64_t k) const noexcept {
-    const std::uint8_t* e = entries + k * CAP_RECORD_ENTRY;
-    return static_cast<std::uint32_t>(e[0]) | static_cast<std::uint32_t>(e[1]) << 8 |
-           static_cast<std::uint32_t>(e[2]) << 16 | static_cast<std::uint32_t>(e[3]) << 24;
+    return get_le32(entries + k * CAP_RECORD_ENTRY);
   }
   [[nodiscard]] Hash32 entry_root(std::uint64_t k) const noexcept {
     Hash32 h;

@@ -391,13 +391,6 @@ HydrateReport hydrate(DataCap& cap, const PageStore& store, std::span<const std:
 // ---- MemoryStore -------------------------------------------------------------------------------
 
 namespace {
-struct Hash32Hasher {
-  std::size_t operator()(const Hash32& h) const noexcept {
-    std::size_t v;
-    std::memcpy(&v, h.data(), sizeof v);  // a cryptographic hash: any 8 bytes are uniform
-    return v;
-  }
-};
 }  // namespace
 
 struct MemoryStore::Impl {

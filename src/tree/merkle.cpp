@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "datacap/error.hpp"
+#include "common/little_endian.hpp"
 #include "common/thread_pool.hpp"
 #include "hash/digest.hpp"
 
@@ -156,7 +157,7 @@ Hash32 merkleize(Digest digest, std::span<const Hash32> chunks, std::uint64_t li
 
 Hash32 size_root(std::uint64_t size) {
   Hash32 out{};
-  for (std::size_t i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(size >> (8 * i));
+  detail::put_le64(out.data(), size);
   return out;
 }
 

@@ -1,10 +1,36 @@
+#include <random>
 #include <string>
 #include <string_view>
 
 #include "datacap/error.hpp"
+#include "common/little_endian.hpp"
 #include "datacap/types.hpp"
 
 namespace datacap {
+namespace {
+
+std::uint64_t process_seed() noexcept {
+  static const std::uint64_t seed = [] {
+    try {
+      std::random_device device;
+      return std::uint64_t{device()} << 32 ^ device();
+    } catch (...) {  // no entropy source: a fixed seed still mixes all 32 bytes
+      return std::uint64_t{0x9e3779b97f4a7c15};
+    }
+  }();
+  return seed;
+}
+
+}  // namespace
+
+std::size_t Hash32Hasher::operator()(const Hash32& hash) const noexcept {
+  std::uint64_t h = process_seed();
+  for (std::size_t i = 0; i < 32; i += 8) {
+    h = (h ^ detail::get_le64(hash.data() + i)) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+  }
+  return static_cast<std::size_t>(h);
+}
 
 std::string to_hex(const Hash32& hash) {
   static constexpr char DIGITS[] = "0123456789abcdef";
