@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev
   python3           # renders BENCHMARKS.md from the benchmark JSON
   clang libclang-rt-14-dev  # libFuzzer targets
+  clang-format      # the layout check of the test command (.clang-format)
 )
 
 missing=()

@@ -11,7 +11,9 @@
 #include <set>
 #include <string>
 
+#include "cap/cap_access.hpp"
 #include "datacap/datacap.hpp"
+#include "slab/slot_tree_check.hpp"
 #include "support/naive_model.hpp"
 
 namespace datacap::testing {
@@ -38,8 +40,17 @@ class Differential {
     for (std::size_t i = 0; i < CAPS; ++i) reset(i);
   }
 
+  // One random operation on one cap, then the slot tree invariants of that cap (every
+  // operation; DATACAP_DIFF_INVARIANTS_EVERY=<k> checks every k-th, 0 never).
   void step(std::uint64_t n) {
     const std::size_t a = pick(CAPS);
+    apply(n, a);
+    if (invariants_every_ != 0 && n % invariants_every_ == 0 && !::testing::Test::HasFailure()) {
+      check_invariants(a);
+    }
+  }
+
+  void apply(std::uint64_t n, std::size_t a) {
     const std::uint64_t op = pick(100);
     if (op < 20) return op_write(a);
     if (op < 30) return op_write_page(a);
@@ -56,7 +67,15 @@ class Differential {
   }
 
   void check_all() {
-    for (std::size_t i = 0; i < CAPS; ++i) check(i);
+    for (std::size_t i = 0; i < CAPS; ++i) {
+      check(i);
+      check_invariants(i);
+    }
+  }
+
+  // The slot tree invariants of a cap's backing and overlay (cap/cap_access.hpp).
+  void check_invariants(std::size_t a) {
+    ASSERT_NO_THROW(detail::check_cap_invariants(caps_[a])) << "cap " << a;
   }
 
   std::uint64_t roots_compared = 0;
@@ -284,6 +303,7 @@ class Differential {
     }
   }
 
+  std::uint64_t invariants_every_ = env_or("DATACAP_DIFF_INVARIANTS_EVERY", 1);
   std::mt19937_64 rng_;
   DataCap caps_[CAPS];
   NaiveCap model_[CAPS];

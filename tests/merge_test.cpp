@@ -6,8 +6,11 @@
 
 #include <random>
 #include <set>
+#include <string>
 
+#include "cap/cap_access.hpp"
 #include "datacap/datacap.hpp"
+#include "slab/slot_tree_check.hpp"
 #include "support/naive_model.hpp"
 
 namespace datacap::testing {
@@ -26,6 +29,11 @@ std::vector<std::uint64_t> spread(std::mt19937_64& rng, std::uint64_t pages, std
   return {picked.begin(), picked.end()};
 }
 
+// The slot tree invariants of a cap's backing and overlay (cap/cap_access.hpp).
+void expect_invariants(const DataCap& cap, const std::string& what) {
+  EXPECT_NO_THROW(detail::check_cap_invariants(cap)) << what;
+}
+
 void expect_same(const DataCap& cap, const NaiveCap& model, const char* what) {
   DataCap flushed = cap.flush();
   NaiveCap settled = model;
@@ -33,6 +41,8 @@ void expect_same(const DataCap& cap, const NaiveCap& model, const char* what) {
   for (Digest d : {Digest::sha256, Digest::blake2b256}) {
     EXPECT_EQ(to_hex(flushed.hash_tree_root(d)), to_hex(*settled.root(d))) << what << " " << to_string(d);
   }
+  expect_invariants(cap, std::string(what) + " (after its flush)");
+  expect_invariants(flushed, std::string(what) + " flushed, roots cached");
 }
 
 TEST(Merge, RvalueFlushLeavesCapsSharingTheOverlayIntact) {
@@ -57,12 +67,18 @@ TEST(Merge, RvalueFlushLeavesCapsSharingTheOverlayIntact) {
   const NaiveCap m_part = ma;
   a.write(123 * PAGE_SIZE + 7, Bytes(5000, 9));  // one more path copy under a
   ma.write(123 * PAGE_SIZE + 7, Bytes(5000, 9));
+  expect_invariants(a, "a before its flush");
+  expect_invariants(whole, "whole");
+  expect_invariants(part, "part");
 
   const DataCap flushed = std::move(a).flush();
   NaiveCap settled = ma;
   settled.flush();
   EXPECT_TRUE(flushed.is_clean());
   EXPECT_EQ(to_hex(flushed.hash_tree_root()), to_hex(*settled.root(Digest::sha256)));
+  expect_invariants(flushed, "a flushed as an rvalue");
+  expect_invariants(whole, "whole after a's flush");
+  expect_invariants(part, "part after a's flush");
   // The sharers still see every page of their own overlays.
   EXPECT_EQ(whole.dirty_page_count(), m_whole.overlay.size());
   EXPECT_EQ(part.dirty_page_count(), m_part.overlay.size());
@@ -95,6 +111,7 @@ TEST(Merge, RootsRecomputedAcrossManyLeavesMatchTheModel) {
   }
   const Hash32 root = base.hash_tree_root();
   ASSERT_EQ(to_hex(root), to_hex(*model.root(Digest::sha256)));
+  expect_invariants(base, "base");
 
   // Every stored page rewritten as Missing with its own root, over ~950 leaves: nothing to
   // hash but nodes; the root must not move.
@@ -102,6 +119,7 @@ TEST(Merge, RootsRecomputedAcrossManyLeavesMatchTheModel) {
   for (std::size_t n = 0; n < stored.size(); ++n) same.insert_overlay_page(stored[n], PageSlot::missing(roots[n]));
   same = std::move(same).flush();
   EXPECT_EQ(to_hex(same.hash_tree_root()), to_hex(root));
+  expect_invariants(same, "same");
 
   // Half of them as Missing of other hashes, the other half rewritten with new bytes.
   DataCap changed = base;
@@ -121,6 +139,8 @@ TEST(Merge, RootsRecomputedAcrossManyLeavesMatchTheModel) {
   model.flush();
   EXPECT_EQ(to_hex(changed.hash_tree_root()), to_hex(*model.root(Digest::sha256)));
   EXPECT_EQ(to_hex(base.hash_tree_root()), to_hex(root));  // the shared original is unchanged
+  expect_invariants(changed, "changed");
+  expect_invariants(base, "base at the end");
 }
 
 }  // namespace

@@ -161,13 +161,13 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
     }
     // Reopen and check every cap ever reported saved in this store (a killed gc may or may not
     // have removed the ones it was not told to keep: those that remain must still be whole).
-    LmdbStore store(db);
+    const std::unique_ptr<PageStore> store = open_lmdb_store(db);
     for (const std::string& root : saved) {
-      if (!store.has_cap(hash_from_hex(root))) {
+      if (!store->has_cap(hash_from_hex(root))) {
         EXPECT_TRUE(gc) << "cap " << root << " reported saved is gone";
         continue;
       }
-      const DataCap cap = store.load_cap(hash_from_hex(root));
+      const DataCap cap = store->load_cap(hash_from_hex(root));
       ASSERT_EQ(to_hex(cap.hash_tree_root()), root);
       const std::vector<std::uint8_t> expected = read_file(file_of_root.at(root));
       std::vector<std::uint8_t> got(expected.size());
@@ -176,7 +176,7 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
     }
     if (gc) {  // forget what this gc may have removed
       for (auto it = saved.begin(); it != saved.end();) {
-        it = store.has_cap(hash_from_hex(*it)) ? std::next(it) : saved.erase(it);
+        it = store->has_cap(hash_from_hex(*it)) ? std::next(it) : saved.erase(it);
       }
     }
   }

@@ -80,13 +80,13 @@ struct ArchiveOpenOptions {
   // 0: no limit. Otherwise an archive whose cap would take more memory than this (the private
   // copy with FileAccess::copy, plus an estimate of the tree nodes, their cached hashes and page
   // objects, from the tables: a sparse archive costs up to ~5 KiB per entry) is refused with
-  // OutOfRange before anything is built.
+  // MemoryLimitExceeded (an OutOfRange) before anything is built.
   std::uint64_t max_memory = 0;
 };
 
 // Opens an archive. Throws DecodeError for anything malformed or (full) any hash that does not
 // match, IoError when the file cannot be read (or, with FileAccess::copy, changes size while it
-// is read), OutOfRange over options.max_memory. Every error names `path`.
+// is read), MemoryLimitExceeded over options.max_memory. Every error names `path`.
 DATACAP_API OpenedArchive open_archive(const std::string& path, const ArchiveOpenOptions& options);
 // open_archive(path, {verify, FileAccess::map, 0}).
 DATACAP_API OpenedArchive open_archive(const std::string& path,
@@ -100,7 +100,7 @@ DATACAP_API OpenedArchive open_archive(const std::string& path,
 class DATACAP_API ArchiveReader {
  public:
   // Opens `path` and reads its header and tables once, checking the structure as open_archive
-  // does. O(entries). With max_memory != 0, tables larger than that are refused (OutOfRange)
+  // does. O(entries). With max_memory != 0, tables larger than that are refused (MemoryLimitExceeded)
   // before they are read. Throws DecodeError, IoError (a file shorter than its header says
   // included), OutOfRange; every error names `path`.
   explicit ArchiveReader(const std::string& path, std::uint64_t max_memory = 0);
@@ -166,7 +166,7 @@ DATACAP_API std::uint64_t input_size_hint(const std::string& path) noexcept;
 // pages plus about 40 bytes of tree per page. With max_memory != 0, an input whose non-zero
 // pages would take more (about 4.2 KiB each) is refused as it is read. Throws as
 // stream_file_pages, and OutOfRange beyond 2^32 pages (zero pages counted: an endless /dev/zero
-// ends there) or over max_memory. O(file bytes).
+// ends there), MemoryLimitExceeded over max_memory. O(file bytes).
 DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 0, std::uint64_t max_memory = 0);
 
 // As read_raw_file, without copying: Loaded pages borrow a read-only mapping of the file (kept

@@ -19,8 +19,12 @@
 //                                are never hashed
 //   place_shared(dst, src)       O(pages stored in the range) reference-count increments
 //
-// Errors: every method documents the datacap::Error subclasses it throws. Mutating methods give
-// the strong guarantee: when they throw, the cap is unchanged.
+// Errors: every method documents the datacap::Error subclasses it throws; any allocation may
+// throw std::bad_alloc. Mutating methods give the strong guarantee: when they throw (bad_alloc
+// included), the cap's pages, overlay and root are as before. A write over several pages
+// allocates every page copy before it changes a byte; elide_pages, resolve_missing and
+// place_shared build the change aside and commit it at the end. (flush() && gives up the cap it
+// is called on, whatever happens.)
 //
 // Thread-safety: const methods may be called concurrently on one cap (lazy hash caches are
 // race-free). Distinct caps — including copies that share a backing and pages — may be used
@@ -93,6 +97,10 @@ class DATACAP_API DataCap {
   [[nodiscard]] std::uint64_t dirty_page_count() const noexcept { return overlay_count_; }
   // Calls fn(page_index, slot) for every overlay page in ascending order.
   void for_each_dirty(const std::function<void(std::uint32_t, const PageSlot&)>& fn) const;
+  // Calls fn(page_index, slot) for every effective page that is not Empty (the overlay's slot
+  // where it shadows, else the backing's) in ascending order: the pages of backing ∪ overlay.
+  // An overlay page of zeros is reported (it is Loaded until flush). O(stored pages + nodes).
+  void for_each_page(const std::function<void(std::uint32_t, const PageSlot&)>& fn) const;
 
   // The effective slot: the overlay's if it shadows, else the backing's.
   // Throws OutOfRange when page_index >= page_count().

@@ -60,6 +60,21 @@ class DATACAP_API OutOfRange : public InvalidArgument {
       : InvalidArgument(ErrorKind::out_of_range, message) {}
 };
 
+// An input that would need more memory than the caller allowed (a max_memory option): an
+// estimate of what it needs and the limit. An OutOfRange (kind out_of_range), so callers that
+// catch OutOfRange still do; nothing was built when it is thrown.
+class DATACAP_API MemoryLimitExceeded : public OutOfRange {
+ public:
+  MemoryLimitExceeded(const std::string& message, std::uint64_t needed, std::uint64_t limit)
+      : OutOfRange(message), needed_(needed), limit_(limit) {}
+  [[nodiscard]] std::uint64_t needed() const noexcept { return needed_; }
+  [[nodiscard]] std::uint64_t limit() const noexcept { return limit_; }
+
+ private:
+  std::uint64_t needed_;
+  std::uint64_t limit_;
+};
+
 // hash_tree_root() (or another clean-only operation) on a cap whose overlay is not empty.
 class DATACAP_API DirtyCap : public InvalidArgument {
  public:

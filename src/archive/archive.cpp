@@ -20,6 +20,7 @@
 #include "archive/archive_internal.hpp"
 #include "archive/file_reads.hpp"
 #include "codec/reader.hpp"
+#include "common/replacement_file.hpp"
 #include "common/thread_pool.hpp"
 #include "datacap/error.hpp"
 #include "slab/slot_tree.hpp"
@@ -81,96 +82,17 @@ void encode_header(std::uint8_t* out, const Header& h) {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-// A file written beside its final path and renamed into place only when complete. Archives are
-// written at offsets (the header last), so the destination must be a regular file: an existing
-// device, FIFO or socket is refused rather than replaced by a rename, and a symbolic link is
-// followed (its target is replaced; the link stays).
-class PendingFile {
- public:
-  explicit PendingFile(std::string path) : path_(std::move(path)) {
-    if (path_.empty()) throw InvalidArgument("archive path is empty");
-    struct stat link {};
-    const bool named = ::lstat(path_.c_str(), &link) == 0;
-    struct stat st {};
-    const bool exists = named && ::stat(path_.c_str(), &st) == 0;
-    if (named && !exists) throw IoError(path_, "is a symbolic link to a file that does not exist");
-    if (!named && errno != ENOENT) throw IoError(path_, "cannot stat: " + system_message());
-    if (exists && !S_ISREG(st.st_mode)) {
-      throw IoError(path_, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
-    }
-    if (exists && S_ISLNK(link.st_mode)) {
-      char* real = ::realpath(path_.c_str(), nullptr);
-      if (real == nullptr) throw IoError(path_, "cannot resolve the symbolic link: " + system_message());
-      path_ = real;
-      std::free(real);
-    }
-    // O_EXCL | O_NOFOLLOW: nothing planted under the temporary name is followed or reused.
-    for (int attempt = 0; fd_ < 0 && attempt < 100; ++attempt) {
-      tmp_ = path_;
-      tmp_ += ".tmp-";
-      tmp_ += std::to_string(::getpid());
-      if (attempt != 0) {
-        tmp_ += '-';
-        tmp_ += std::to_string(attempt);
-      }
-      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-      if (fd_ < 0 && errno != EEXIST) break;
-    }
-    if (fd_ < 0) {
-      const std::string why = system_message();
-      throw IoError(path_, "cannot create a temporary file beside it: " + why);
-    }
-    // The replaced file's permissions carry over (a 0600 archive stays private).
-    if (exists && ::fchmod(fd_, st.st_mode & 07777) != 0) {
-      const std::string why = system_message();
-      ::close(fd_);
-      ::unlink(tmp_.c_str());
-      throw IoError(tmp_, "cannot set permissions: " + why);
-    }
+// Archives are written at offsets (the header last) through a replacement file, so the
+// destination must be a regular file (or a new one): an existing device, FIFO or socket is
+// refused rather than replaced by a rename.
+detail::OutputTarget archive_target(const std::string& path) {
+  if (path.empty()) throw InvalidArgument("archive path is empty");
+  detail::OutputTarget target = detail::resolve_output(path);
+  if (!target.replaceable()) {
+    throw IoError(path, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
   }
-  [[nodiscard]] const std::string& temp_path() const noexcept { return tmp_; }
-  PendingFile(const PendingFile&) = delete;
-  PendingFile& operator=(const PendingFile&) = delete;
-  ~PendingFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  void write_at(std::uint64_t off, const void* data, std::size_t len) {
-    const auto* p = static_cast<const std::uint8_t*>(data);
-    while (len > 0) {
-      const ssize_t n = ::pwrite(fd_, p, len, static_cast<off_t>(off));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw IoError(tmp_, "write failed: " + system_message());
-      }
-      if (n == 0) throw IoError(tmp_, "write failed: no progress (device full?)");
-      p += n;
-      off += static_cast<std::uint64_t>(n);
-      len -= static_cast<std::size_t>(n);
-    }
-  }
-  void commit() {
-    if (::fsync(fd_) != 0) throw IoError(tmp_, "fsync failed: " + system_message());
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw IoError(tmp_, "close failed: " + system_message());
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw IoError(path_, "cannot rename into place: " + system_message());
-    committed_ = true;
-    // The rename is durable only once its directory is synced.
-    const std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/') + 1);
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      const bool synced = ::fsync(dfd) == 0 || errno == EINVAL;
-      ::close(dfd);
-      if (!synced) throw IoError(path_, "cannot sync its directory after the rename: " + system_message());
-    }
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
+  return target;
+}
 
 void count_flushed(ArchiveInfo& info, std::uint32_t ref) {
   ++((ref & REF_MISSING) != 0 ? info.flushed_missing_pages : info.flushed_loaded_pages);
@@ -179,7 +101,7 @@ void count_flushed(ArchiveInfo& info, std::uint32_t ref) {
 // What every writer shares: payload dedup, the tables, and the final layout.
 class ArchiveBuilder {
  public:
-  ArchiveBuilder(const std::string& path, Digest digest) : file_(path), digest_(digest) {}
+  ArchiveBuilder(const std::string& path, Digest digest) : file_(archive_target(path)), digest_(digest) {}
 
   Digest digest() const { return digest_; }
   [[nodiscard]] const std::string& temp_path() const noexcept { return file_.temp_path(); }
@@ -253,7 +175,7 @@ class ArchiveBuilder {
   }
 
  private:
-  PendingFile file_;
+  detail::ReplacementFile file_;
   Digest digest_;
   std::unordered_map<Hash32, std::uint32_t, Hash32Hasher> payloads_;
   std::vector<Hash32> payload_hashes_;
@@ -576,8 +498,9 @@ std::string mib(std::uint64_t bytes) {
 }
 
 [[noreturn]] void over_limit(const std::string& path, const std::string& what, std::uint64_t need, std::uint64_t limit) {
-  throw OutOfRange(path + ": " + what + " needs about " + mib(need) + " of memory, over the limit of " + mib(limit) +
-                   " (raise it with the max_memory option; datacap: --max-memory BYTES)");
+  throw MemoryLimitExceeded(path + ": " + what + " needs about " + mib(need) + " of memory, over the limit of " +
+                                mib(limit) + " (max_memory)",
+                            need, limit);
 }
 
 // Hashes `count` pages whose bytes are at `pages` (PAGE_SIZE apart) on all cores.
@@ -690,14 +613,17 @@ class RecordedRootCheck final : public detail::BorrowedPageCheck {
 namespace detail {
 
 OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const std::string& name,
-                                 std::uint64_t max_memory) {
+                                 std::uint64_t max_memory, std::uint64_t held) {
   const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(file->base), file->len);
   SszReader r(bytes, name);
   const Header h = parse_header(r, bytes, bytes.size());
   const Tables t = parse_tables(r, h, bytes.data() + h.tables_offset);
   if (max_memory != 0) {
-    const std::uint64_t need = tree_memory_estimate(h, t);
-    if (need > max_memory) over_limit(name, "a cap of " + std::to_string(h.backing_count + h.overlay_count) + " table entries", need, max_memory);
+    const std::uint64_t need = held + tree_memory_estimate(h, t);
+    if (need > max_memory) {
+      over_limit(name, "a cap of " + std::to_string(h.backing_count + h.overlay_count) + " table entries", need,
+                 max_memory);
+    }
   }
 
   // Content (full): every payload against its recorded hash, on all cores.
@@ -785,10 +711,8 @@ OpenedArchive open_archive(const std::string& path, const ArchiveOpenOptions& op
     file = detail::MappedFile::map_readonly(f.fd, f.size, path);
   }
   const detail::MappedFile::Holder drop{file};
-  const std::uint64_t tree_budget =
-      options.max_memory == 0 ? 0 : options.max_memory - (options.access == FileAccess::copy ? f.size : 0);
-  return detail::open_archive_image(file, options.verify, path + ": Archive",
-                                    options.max_memory == 0 ? 0 : std::max<std::uint64_t>(tree_budget, 1));
+  const std::uint64_t copied = options.access == FileAccess::copy ? f.size : 0;  // held already
+  return detail::open_archive_image(file, options.verify, path + ": Archive", options.max_memory, copied);
 }
 
 OpenedArchive open_archive(const std::string& path, ArchiveVerify verify) {

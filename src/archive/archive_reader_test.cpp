@@ -233,9 +233,12 @@ TEST(ArchiveReader, ASparseArchiveOverTheMemoryLimitIsRefusedBeforeAnythingIsBui
   try {
     (void)open_archive(path, options);
     ADD_FAILURE() << "opened over the limit";
-  } catch (const OutOfRange& e) {
+  } catch (const MemoryLimitExceeded& e) {
     EXPECT_NE(std::string(e.what()).find("max_memory"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_EQ(e.limit(), options.max_memory);
+    EXPECT_GT(e.needed(), e.limit());
+    EXPECT_EQ(e.kind(), ErrorKind::out_of_range);  // an OutOfRange, as callers caught before
   }
   options.max_memory = std::uint64_t{256} << 20;
   EXPECT_EQ(open_archive(path, options).cap.hash_tree_root(), cap.hash_tree_root());
@@ -243,7 +246,8 @@ TEST(ArchiveReader, ASparseArchiveOverTheMemoryLimitIsRefusedBeforeAnythingIsBui
   const ArchiveReader reader(path, std::uint64_t{1} << 20);
   EXPECT_NO_THROW(reader.verify());
   EXPECT_EQ(reader.info().root, cap.hash_tree_root());
-  EXPECT_THROW(ArchiveReader(path, 1000), OutOfRange);
+  EXPECT_THROW(ArchiveReader(path, 1000), MemoryLimitExceeded);
+  EXPECT_THROW((void)read_raw_file(path, 0, 1000), MemoryLimitExceeded);
   std::filesystem::remove(path);
 }
 

@@ -166,8 +166,9 @@ DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t
       if (std::all_of(one.begin(), one.end(), [](std::uint8_t b) { return b == 0; })) continue;
       held += COST_PER_PAGE;
       if (max_memory != 0 && held > max_memory) {
-        throw OutOfRange(name + ": its non-zero pages need more than the limit of " + std::to_string(max_memory) +
-                         " bytes of memory (raise it with the max_memory argument; datacap: --max-memory BYTES)");
+        throw MemoryLimitExceeded(name + ": its non-zero pages need more than the limit of " +
+                                      std::to_string(max_memory) + " bytes of memory (max_memory)",
+                                  held, max_memory);
       }
       pages.emplace_back(page, PageRef::copy_of(one));
     }

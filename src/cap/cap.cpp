@@ -143,6 +143,14 @@ void DataCap::for_each_dirty(const std::function<void(std::uint32_t, const PageS
                         });
 }
 
+void DataCap::for_each_page(const std::function<void(std::uint32_t, const PageSlot&)>& fn) const {
+  detail::tree_for_each_either(overlay_, detail::SlabAccess::root(backing_), backing_.levels(),
+                               [&](std::uint64_t i, PageNode* node) {
+                                 const PageSlot slot = PageNode::share_slot(node);
+                                 fn(static_cast<std::uint32_t>(i), slot);
+                               });
+}
+
 namespace {
 // The effective node of a page: the overlay's if present, else the backing's (null: Empty).
 inline PageNode* effective_node(const detail::TreeNode* overlay, const detail::TreeNode* backing,
@@ -266,22 +274,22 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
     }
     if (first_page == last_page) break;
   }
-  for (std::uint64_t p = first_page; p <= last_page; ++p) {
+  // Pages the overlay owns alone are patched in place; every other page gets a fresh copy. A
+  // write of several pages allocates all of its copies (and the overlay paths to them) before
+  // the first byte changes, so running out of memory leaves the content as it was; a one-page
+  // write is that order already.
+  const auto patch = [&](std::uint64_t p, void*& link, PageNode* fresh) {
     const std::uint64_t lo = std::max(off, p * PAGE_SIZE);
     const std::uint64_t hi = std::min(off + bytes.size(), (p + 1) * PAGE_SIZE);
     const std::size_t in_page = static_cast<std::size_t>(lo - p * PAGE_SIZE);
     const std::size_t n = static_cast<std::size_t>(hi - lo);
     const std::uint8_t* src = bytes.data() + (lo - off);
-
-    void*& link = detail::tree_link_for_write(overlay_, levels, p);
     auto* current = static_cast<PageNode*>(link);
-    if (current != nullptr && current->writable() && current->unique()) {
-      // The overlay owns this page alone: patch it in place.
+    if (fresh == nullptr) {  // the overlay owns this page alone: patch it in place
       current->invalidate_roots();
       std::memcpy(current->data + in_page, src, n);
-      continue;
+      return;
     }
-    PageNode* fresh = PageNode::allocate();
     if (n == PAGE_SIZE) {
       std::memcpy(fresh->data, src, PAGE_SIZE);
     } else {
@@ -298,6 +306,33 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
     } else {
       ++overlay_count_;
     }
+  };
+  // Null when the page at `link` is written in place, else a fresh page to copy into.
+  const auto prepare = [](void* link) -> PageNode* {
+    auto* current = static_cast<PageNode*>(link);
+    if (current != nullptr && current->writable() && current->unique()) return nullptr;
+    return PageNode::allocate();
+  };
+  if (first_page == last_page) {
+    void*& link = detail::tree_link_for_write(overlay_, levels, first_page);
+    patch(first_page, link, prepare(link));
+    return;
+  }
+  std::vector<PageNode*> fresh;
+  fresh.reserve(static_cast<std::size_t>(last_page - first_page + 1));
+  try {
+    for (std::uint64_t p = first_page; p <= last_page; ++p) {
+      fresh.push_back(prepare(detail::tree_link_for_write(overlay_, levels, p)));
+    }
+  } catch (...) {
+    for (PageNode* node : fresh) {
+      if (node != nullptr) node->release();
+    }
+    throw;
+  }
+  // The paths are unique and complete now: finding each link again allocates nothing.
+  for (std::uint64_t p = first_page; p <= last_page; ++p) {
+    patch(p, detail::tree_link_for_write(overlay_, levels, p), fresh[p - first_page]);
   }
 }
 
@@ -320,19 +355,26 @@ void DataCap::elide_pages(std::span<const std::uint64_t> page_indices) {
                        " >= page_count " + std::to_string(page_count()));
     }
   }
+  // Built aside and committed at the end (strong guarantee: a failed allocation, or a lazily
+  // verified archive page that turns out damaged when hashed, leaves the cap as it was). The
+  // copies share every node, so only the paths to the elided pages are copied.
+  PageSlab backing = backing_;
+  detail::TreeHolder overlay(overlay_);
   for (const std::uint64_t page_index : page_indices) {
-    const bool dirty = is_dirty(page_index);
-    const detail::TreeNode* tree = dirty ? overlay_ : detail::SlabAccess::root(backing_);
-    PageNode* node = detail::tree_get(tree, backing_.levels(), page_index);
+    const bool dirty = detail::tree_get(overlay.root, backing.levels(), page_index) != nullptr;
+    const detail::TreeNode* tree = dirty ? overlay.root : detail::SlabAccess::root(backing);
+    PageNode* node = detail::tree_get(tree, backing.levels(), page_index);
     if (node == nullptr || node->is_missing()) continue;
     PageNode* missing = PageNode::missing(node->root(Digest::sha256));
     if (dirty) {
-      detail::tree_set(overlay_, backing_.levels(), page_index, missing);
+      detail::tree_set(overlay.root, backing.levels(), page_index, missing);
     } else {
-      detail::tree_replace_same_root(detail::SlabAccess::root(backing_), backing_.levels(), page_index, missing,
-                                     Digest::sha256);
+      detail::tree_replace_same_root(detail::SlabAccess::root(backing), backing.levels(),
+                                     page_index, missing, Digest::sha256);
     }
   }
+  backing_ = std::move(backing);
+  std::swap(overlay_, overlay.root);  // the holder releases the old overlay
 }
 
 std::vector<std::uint64_t> DataCap::missing_pages() const {
@@ -382,16 +424,21 @@ void DataCap::resolve_missing(std::span<const ResolvedPage> pages) {
   if (const auto dup = std::adjacent_find(seen.begin(), seen.end()); dup != seen.end()) {
     throw InvalidArgument("resolve_missing: page " + std::to_string(*dup) + " is named twice");
   }
+  // Built aside and committed at the end, as in elide_pages.
+  PageSlab backing = backing_;
+  detail::TreeHolder overlay(overlay_);
   for (const ResolvedPage& resolved : pages) {
     PageNode* page = PageNode::node_of(resolved.page);
     page->retain();
     if (is_dirty(resolved.page_index)) {
-      detail::tree_set(overlay_, backing_.levels(), resolved.page_index, page);
+      detail::tree_set(overlay.root, backing.levels(), resolved.page_index, page);
     } else {
-      detail::tree_replace_same_root(detail::SlabAccess::root(backing_), backing_.levels(), resolved.page_index, page,
-                                     Digest::sha256);
+      detail::tree_replace_same_root(detail::SlabAccess::root(backing), backing.levels(),
+                                     resolved.page_index, page, Digest::sha256);
     }
   }
+  backing_ = std::move(backing);
+  std::swap(overlay_, overlay.root);
 }
 
 namespace {

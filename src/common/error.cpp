@@ -1,6 +1,5 @@
 #include "datacap/error.hpp"
 
-#include "datacap/version.hpp"
 
 namespace datacap {
 
@@ -62,6 +61,5 @@ IntegrityError::IntegrityError(const std::string& context, std::uint64_t page_in
 NotFound::NotFound(const std::string& context, const std::string& what, const Hash32& key)
     : Error(ErrorKind::not_found, context + ": no " + what + " " + to_hex(key)), key_(key) {}
 
-const char* version_string() noexcept { return "0.1.0"; }
 
 }  // namespace datacap

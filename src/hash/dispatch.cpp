@@ -2,13 +2,19 @@
 //
 // Each ISA is usable only when the CPU has it (CPUID) *and* the OS saves its registers on a
 // context switch (XGETBV): a CPU with AVX-512 under an OS that does not enable ZMM state would
-// fault on the first wide instruction.
+// fault on the first wide instruction. On any other CPU (or with DATACAP_PORTABLE_ONLY) nothing
+// is asked: only the portable kernel is compiled in, and every other ISA is unavailable (see the
+// DATACAP_HAVE_<ISA> switches in kernel.hpp).
 //
 // The choice is made once, on first use, and cached in an atomic. DATACAP_ISA in the environment
 // (portable | avx2 | avx512 | shani) overrides it for tests and benchmarks; an unknown or
 // unavailable value is an InvalidArgument error, never a silent fallback. set_isa() pins a
 // kernel at run time.
+#include "hash/kernel.hpp"
+
+#if DATACAP_HAVE_SIMD
 #include <cpuid.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -16,12 +22,12 @@
 
 #include "datacap/error.hpp"
 #include "common/thread_pool.hpp"
-#include "hash/kernel.hpp"
 
 namespace datacap {
 namespace detail {
 namespace {
 
+#if DATACAP_HAVE_SIMD
 struct CpuFeatures {
   bool avx2 = false;
   bool avx512 = false;  // F + BW, with ZMM state enabled
@@ -57,6 +63,7 @@ const CpuFeatures& cpu() {
   static const CpuFeatures features = detect();
   return features;
 }
+#endif  // DATACAP_HAVE_SIMD
 
 std::atomic<HashPairsFn> g_kernel{nullptr};
 // For calls with fewer pairs than the wide kernel has lanes: a wide kernel pays for all its
@@ -67,17 +74,17 @@ std::atomic<std::size_t> g_small_below{0};
 std::atomic<int> g_isa{-1};
 
 // Preference when nothing is pinned: the fastest kernel measured on x86 with each feature
-// (see BENCHMARKS.md, BM_PairHash/<isa>).
-constexpr Isa PREFERENCE[] = {Isa::avx512, Isa::shani, Isa::avx2, Isa::portable};
+// (see BENCHMARKS.md, BM_PairHash/<isa>); the portable kernel when none is available.
+constexpr Isa PREFERENCE[] = {Isa::avx512, Isa::shani, Isa::avx2};
 
-bool env_pinned() {
+// DATACAP_ISA, or nullptr when it is unset or empty.
+const char* env_isa() {
   const char* env = std::getenv("DATACAP_ISA");
-  return env != nullptr && *env != '\0';
+  return env != nullptr && *env != '\0' ? env : nullptr;
 }
 
 Isa choose() {
-  if (env_pinned()) {
-    const char* env = std::getenv("DATACAP_ISA");
+  if (const char* env = env_isa()) {
     const Isa isa = parse_isa(env);
     if (!isa_available(isa)) {
       throw InvalidArgument(std::string("DATACAP_ISA=") + env +
@@ -96,16 +103,16 @@ Isa choose() {
 HashPairsFn sha256_kernel_for(Isa isa) noexcept {
   switch (isa) {
     case Isa::portable: return sha256_portable_x1;
-#ifndef DATACAP_NO_AVX2
+#if DATACAP_HAVE_AVX2
     case Isa::avx2: return cpu().avx2 ? sha256_avx2_x8 : nullptr;
 #endif
-#ifndef DATACAP_NO_AVX512
+#if DATACAP_HAVE_AVX512
     case Isa::avx512: return cpu().avx512 ? sha256_avx512_x16 : nullptr;
 #endif
-#ifndef DATACAP_NO_SHANI
+#if DATACAP_HAVE_SHANI
     case Isa::shani: return cpu().shani ? sha256_shani_x2 : nullptr;
 #endif
-    default: return nullptr;
+    default: return nullptr;  // not compiled in (or not an Isa)
   }
 }
 
@@ -114,7 +121,7 @@ HashPairsFn sha256_kernel() {
   if (fn != nullptr) return fn;
   const Isa isa = choose();
   fn = sha256_kernel_for(isa);
-  configure_small_kernel(isa, env_pinned());
+  configure_small_kernel(isa, env_isa() != nullptr);
   HashPairsFn expected = nullptr;
   if (g_kernel.compare_exchange_strong(expected, fn, std::memory_order_acq_rel)) {
     g_isa.store(static_cast<int>(isa), std::memory_order_release);

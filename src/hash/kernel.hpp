@@ -16,18 +16,46 @@
 
 #include "datacap/hash.hpp"
 
+// Which kernels this build has, as 0/1 for #if; every x86-only line (cpuid.h, XGETBV,
+// intrinsics, a reference to an x86 kernel) sits behind one of these. The SIMD kernels exist
+// only on x86; DATACAP_PORTABLE_ONLY (the CMake option of that name) compiles as for any other
+// CPU, so that path is built and tested on x86 too; DATACAP_NO_<ISA> (CMake) leaves one out.
+// CMake compiles a kernel's file exactly when its DATACAP_HAVE_<ISA> below is 1.
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DATACAP_PORTABLE_ONLY)
+#define DATACAP_X86 1
+#else
+#define DATACAP_X86 0
+#endif
+#if DATACAP_X86 && !defined(DATACAP_NO_AVX2)
+#define DATACAP_HAVE_AVX2 1
+#else
+#define DATACAP_HAVE_AVX2 0
+#endif
+#if DATACAP_X86 && !defined(DATACAP_NO_AVX512)
+#define DATACAP_HAVE_AVX512 1
+#else
+#define DATACAP_HAVE_AVX512 0
+#endif
+#if DATACAP_X86 && !defined(DATACAP_NO_SHANI)
+#define DATACAP_HAVE_SHANI 1
+#else
+#define DATACAP_HAVE_SHANI 0
+#endif
+// Whether dispatch has any CPU feature to ask about.
+#define DATACAP_HAVE_SIMD (DATACAP_HAVE_AVX2 || DATACAP_HAVE_AVX512 || DATACAP_HAVE_SHANI)
+
 namespace datacap::detail {
 
 using HashPairsFn = void (*)(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept;
 
 void sha256_portable_x1(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept;
-#ifndef DATACAP_NO_AVX2
+#if DATACAP_HAVE_AVX2
 void sha256_avx2_x8(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept;
 #endif
-#ifndef DATACAP_NO_AVX512
+#if DATACAP_HAVE_AVX512
 void sha256_avx512_x16(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept;
 #endif
-#ifndef DATACAP_NO_SHANI
+#if DATACAP_HAVE_SHANI
 void sha256_shani_x2(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept;
 #endif
 

@@ -12,7 +12,7 @@
 #include "hash/kernel.hpp"
 #include "tree/merkle.hpp"
 
-#ifndef DATACAP_NO_AVX2
+#if DATACAP_HAVE_AVX2
 #include <immintrin.h>
 #endif
 
@@ -95,7 +95,7 @@ void pair_hash_small(benchmark::State& state, HashPairsFn fn) {
 // divides it by the kernel's own count of vector operations per 8 pairs (read from its object
 // code) to give the pairs/s that no AVX2 kernel doing that much work can exceed here, and how
 // close the real kernel, whose rounds do wait on one another, comes to it.
-#ifndef DATACAP_NO_AVX2
+#if DATACAP_HAVE_AVX2
 __attribute__((target("avx2"))) void BM_Avx2PortCeiling(benchmark::State& state) {
   constexpr long ROUNDS = 1 << 16;
   constexpr double OPS_PER_ROUND = 36;
@@ -146,7 +146,7 @@ const bool registered = [] {
                                  [isa](benchmark::State& s) { pair_hash_small(s, sha256_kernel_for(isa)); })
         ->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Arg(16);
   }
-#ifndef DATACAP_NO_AVX2
+#if DATACAP_HAVE_AVX2
   if (isa_available(Isa::avx2)) {
     benchmark::RegisterBenchmark("BM_Avx2PortCeiling", BM_Avx2PortCeiling)->Unit(benchmark::kMillisecond);
   }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "datacap/datacap.hpp"
@@ -89,6 +90,34 @@ TEST(Dispatch, NamesAndErrors) {
   }
   EXPECT_FALSE(available_isas().empty());
 }
+
+// A kernel left out of the build (DATACAP_NO_<ISA>, DATACAP_PORTABLE_ONLY, a CPU other than
+// x86) is unavailable whatever the CPU has, yet its name still parses, and pinning it is refused.
+TEST(Dispatch, KernelsLeftOutOfTheBuildAreUnavailable) {
+  const std::pair<Isa, bool> compiled[] = {
+      {Isa::avx2, DATACAP_HAVE_AVX2}, {Isa::avx512, DATACAP_HAVE_AVX512}, {Isa::shani, DATACAP_HAVE_SHANI}};
+  for (const auto& [isa, in_build] : compiled) {
+    SCOPED_TRACE(to_string(isa));
+    EXPECT_EQ(parse_isa(to_string(isa)), isa);
+    if (in_build) continue;
+    EXPECT_FALSE(isa_available(isa));
+    EXPECT_EQ(sha256_kernel_for(isa), nullptr);
+    EXPECT_THROW(set_isa(isa), InvalidArgument);
+  }
+#if !DATACAP_HAVE_SIMD
+  EXPECT_EQ(available_isas(), std::vector<Isa>{Isa::portable});
+  EXPECT_EQ(active_isa(), Isa::portable);
+#endif
+}
+
+#ifdef DATACAP_PORTABLE_ONLY
+// The portable-only build (CMake DATACAP_PORTABLE_ONLY) stands for a CPU other than x86: it must
+// compile nothing x86-specific into dispatch, even on x86.
+TEST(Dispatch, PortableOnlyBuildHasOnlyThePortableKernel) {
+  static_assert(!DATACAP_X86 && !DATACAP_HAVE_SIMD);
+  EXPECT_EQ(available_isas(), std::vector<Isa>{Isa::portable});
+}
+#endif
 
 }  // namespace
 }  // namespace datacap::detail

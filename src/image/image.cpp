@@ -82,20 +82,11 @@ ArenaPageRef ImageBuilder::window_for(std::uint32_t page_index, const std::uint8
 DataDesc ImageBuilder::add_cap(const DataCap& cap) {
   DataDesc desc;
   desc.size = cap.content_len();
-  // Visit only stored pages, the backing's and the overlay's, in ascending order.
-  std::vector<std::uint32_t> indices;
-  cap.backing().for_each_stored([&](std::uint32_t i, const PageSlot&) { indices.push_back(i); });
-  cap.for_each_dirty([&](std::uint32_t i, const PageSlot&) { indices.push_back(i); });
-  std::sort(indices.begin(), indices.end());
-  indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
-  for (std::uint32_t i : indices) {
-    const PageResolution r = cap.page_at(std::uint64_t{i} * PAGE_SIZE);
-    if (r.kind == PageResolution::Kind::missing) {
-      throw MissingPage("ImageBuilder::add_cap", i, r.missing_hash);
-    }
-    if (r.kind == PageResolution::Kind::zero || detail::is_zero_page(r.data)) continue;
-    desc.pages.push_back(window_for(i, r.data));
-  }
+  cap.for_each_page([&](std::uint32_t i, const PageSlot& slot) {
+    if (slot.is_missing()) throw MissingPage("ImageBuilder::add_cap", i, slot.missing_hash());
+    const std::uint8_t* bytes = slot.page().data();
+    if (!detail::is_zero_page(bytes)) desc.pages.push_back(window_for(i, bytes));
+  });
   return desc;
 }
 

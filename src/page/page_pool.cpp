@@ -1,13 +1,14 @@
 #include "page/page_pool.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
 #include <new>
 #include <vector>
 
-#include "datacap/hash.hpp"
+#include "datacap/types.hpp"
 
 // Under AddressSanitizer a page in the free list is poisoned, so a use after release is caught
 // as it would be with malloc.
@@ -47,7 +48,9 @@ class PagePool {
     std::lock_guard<std::mutex> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
       std::vector<std::uint8_t*>* to = &free_;
-      if (free_.size() >= FREE_RETAIN_PAGES) {
+      // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, MADV_DONTNEED
+      // on one of our pages would zero its neighbours, which may still be in use.
+      if (free_.size() >= FREE_RETAIN_PAGES && kernel_page_is_ours_) {
         ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
         to = &returned_;
       }
@@ -73,6 +76,7 @@ class PagePool {
     mapped_.fetch_add(CHUNK_BYTES, std::memory_order_relaxed);
   }
 
+  const bool kernel_page_is_ours_ = ::sysconf(_SC_PAGESIZE) == static_cast<long>(PAGE_SIZE);
   std::mutex mu_;
   std::vector<std::uint8_t*> free_;      // resident, ready for reuse
   std::vector<std::uint8_t*> returned_;  // given back with MADV_DONTNEED; reused last
@@ -113,7 +117,17 @@ thread_local LocalPagesGuard t_pages_guard;
 
 }  // namespace
 
+namespace {
+thread_local std::int64_t t_allocations_left = -1;  // < 0: no failure injected
+}  // namespace
+
+void fail_page_allocations_after(std::int64_t count) noexcept { t_allocations_left = count; }
+
 std::uint8_t* allocate_page_memory() {
+  if (t_allocations_left >= 0 && t_allocations_left-- == 0) {
+    t_allocations_left = -1;
+    throw std::bad_alloc();
+  }
   LocalPages& local = t_pages;
   std::uint8_t* page;
   if (local.dead) {

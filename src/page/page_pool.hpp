@@ -20,6 +20,10 @@ std::uint8_t* allocate_page_memory();
 // REQUIRES: `page` came from allocate_page_memory and is not used again.
 void release_page_memory(std::uint8_t* page) noexcept;
 
+// For tests of the exception guarantees: on this thread, the allocation after the next `count`
+// ones throws std::bad_alloc (once); a negative count turns that off.
+void fail_page_allocations_after(std::int64_t count) noexcept;
+
 // Bytes the pool has mapped from the kernel (for memory reports).
 std::uint64_t page_pool_mapped_bytes() noexcept;
 

@@ -91,7 +91,7 @@ void PageSlab::for_each_stored(
   });
 }
 
-std::uint64_t PageSlab::stored_page_count() const { return detail::tree_count(root_, levels_); }
+std::uint64_t PageSlab::stored_page_count() const { return detail::tree_count(root_); }
 
 std::uint64_t PageSlab::metadata_bytes() const noexcept { return detail::tree_metadata_bytes(root_); }
 

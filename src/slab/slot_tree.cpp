@@ -144,6 +144,24 @@ void for_each_rec(const TreeNode* node, std::uint64_t base, std::uint64_t lo, st
   }
 }
 
+// for_each_rec over two trees of one shape at once: the first's page where it has one.
+void for_each_either_rec(const TreeNode* first_tree, const TreeNode* second_tree, unsigned level,
+                         std::uint64_t base,
+                         const std::function<void(std::uint64_t, PageNode*)>& fn) {
+  const std::uint64_t span = std::uint64_t{1} << (FANOUT_LOG2 * level);
+  for (std::size_t i = 0; i < FANOUT; ++i) {
+    void* a = first_tree != nullptr ? first_tree->child[i] : nullptr;
+    void* b = second_tree != nullptr ? second_tree->child[i] : nullptr;
+    if (a == nullptr && b == nullptr) continue;
+    if (level == 0) {
+      fn(base + i, static_cast<PageNode*>(a != nullptr ? a : b));
+    } else {
+      for_each_either_rec(static_cast<const TreeNode*>(a), static_cast<const TreeNode*>(b),
+                          level - 1, base + i * span, fn);
+    }
+  }
+}
+
 std::uint64_t count_rec(const TreeNode* node) noexcept {
   std::uint64_t n = 0;
   for (void* c : node->child) {
@@ -451,8 +469,13 @@ void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std:
   for_each_rec(root, 0, lo, hi, fn);
 }
 
-std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept {
-  (void)levels;
+void tree_for_each_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,
+                          const std::function<void(std::uint64_t, PageNode*)>& fn) {
+  if (levels == 0 || (overlay == nullptr && backing == nullptr)) return;
+  for_each_either_rec(overlay, backing, levels - 1, 0, fn);
+}
+
+std::uint64_t tree_count(const TreeNode* root) noexcept {
   return root == nullptr ? 0 : count_rec(root);
 }
 

@@ -138,6 +138,11 @@ void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn);
 
+// Calls fn(page_index, node) for every page either tree (same shape) holds, ascending: the
+// overlay's node where it has one, else the backing's. One walk of both trees, O(nodes).
+void tree_for_each_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,
+                          const std::function<void(std::uint64_t, PageNode*)>& fn);
+
 // Computes and caches the roots of `pages` (Loaded, roots not cached), batched and on every
 // core when there are many.
 void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest);
@@ -166,8 +171,8 @@ std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept;
 // Bytes reachable only through `root` (nodes with one reference, all the way down).
 std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept;
 
-// Non-null pages.
-std::uint64_t tree_count(const TreeNode* root, unsigned levels) noexcept;
+// Non-null pages. O(nodes).
+std::uint64_t tree_count(const TreeNode* root) noexcept;
 
 // The pages root (SPEC §4) of a tree of page_count pages.
 Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page_count,
@@ -185,5 +190,15 @@ inline void tree_retain(TreeNode* root) noexcept {
 inline void tree_release(TreeNode* root) noexcept {
   if (root) root->release();
 }
+
+// A reference of its own to a tree (null: empty), released at the end of its scope: the copy
+// a multi-page change is built on before it is committed.
+struct TreeHolder {
+  explicit TreeHolder(TreeNode* tree) noexcept : root(tree) { tree_retain(root); }
+  TreeHolder(const TreeHolder&) = delete;
+  TreeHolder& operator=(const TreeHolder&) = delete;
+  ~TreeHolder() { tree_release(root); }
+  TreeNode* root;
+};
 
 }  // namespace datacap::detail

@@ -1,4 +1,4 @@
-// Internal: LMDB's data file (data.mdb) read with pread, never mapped — what LmdbStore checks
+// Internal: LMDB's data file (data.mdb) read with pread, never mapped — what the LMDB store checks
 // before it lets LMDB map the file (docs/format.md §3, "What LMDB cannot detect").
 //
 // LMDB 0.9 (Debian 12's liblmdb 0.9.24; the layout is unchanged across 0.9.x) maps data.mdb and

@@ -1,4 +1,5 @@
-// LmdbStore: pages, cap records and a format marker in one LMDB environment.
+// The LMDB store (open_lmdb_store): pages, cap records and a format marker in one LMDB
+// environment.
 //
 // Databases: "pages", "caps" (cap root → record, see store/record.hpp), "meta" ("format" →
 // FORMAT). A page is its bytes trimmed of trailing zeros, split at PAGE_HEAD: the key is its
@@ -40,6 +41,36 @@ namespace datacap {
 using detail::PageNode;
 
 namespace {
+
+// What open_lmdb_store returns; its behavior is documented there (datacap/store.hpp).
+class LmdbStore final : public PageStore {
+ public:
+  LmdbStore(const std::string& path, LmdbOptions options);
+  ~LmdbStore() override;
+
+  [[nodiscard]] std::string name() const override;  // the directory
+  [[nodiscard]] bool is_read_only() const noexcept override;
+
+ protected:
+  void do_put_pages(std::span<const PageRecord> pages) override;
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override;
+  bool do_has_page(const Hash32& root) const override;
+  void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override;
+  std::uint64_t do_page_count() const override;
+  void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override;
+  bool do_has_cap(const Hash32& cap_root) const override;
+  bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override;
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override;
+  GcReport do_gc(std::span<const Hash32> keep) override;
+  std::unique_ptr<Lock> do_lock(bool exclusive) const override;
+  StoreVerifyReport do_verify() const override;
+  void do_check_structure() const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 constexpr std::size_t PAGE_HEAD = PAGE_SIZE - 16;  // one LMDB overflow page after its header
 constexpr std::string_view FORMAT = "datacap-page-store-1";
@@ -84,6 +115,8 @@ constexpr std::uint64_t MAX_UNWRITTEN_PAGES = std::uint64_t{1} << 20;
 constexpr bool LMDB_LAYOUT_KNOWN = sizeof(std::size_t) == 8 && sizeof(void*) == 8 &&
                                    std::endian::native == std::endian::little;
 
+// A field of one of LMDB's structs, which LMDB writes in the host's byte order (not the
+// little-endian wire format of common/little_endian.hpp): read only where LMDB_LAYOUT_KNOWN.
 template <typename T>
 T load(const std::uint8_t* p) noexcept {
   T v;
@@ -1097,9 +1130,7 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
 
 LmdbStore::~LmdbStore() { mdb_env_close(impl_->env); }
 
-const std::string& LmdbStore::path() const noexcept { return impl_->path; }
-
-bool LmdbStore::read_only() const noexcept { return impl_->read_only; }
+bool LmdbStore::is_read_only() const noexcept { return impl_->read_only; }
 
 std::string LmdbStore::name() const { return impl_->path; }
 
@@ -1189,7 +1220,7 @@ bool LmdbStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& re
   return true;
 }
 
-void LmdbStore::check_structure() const {
+void LmdbStore::do_check_structure() const {
   const Impl& s = *impl_;
   Impl::Snapshot snap;
   s.begin_snapshot(snap);
@@ -1314,17 +1345,14 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
   return report;
 }
 
-StoreVerifyReport LmdbStore::verify() const {
+StoreVerifyReport LmdbStore::do_verify() const {
   const Impl& s = *impl_;
   const std::string file = s.path + "/data.mdb";
   // The file again: a store truncated since it was opened is a DecodeError here.
   (void)detail::check_lmdb_file(file);
   StoreVerifyReport report;
   const auto note = [&](StoreProblem::Kind kind, const Hash32& root, std::string message) {
-    ++report.problem_count;
-    if (report.problems.size() < StoreVerifyReport::MAX_PROBLEMS) {
-      report.problems.push_back({kind, root, std::move(message)});
-    }
+    report.add_problem(kind, root, std::move(message));
   };
   const auto tree_fault = [&](const std::string& what) {
     ++report.bad_trees;
@@ -1448,10 +1476,14 @@ StoreVerifyReport LmdbStore::verify() const {
   return report;
 }
 
-std::unique_ptr<PageStore::Lock> LmdbStore::lock(bool exclusive) const {
+std::unique_ptr<PageStore::Lock> LmdbStore::do_lock(bool exclusive) const {
   // Only saves and gc lock; refused here, they fail before hashing or reading anything.
   impl_->require_writable(exclusive ? "gc" : "save a cap");
   return std::make_unique<FileLock>(impl_->path + "/datacap.lock", exclusive);
+}
+
+std::unique_ptr<PageStore> open_lmdb_store(const std::string& path, LmdbOptions options) {
+  return std::make_unique<LmdbStore>(path, options);
 }
 
 }  // namespace datacap

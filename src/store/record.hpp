@@ -35,7 +35,7 @@ inline void append_cap_record_entry(std::vector<std::uint8_t>& record, std::uint
                                     const Hash32& root) {
   const std::size_t at = record.size();
   record.resize(at + CAP_RECORD_ENTRY);
-  for (int i = 0; i < 4; ++i) record[at + i] = static_cast<std::uint8_t>(page_index >> (8 * i));
+  put_le32(record.data() + at, page_index);
   std::memcpy(record.data() + at + 4, root.data(), 32);
 }
 

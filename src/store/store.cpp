@@ -1,5 +1,5 @@
 // The store-independent half of PageStore: hashing, cap records, streaming saves, loading,
-// hydration; and MemoryStore.
+// hydration, the default verify; and the memory store (make_memory_store).
 #include <algorithm>
 #include <future>
 #include <cstring>
@@ -21,9 +21,11 @@ namespace datacap {
 using detail::PageNode;
 using detail::SlabAccess;
 
-namespace {
+// datacap/store.hpp quotes the batches in MiB.
+static_assert(PageStore::SAVE_BATCH_PAGES * PAGE_SIZE == (std::size_t{128} << 20));
+static_assert(PageStore::EXPORT_BATCH_PAGES * PAGE_SIZE == (std::size_t{16} << 20));
 
-constexpr std::size_t SAVE_BATCH_PAGES = 32768;  // 128 MiB per transaction
+namespace {
 
 // The cap root a builder fed with a cap's pages gives, for any size: the builder rounds a size
 // up to at least one page, but a cap of size 0 (DataCap::empty()) has its own root.
@@ -130,8 +132,64 @@ std::vector<SavedCap> PageStore::list_caps() const {
 }
 
 GcReport PageStore::gc(std::span<const Hash32> keep) {
-  const auto held = lock(true);
+  const auto held = do_lock(true);
   return do_gc(keep);
+}
+
+// ---- checking ----------------------------------------------------------------------------------
+
+StoreVerifyReport PageStore::verify() const { return do_verify(); }
+
+void PageStore::check_structure() const { do_check_structure(); }
+
+bool PageStore::is_read_only() const noexcept { return false; }
+
+void PageStore::do_check_structure() const {}
+
+StoreVerifyReport PageStore::do_verify() const {
+  StoreVerifyReport report;
+  const std::string store = name();
+  // The roots first, the records one at a time after: no hook is called from inside another.
+  std::vector<Hash32> caps;
+  do_for_each_cap([&](const Hash32& root, std::span<const std::uint8_t>) { caps.push_back(root); });
+  std::vector<std::uint8_t> record;
+  std::vector<Hash32> roots;
+  std::vector<bool> present;
+  for (const Hash32& cap_root : caps) {
+    if (!do_get_cap(cap_root, record)) continue;  // removed by a gc since it was listed
+    ++report.caps;
+    detail::CapRecordView view;
+    try {
+      view = detail::parse_cap_record(record, store, &cap_root);
+    } catch (const DecodeError& err) {
+      ++report.bad_caps;
+      report.add_problem(StoreProblem::Kind::bad_cap, cap_root, err.what());
+      continue;
+    }
+    const Hash32 actual = detail::cap_record_root(view);
+    if (actual != cap_root) {
+      ++report.bad_caps;
+      report.add_problem(
+          StoreProblem::Kind::bad_cap, cap_root,
+          store + ": cap " + to_hex(cap_root) + ": its page table gives root " + to_hex(actual));
+      continue;
+    }
+    std::uint64_t absent = 0;
+    for (std::uint64_t first = 0; first < view.entry_count; first += EXPORT_BATCH_PAGES) {
+      const std::uint64_t n = std::min<std::uint64_t>(EXPORT_BATCH_PAGES, view.entry_count - first);
+      roots.resize(n);
+      for (std::uint64_t k = 0; k < n; ++k) roots[k] = view.entry_root(first + k);
+      present.assign(n, false);
+      do_has_pages(roots, present);
+      absent += static_cast<std::uint64_t>(std::count(present.begin(), present.end(), false));
+    }
+    if (absent != 0) {
+      report.absent_page_refs += absent;
+      ++report.caps_with_absent_pages;
+    }
+  }
+  report.pages = do_page_count();
+  return report;
 }
 
 // ---- streaming save ----------------------------------------------------------------------------
@@ -142,7 +200,7 @@ struct PageStore::CapWriter::State {
     PageRef page;  // null: Missing
     Hash32 hash;   // Missing: its hash
   };
-  explicit State(PageStore& s) : store(s), held(s.lock(false)) {}
+  explicit State(PageStore& s) : store(s), held(s.do_lock(false)) {}
 
   PageStore& store;
   std::unique_ptr<PageStore::Lock> held;
@@ -174,7 +232,7 @@ struct PageStore::CapWriter::State {
     next_index = entry.page_index + 1;
     started = true;
     pending.push_back(std::move(entry));
-    if (pending.size() >= SAVE_BATCH_PAGES) flush();
+    if (pending.size() >= PageStore::SAVE_BATCH_PAGES) flush();
   }
 
   void flush() {
@@ -296,7 +354,7 @@ void PageStore::export_cap(const Hash32& cap_root,
   if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
   const detail::CapRecordView view = detail::parse_cap_record(record, name(), &cap_root);
   CapRootBuilder builder(Digest::sha256);
-  constexpr std::uint64_t BATCH = 4096;
+  constexpr std::uint64_t BATCH = EXPORT_BATCH_PAGES;
   std::vector<Hash32> roots;
   std::vector<PageRef> pages;
   std::vector<PageRef> present;
@@ -388,19 +446,10 @@ HydrateReport hydrate(DataCap& cap, const PageStore& store, std::span<const std:
   return hydrate_indices(cap, store, missing);
 }
 
-// ---- MemoryStore -------------------------------------------------------------------------------
+// ---- the memory store --------------------------------------------------------------------------
 
 namespace {
-}  // namespace
 
-struct MemoryStore::Impl {
-  mutable std::shared_mutex data_mutex;
-  std::unordered_map<Hash32, PageRef, Hash32Hasher> pages;
-  std::map<Hash32, std::vector<std::uint8_t>> caps;
-  mutable std::shared_mutex save_gc_mutex;  // saves shared, gc exclusive
-};
-
-namespace {
 struct MemoryLock final : PageStore::Lock {
   explicit MemoryLock(std::shared_mutex& m, bool exclusive) : mutex(m), exclusive(exclusive) {
     if (exclusive) {
@@ -419,102 +468,114 @@ struct MemoryLock final : PageStore::Lock {
   std::shared_mutex& mutex;
   bool exclusive;
 };
+
+// Pages kept in memory, shared by reference with the caps that put them (no copies); records
+// copied. One reader-writer mutex guards the data; another is the save/gc lock.
+class MemoryStore final : public PageStore {
+ public:
+  [[nodiscard]] std::string name() const override { return "memory store"; }
+
+ protected:
+  void do_put_pages(std::span<const PageRecord> pages) override {
+    std::unique_lock guard(data_mutex_);
+    for (const PageRecord& r : pages) pages_.try_emplace(r.root, r.page);
+  }
+
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override {
+    std::shared_lock guard(data_mutex_);
+    for (std::size_t k = 0; k < roots.size(); ++k) {
+      const auto it = pages_.find(roots[k]);
+      out[k] = it == pages_.end() ? PageRef() : it->second;
+    }
+  }
+
+  bool do_has_page(const Hash32& root) const override {
+    std::shared_lock guard(data_mutex_);
+    return pages_.count(root) != 0;
+  }
+
+  void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override {
+    std::shared_lock guard(data_mutex_);
+    for (std::size_t k = 0; k < roots.size(); ++k) out[k] = pages_.count(roots[k]) != 0;
+  }
+
+  std::uint64_t do_page_count() const override {
+    std::shared_lock guard(data_mutex_);
+    return pages_.size();
+  }
+
+  void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override {
+    std::unique_lock guard(data_mutex_);
+    caps_.try_emplace(cap_root, record.begin(), record.end());
+  }
+
+  bool do_has_cap(const Hash32& cap_root) const override {
+    std::shared_lock guard(data_mutex_);
+    return caps_.count(cap_root) != 0;
+  }
+
+  bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override {
+    std::shared_lock guard(data_mutex_);
+    const auto it = caps_.find(cap_root);
+    if (it == caps_.end()) return false;
+    record = it->second;
+    return true;
+  }
+
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override {
+    std::shared_lock guard(data_mutex_);
+    for (const auto& [root, record] : caps_) fn(root, record);
+  }
+
+  GcReport do_gc(std::span<const Hash32> keep) override {
+    std::unique_lock guard(data_mutex_);
+    for (const Hash32& root : keep) {
+      if (caps_.count(root) == 0) throw NotFound(name() + ": gc: keep", "cap", root);
+    }
+    const std::set<Hash32> kept(keep.begin(), keep.end());
+    std::unordered_set<Hash32, Hash32Hasher> referenced;
+    std::vector<Hash32> roots;
+    for (const Hash32& root : kept) {
+      roots.clear();
+      record_page_roots(caps_.at(root), roots, name(), &root);
+      referenced.insert(roots.begin(), roots.end());
+    }
+    GcReport report;
+    for (auto it = caps_.begin(); it != caps_.end();) {
+      if (kept.count(it->first) != 0) {
+        ++report.caps_kept;
+        ++it;
+      } else {
+        ++report.caps_removed;
+        it = caps_.erase(it);
+      }
+    }
+    for (auto it = pages_.begin(); it != pages_.end();) {
+      if (referenced.count(it->first) != 0) {
+        ++report.pages_kept;
+        ++it;
+      } else {
+        ++report.pages_removed;
+        it = pages_.erase(it);
+      }
+    }
+    return report;
+  }
+
+  std::unique_ptr<Lock> do_lock(bool exclusive) const override {
+    return std::make_unique<MemoryLock>(save_gc_mutex_, exclusive);
+  }
+
+ private:
+  mutable std::shared_mutex data_mutex_;
+  std::unordered_map<Hash32, PageRef, Hash32Hasher> pages_;
+  std::map<Hash32, std::vector<std::uint8_t>> caps_;
+  mutable std::shared_mutex save_gc_mutex_;  // saves shared, gc exclusive
+};
+
 }  // namespace
 
-MemoryStore::MemoryStore() : impl_(std::make_unique<Impl>()) {}
-MemoryStore::~MemoryStore() = default;
-
-std::string MemoryStore::name() const { return "memory store"; }
-
-void MemoryStore::do_put_pages(std::span<const PageRecord> pages) {
-  std::unique_lock guard(impl_->data_mutex);
-  for (const PageRecord& r : pages) impl_->pages.try_emplace(r.root, r.page);
-}
-
-void MemoryStore::do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const {
-  std::shared_lock guard(impl_->data_mutex);
-  for (std::size_t k = 0; k < roots.size(); ++k) {
-    const auto it = impl_->pages.find(roots[k]);
-    out[k] = it == impl_->pages.end() ? PageRef() : it->second;
-  }
-}
-
-bool MemoryStore::do_has_page(const Hash32& root) const {
-  std::shared_lock guard(impl_->data_mutex);
-  return impl_->pages.count(root) != 0;
-}
-
-void MemoryStore::do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const {
-  std::shared_lock guard(impl_->data_mutex);
-  for (std::size_t k = 0; k < roots.size(); ++k) out[k] = impl_->pages.count(roots[k]) != 0;
-}
-
-std::uint64_t MemoryStore::do_page_count() const {
-  std::shared_lock guard(impl_->data_mutex);
-  return impl_->pages.size();
-}
-
-void MemoryStore::do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) {
-  std::unique_lock guard(impl_->data_mutex);
-  impl_->caps.try_emplace(cap_root, record.begin(), record.end());
-}
-
-bool MemoryStore::do_has_cap(const Hash32& cap_root) const {
-  std::shared_lock guard(impl_->data_mutex);
-  return impl_->caps.count(cap_root) != 0;
-}
-
-bool MemoryStore::do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const {
-  std::shared_lock guard(impl_->data_mutex);
-  const auto it = impl_->caps.find(cap_root);
-  if (it == impl_->caps.end()) return false;
-  record = it->second;
-  return true;
-}
-
-void MemoryStore::do_for_each_cap(
-    const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const {
-  std::shared_lock guard(impl_->data_mutex);
-  for (const auto& [root, record] : impl_->caps) fn(root, record);
-}
-
-GcReport MemoryStore::do_gc(std::span<const Hash32> keep) {
-  std::unique_lock guard(impl_->data_mutex);
-  for (const Hash32& root : keep) {
-    if (impl_->caps.count(root) == 0) throw NotFound(name() + ": gc: keep", "cap", root);
-  }
-  const std::set<Hash32> kept(keep.begin(), keep.end());
-  std::unordered_set<Hash32, Hash32Hasher> referenced;
-  std::vector<Hash32> roots;
-  for (const Hash32& root : kept) {
-    roots.clear();
-    record_page_roots(impl_->caps.at(root), roots, name(), &root);
-    referenced.insert(roots.begin(), roots.end());
-  }
-  GcReport report;
-  for (auto it = impl_->caps.begin(); it != impl_->caps.end();) {
-    if (kept.count(it->first) != 0) {
-      ++report.caps_kept;
-      ++it;
-    } else {
-      ++report.caps_removed;
-      it = impl_->caps.erase(it);
-    }
-  }
-  for (auto it = impl_->pages.begin(); it != impl_->pages.end();) {
-    if (referenced.count(it->first) != 0) {
-      ++report.pages_kept;
-      ++it;
-    } else {
-      ++report.pages_removed;
-      it = impl_->pages.erase(it);
-    }
-  }
-  return report;
-}
-
-std::unique_ptr<PageStore::Lock> MemoryStore::lock(bool exclusive) const {
-  return std::make_unique<MemoryLock>(impl_->save_gc_mutex, exclusive);
-}
+std::unique_ptr<PageStore> make_memory_store() { return std::make_unique<MemoryStore>(); }
 
 }  // namespace datacap

@@ -28,7 +28,7 @@ void BM_StorePut(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     fs::remove_all(dir);
-    auto store = std::make_unique<LmdbStore>(dir.string());
+    std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
     DataCap cap = DataCap::from_bytes(bytes);
     state.ResumeTiming();
     benchmark::DoNotOptimize(store->save_cap(cap));
@@ -54,12 +54,12 @@ void BM_StorePutAgain(benchmark::State& state) {
   const fs::path dir = bench_dir("again");
   fs::remove_all(dir);
   const auto bytes = bench::random_bytes(GIB_PAGES * PAGE_SIZE, 12);
-  LmdbStore store(dir.string());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
   const DataCap first = DataCap::from_bytes(bytes);
-  (void)store.save_cap(first);
+  (void)store->save_cap(first);
   for (auto _ : state) {
     if (same_cap) {
-      benchmark::DoNotOptimize(store.save_cap(first));
+      benchmark::DoNotOptimize(store->save_cap(first));
       continue;
     }
     if (variant == 2) {
@@ -67,13 +67,13 @@ void BM_StorePutAgain(benchmark::State& state) {
       DataCap longer = DataCap::zeroed(first.content_len() + PAGE_SIZE);
       longer.place_shared(0, first);
       state.ResumeTiming();
-      benchmark::DoNotOptimize(store.save_cap(longer));
+      benchmark::DoNotOptimize(store->save_cap(longer));
       continue;
     }
     state.PauseTiming();
     DataCap again = DataCap::from_bytes(bytes);
     state.ResumeTiming();
-    benchmark::DoNotOptimize(store.save_cap(again));
+    benchmark::DoNotOptimize(store->save_cap(again));
     state.PauseTiming();
     again = DataCap();
     state.ResumeTiming();
@@ -89,8 +89,8 @@ void BM_Hydrate1000(benchmark::State& state) {
   const fs::path dir = bench_dir("hydrate");
   fs::remove_all(dir);
   const DataCap& full = bench::rooted_cap(GIB_PAGES);
-  LmdbStore store(dir.string());
-  (void)store.save_cap(full);
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  (void)store->save_cap(full);
   std::mt19937_64 rng(13);
   std::vector<std::uint64_t> chosen;
   while (chosen.size() < 1000) {
@@ -104,7 +104,7 @@ void BM_Hydrate1000(benchmark::State& state) {
   std::uint64_t hydrated = 0;
   for (auto _ : state) {
     DataCap cap = elided;
-    hydrated = hydrate(cap, store).hydrated;
+    hydrated = hydrate(cap, *store).hydrated;
     benchmark::DoNotOptimize(cap);
   }
   if (hydrated != 1000) state.SkipWithError("not every page was hydrated");

@@ -8,15 +8,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <set>
+#include <shared_mutex>
+#include <thread>
 
 #include "datacap/datacap.hpp"
 #include "store/lmdb_file.hpp"
+#include "store/record.hpp"
 #include "support/seed.hpp"
 #include "support/vectors.hpp"
 
@@ -59,7 +63,107 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-enum class Kind { memory, lmdb };
+// A store written against the do_* contract in datacap/store.hpp alone, as a store outside the
+// library (a Redis store) would be: copies of the bytes in ordered maps under one mutex (held
+// while do_for_each_cap calls back: the base promises the callback calls no hook), and a
+// reader-writer mutex as the save/gc lock. Its maps are public so that tests can damage them.
+class MapStore final : public PageStore {
+ public:
+  [[nodiscard]] std::string name() const override { return "map store"; }
+
+  std::map<Hash32, Bytes> pages;  // guarded by mutex_
+  std::map<Hash32, Bytes> caps;   // guarded by mutex_
+
+ protected:
+  void do_put_pages(std::span<const PageRecord> records) override {
+    const std::lock_guard guard(mutex_);
+    for (const PageRecord& r : records)
+      pages.try_emplace(r.root, Bytes(r.page.data(), r.page.data() + PAGE_SIZE));
+  }
+  void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override {
+    const std::lock_guard guard(mutex_);
+    for (std::size_t k = 0; k < roots.size(); ++k) {
+      const auto it = pages.find(roots[k]);
+      out[k] = it == pages.end() ? PageRef() : PageRef::copy_of(it->second);
+    }
+  }
+  bool do_has_page(const Hash32& root) const override {
+    const std::lock_guard guard(mutex_);
+    return pages.count(root) != 0;
+  }
+  void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override {
+    const std::lock_guard guard(mutex_);
+    for (std::size_t k = 0; k < roots.size(); ++k) out[k] = pages.count(roots[k]) != 0;
+  }
+  std::uint64_t do_page_count() const override {
+    const std::lock_guard guard(mutex_);
+    return pages.size();
+  }
+  void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override {
+    const std::lock_guard guard(mutex_);
+    caps.try_emplace(cap_root, record.begin(), record.end());
+  }
+  bool do_has_cap(const Hash32& cap_root) const override {
+    const std::lock_guard guard(mutex_);
+    return caps.count(cap_root) != 0;
+  }
+  bool do_get_cap(const Hash32& cap_root, std::vector<std::uint8_t>& record) const override {
+    const std::lock_guard guard(mutex_);
+    const auto it = caps.find(cap_root);
+    if (it == caps.end()) return false;
+    record = it->second;
+    return true;
+  }
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>& fn) const override {
+    const std::lock_guard guard(mutex_);
+    for (const auto& [root, record] : caps) fn(root, record);
+  }
+  GcReport do_gc(std::span<const Hash32> keep) override {
+    const std::lock_guard guard(mutex_);
+    std::set<Hash32> referenced;
+    std::vector<Hash32> roots;
+    for (const Hash32& root : keep) {
+      const auto it = caps.find(root);
+      if (it == caps.end()) throw NotFound(name() + ": gc: keep", "cap", root);
+      roots.clear();
+      record_page_roots(it->second, roots, name(), &root);
+      referenced.insert(roots.begin(), roots.end());
+    }
+    const std::set<Hash32> kept(keep.begin(), keep.end());
+    GcReport report;
+    std::erase_if(caps, [&](const auto& entry) {
+      const bool drop = kept.count(entry.first) == 0;
+      ++(drop ? report.caps_removed : report.caps_kept);
+      return drop;
+    });
+    std::erase_if(pages, [&](const auto& entry) {
+      const bool drop = referenced.count(entry.first) == 0;
+      ++(drop ? report.pages_removed : report.pages_kept);
+      return drop;
+    });
+    return report;
+  }
+  std::unique_ptr<Lock> do_lock(bool exclusive) const override {
+    struct Held final : Lock {
+      std::shared_lock<std::shared_mutex> shared;
+      std::unique_lock<std::shared_mutex> unique;
+    };
+    auto held = std::make_unique<Held>();
+    if (exclusive) {
+      held->unique = std::unique_lock(save_gc_);
+    } else {
+      held->shared = std::shared_lock(save_gc_);
+    }
+    return held;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::shared_mutex save_gc_;
+};
+
+enum class Kind { memory, lmdb, map };
 
 class Store : public ::testing::TestWithParam<Kind> {
  protected:
@@ -68,15 +172,19 @@ class Store : public ::testing::TestWithParam<Kind> {
     store_.reset();
     if (!dir_.empty()) fs::remove_all(dir_);
   }
-  // LMDB: closes and opens the same directory (what persists); memory: keeps the store.
+  // LMDB: closes and opens the same directory (what persists); memory: keeps the store->
   void reopen() {
     if (GetParam() == Kind::memory) {
-      if (!store_) store_ = std::make_unique<MemoryStore>();
+      if (!store_) store_ = make_memory_store();
+      return;
+    }
+    if (GetParam() == Kind::map) {
+      if (!store_) store_ = std::make_unique<MapStore>();
       return;
     }
     if (dir_.empty()) dir_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     store_.reset();
-    store_ = std::make_unique<LmdbStore>(dir_.string());
+    store_ = open_lmdb_store(dir_.string());
   }
   PageStore& store() { return *store_; }
 
@@ -229,7 +337,7 @@ TEST_P(Store, GcKeepsNamedCapsAndTheirPagesOnly) {
   EXPECT_EQ(bytes_of(store().load_cap(ra)), bytes_of(a));
   EXPECT_EQ(bytes_of(store().load_cap(rb)), bytes_of(b));
   EXPECT_THROW((void)store().load_cap(rc), NotFound);
-  // Keeping nothing empties the store.
+  // Keeping nothing empties the store->
   const GcReport all = store().gc({});
   EXPECT_EQ(all.caps_removed, 2u);
   EXPECT_EQ(store().page_count(), 0u);
@@ -271,8 +379,67 @@ TEST_P(Store, ErrorsAreTyped) {
   EXPECT_THROW((void)store().saved_cap(unknown), NotFound);
 }
 
-INSTANTIATE_TEST_SUITE_P(BothStores, Store, ::testing::Values(Kind::memory, Kind::lmdb),
-                         [](const auto& info) { return info.param == Kind::memory ? "Memory" : "Lmdb"; });
+TEST_P(Store, VerifyOfASoundStoreFindsNothingAndCountsAbsentPages) {
+  std::mt19937_64 rng(testing::env_seed(49));
+  const Hash32 whole = store().save_cap(random_cap(rng, 60));
+  // A cap saved with two Missing pages: its record names pages the store does not hold.
+  DataCap partial = random_cap(rng, 40);
+  std::vector<std::uint64_t> loaded;
+  partial.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { loaded.push_back(p); });
+  ASSERT_GE(loaded.size(), 2u);
+  partial.elide_pages(std::span<const std::uint64_t>(loaded).first(2));
+  const Hash32 with_missing = store().save_cap(partial);
+  EXPECT_FALSE(store().is_read_only());
+  EXPECT_NO_THROW(store().check_structure());
+  const StoreVerifyReport report = store().verify();
+  EXPECT_FALSE(report.damaged());
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front().message;
+  EXPECT_EQ(report.caps, 2u);
+  EXPECT_EQ(report.pages, store().page_count());
+  EXPECT_EQ(report.bad_caps + report.bad_pages + report.damaged_page_refs + report.bad_trees, 0u);
+  EXPECT_EQ(report.absent_page_refs, 2u);
+  EXPECT_EQ(report.caps_with_absent_pages, 1u);
+  EXPECT_NE(whole, with_missing);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStore, Store, ::testing::Values(Kind::memory, Kind::lmdb, Kind::map),
+                         [](const auto& info) {
+                           return info.param == Kind::memory ? "Memory"
+                                  : info.param == Kind::lmdb ? "Lmdb"
+                                                             : "Map";
+                         });
+
+// The default verify (PageStore::do_verify), on a store that has only the hooks: records that
+// do not decode or whose page table gives another root are listed, naming the store and cap.
+TEST(MapStore, TheDefaultVerifyFindsDamagedRecords) {
+  std::mt19937_64 rng(testing::env_seed(51));
+  MapStore store;
+  std::vector<Hash32> roots;
+  for (int k = 0; k < 4; ++k) roots.push_back(store.save_cap(random_cap(rng, 20 + 10 * k)));
+  store.caps.at(roots[0]).resize(10);                           // does not decode
+  store.caps.at(roots[1])[detail::CAP_RECORD_HEADER + 4] ^= 1;  // an entry's root altered
+  std::vector<Hash32> named;
+  PageStore::record_page_roots(store.caps.at(roots[2]), named);
+  ASSERT_FALSE(named.empty());
+  store.pages.erase(named.front());  // a page lost
+  const StoreVerifyReport report = store.verify();
+  EXPECT_TRUE(report.damaged());
+  EXPECT_EQ(report.caps, 4u);
+  EXPECT_EQ(report.bad_caps, 2u);
+  EXPECT_EQ(report.problem_count, 2u);
+  ASSERT_EQ(report.problems.size(), 2u);
+  for (const StoreProblem& p : report.problems) {
+    EXPECT_EQ(p.kind, StoreProblem::Kind::bad_cap);
+    EXPECT_TRUE(p.root == roots[0] || p.root == roots[1]);
+    EXPECT_NE(p.message.find("map store"), std::string::npos) << p.message;
+    EXPECT_NE(p.message.find(to_hex(p.root)), std::string::npos) << p.message;
+  }
+  EXPECT_EQ(report.absent_page_refs, 1u);
+  EXPECT_EQ(report.caps_with_absent_pages, 1u);
+  EXPECT_EQ(report.pages, store.page_count());
+  EXPECT_THROW((void)store.list_caps(), DecodeError);
+  EXPECT_EQ(store.load_cap(roots[3]).hash_tree_root(), roots[3]);
+}
 
 // ---- damaged stores --------------------------------------------------------------------------
 
@@ -300,15 +467,15 @@ TEST(LmdbStore, DamagedPagesAndRecordsAreTypedErrors) {
   const DataCap cap = random_cap(rng, 20);
   Hash32 root, victim;
   {
-    LmdbStore store(dir.string());
-    root = store.save_cap(cap);
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    root = store->save_cap(cap);
     cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { victim = s.root(); });
   }
   poke_lmdb(dir, "pages", Bytes(victim.begin(), victim.end()), Bytes(100, 0xAB));
   {
-    LmdbStore store(dir.string());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
     try {
-      (void)store.load_cap(root);
+      (void)store->load_cap(root);
       ADD_FAILURE() << "no IntegrityError";
     } catch (const IntegrityError& e) {
       EXPECT_EQ(e.expected(), victim);
@@ -317,22 +484,23 @@ TEST(LmdbStore, DamagedPagesAndRecordsAreTypedErrors) {
   }
   poke_lmdb(dir, "caps", Bytes(root.begin(), root.end()), Bytes(30, 1));
   {
-    LmdbStore store(dir.string());
-    EXPECT_THROW((void)store.load_cap(root), DecodeError);
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    EXPECT_THROW((void)store->load_cap(root), DecodeError);
   }
   fs::remove_all(dir);
 }
 
 TEST(LmdbStore, OpeningErrorsAreTyped) {
   const fs::path dir = fresh_dir("open");
-  EXPECT_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}), IoError);
-  { LmdbStore created(dir.string()); }
-  EXPECT_NO_THROW(LmdbStore(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
+  EXPECT_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}),
+               IoError);
+  { const std::unique_ptr<PageStore> created = open_lmdb_store(dir.string()); }
+  EXPECT_NO_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
   // A store of another format.
   const std::string format = "format", other = "someone-elses-store-9";
   poke_lmdb(dir, "meta", Bytes(format.begin(), format.end()), Bytes(other.begin(), other.end()));
   try {
-    LmdbStore foreign(dir.string());
+    const std::unique_ptr<PageStore> foreign = open_lmdb_store(dir.string());
     ADD_FAILURE() << "no DecodeError";
   } catch (const DecodeError& e) {
     EXPECT_NE(std::string(e.what()).find(other), std::string::npos) << e.what();
@@ -340,7 +508,7 @@ TEST(LmdbStore, OpeningErrorsAreTyped) {
   // A file where the directory should be.
   const fs::path file = dir / "plain";
   { std::ofstream(file) << "x"; }
-  EXPECT_THROW(LmdbStore(file.string()), IoError);
+  EXPECT_THROW((void)open_lmdb_store(file.string()), IoError);
   fs::remove_all(dir);
 }
 
@@ -354,7 +522,7 @@ class LyingStore final : public PageStore {
  protected:
   void do_put_pages(std::span<const PageRecord>) override {}
   void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override {
-    for (std::size_t k = 0; k < roots.size(); ++k) out[k] = honest_.get(roots[k]);
+    for (std::size_t k = 0; k < roots.size(); ++k) out[k] = honest_->get(roots[k]);
     if (!out.empty()) out[out.size() / 2] = answer_;
   }
   bool do_has_page(const Hash32&) const override { return true; }
@@ -365,10 +533,10 @@ class LyingStore final : public PageStore {
   bool do_get_cap(const Hash32&, std::vector<std::uint8_t>&) const override { return false; }
   void do_for_each_cap(const std::function<void(const Hash32&, std::span<const std::uint8_t>)>&) const override {}
   GcReport do_gc(std::span<const Hash32>) override { return {}; }
-  std::unique_ptr<Lock> lock(bool) const override { return std::make_unique<Lock>(); }
+  std::unique_ptr<Lock> do_lock(bool) const override { return std::make_unique<Lock>(); }
 
  public:
-  MemoryStore honest_;
+  std::unique_ptr<PageStore> honest_ = make_memory_store();
   PageRef answer_;
 };
 
@@ -377,8 +545,8 @@ TEST(Hydrate, ElidingKeepsTheRootAndHydratingRestoresTheBytes) {
   const DataCap full = random_cap(rng, 700);
   const Hash32 root = full.hash_tree_root();
   const Bytes bytes = bytes_of(full);
-  MemoryStore store;
-  (void)store.save_cap(full);
+  const std::unique_ptr<PageStore> store = make_memory_store();
+  (void)store->save_cap(full);
 
   DataCap partial = full;  // shares the backing: eliding must not show in `full`
   std::vector<std::uint64_t> chosen;
@@ -403,12 +571,12 @@ TEST(Hydrate, ElidingKeepsTheRootAndHydratingRestoresTheBytes) {
   // Hydrate part, then the rest.
   const std::vector<std::uint64_t> some(expect_missing.begin(), expect_missing.begin() + 10);
   const DataCap before_hydrate = partial;
-  HydrateReport r = hydrate(partial, store, some);
+  HydrateReport r = hydrate(partial, *store, some);
   EXPECT_EQ(r.hydrated, 10u);
   EXPECT_EQ(r.still_missing, 0u);
   EXPECT_EQ(partial.missing_pages().size(), expect_missing.size() - 10);
   EXPECT_EQ(before_hydrate.missing_pages(), expect_missing);  // a copy is untouched
-  r = hydrate(partial, store);
+  r = hydrate(partial, *store);
   EXPECT_EQ(r.hydrated, expect_missing.size() - 10);
   EXPECT_TRUE(partial.missing_pages().empty());
   EXPECT_EQ(bytes_of(partial), bytes);
@@ -421,12 +589,12 @@ TEST(Hydrate, PagesTheStoreLacksStayMissing) {
   std::mt19937_64 rng(testing::env_seed(61));
   DataCap cap = random_cap(rng, 50);
   const Hash32 root = cap.hash_tree_root();
-  MemoryStore store;
+  const std::unique_ptr<PageStore> store = make_memory_store();
   std::vector<std::uint64_t> all;
   cap.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { all.push_back(p); });
-  (void)store.put(cap.page_slot(all[0]).page());
+  (void)store->put(cap.page_slot(all[0]).page());
   cap.elide_pages(all);
-  const HydrateReport r = hydrate(cap, store);
+  const HydrateReport r = hydrate(cap, *store);
   EXPECT_EQ(r.hydrated, 1u);
   EXPECT_EQ(r.still_missing, all.size() - 1);
   EXPECT_EQ(cap.hash_tree_root(), root);
@@ -436,7 +604,7 @@ TEST(Hydrate, AStoreReturningWrongBytesChangesNothing) {
   std::mt19937_64 rng(testing::env_seed(67));
   const DataCap full = random_cap(rng, 100);
   LyingStore store(PageRef::copy_of(random_page(rng)));
-  (void)store.honest_.save_cap(full);
+  (void)store.honest_->save_cap(full);
   DataCap cap = full;
   std::vector<std::uint64_t> all;
   full.backing().for_each_stored([&](std::uint32_t p, const PageSlot&) { all.push_back(p); });
@@ -476,7 +644,7 @@ TEST(Hydrate, DirtyPagesAreElidedAndResolvedInTheOverlay) {
   EXPECT_THROW(cap.resolve_missing(right), InvalidArgument);  // page 5 is Loaded now
   const std::vector<DataCap::ResolvedPage> past_end = {{30, PageRef::copy_of(page)}};
   EXPECT_THROW(cap.resolve_missing(past_end), OutOfRange);
-  EXPECT_THROW((void)hydrate(cap, MemoryStore(), past), OutOfRange);
+  EXPECT_THROW((void)hydrate(cap, *make_memory_store(), past), OutOfRange);
 }
 
 }  // namespace
@@ -521,15 +689,20 @@ void concurrent_use(PageStore& store) {
 }
 
 TEST(StoreThreads, MemoryStoreUnderConcurrentUse) {
-  MemoryStore store;
+  const std::unique_ptr<PageStore> store = make_memory_store();
+  concurrent_use(*store);
+}
+
+TEST(StoreThreads, AStoreWrittenOnTheHooksUnderConcurrentUse) {
+  MapStore store;
   concurrent_use(store);
 }
 
 TEST(StoreThreads, LmdbStoreUnderConcurrentUse) {
   const fs::path dir = fresh_dir("threads");
   {
-    LmdbStore store(dir.string());
-    concurrent_use(store);
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    concurrent_use(*store);
   }
   fs::remove_all(dir);
 }
@@ -554,12 +727,14 @@ TEST(LmdbStore, TheMapGrowsWhenItFills) {
   }
   Hash32 root;
   {
-    LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 26, true});
-    root = store.save_cap(cap);
+    const std::unique_ptr<PageStore> store =
+        open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 26, true});
+    root = store->save_cap(cap);
   }
-  LmdbStore reopened(dir.string(), LmdbOptions{std::uint64_t{1} << 26, false});
-  EXPECT_EQ(reopened.load_cap(root).hash_tree_root(), root);
-  EXPECT_EQ(reopened.page_count(), 20000u);
+  const std::unique_ptr<PageStore> reopened =
+      open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 26, false});
+  EXPECT_EQ(reopened->load_cap(root).hash_tree_root(), root);
+  EXPECT_EQ(reopened->page_count(), 20000u);
   fs::remove_all(dir);
 }
 
@@ -636,8 +811,9 @@ void expect_refused(const fs::path& dir, const std::string& expect_in_message) {
   for (const bool read_only : {false, true}) {
     SCOPED_TRACE(read_only ? "read-only" : "read-write");
     try {
-      LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, read_only});
-      ADD_FAILURE() << "opened; page_count " << store.page_count();
+      const std::unique_ptr<PageStore> store =
+          open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, read_only});
+      ADD_FAILURE() << "opened; page_count " << store->page_count();
     } catch (const DecodeError& e) {
       EXPECT_EQ(e.kind(), ErrorKind::decode);
       EXPECT_TRUE(mentions(e.what(), data)) << e.what();
@@ -651,8 +827,8 @@ TEST(LmdbStore, ATruncatedDataFileIsATypedErrorNamingIt) {
   const fs::path dir = fresh_dir("truncated");
   std::vector<Hash32> roots;
   {
-    LmdbStore store(dir.string());
-    for (int k = 0; k < 3; ++k) roots.push_back(store.save_cap(random_cap(rng, 120)));
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    for (int k = 0; k < 3; ++k) roots.push_back(store->save_cap(random_cap(rng, 120)));
   }
   const fs::path data = dir / "data.mdb";
   const Bytes pristine = testing::read_file(data.string());
@@ -677,12 +853,14 @@ TEST(LmdbStore, ATruncatedDataFileIsATypedErrorNamingIt) {
       expect_refused(dir, len < 8192 ? "shorter than LMDB's" : "truncated");
       continue;
     }
-    LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
-    for (const Hash32& root : roots) EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+    const std::unique_ptr<PageStore> store =
+        open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+    for (const Hash32& root : roots) EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
   }
   write_file(data, pristine);
-  LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
-  for (const Hash32& root : roots) EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  const std::unique_ptr<PageStore> store =
+      open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+  for (const Hash32& root : roots) EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
   fs::remove_all(dir);
 }
 
@@ -691,8 +869,8 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
   const fs::path dir = fresh_dir("meta");
   Hash32 root;
   {
-    LmdbStore store(dir.string());
-    root = store.save_cap(random_cap(rng, 40));
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    root = store->save_cap(random_cap(rng, 40));
   }
   const fs::path data = dir / "data.mdb";
   const Bytes pristine = testing::read_file(data.string());
@@ -720,15 +898,16 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
     expect_refused(dir, d.expect);
   }
   write_file(data, pristine);
-  LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
-  EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
+  const std::unique_ptr<PageStore> store =
+      open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
+  EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
   fs::remove_all(dir);
 }
 
-// Saves `cap` in a new LmdbStore at `dir`; returns its root and the root of its last page.
+// Saves `cap` in a new LMDB store at `dir`; returns its root and the root of its last page.
 std::pair<Hash32, Hash32> save_one_cap(const fs::path& dir, const DataCap& cap) {
-  LmdbStore store(dir.string());
-  const Hash32 root = store.save_cap(cap);
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  const Hash32 root = store->save_cap(cap);
   Hash32 page_root{};
   cap.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { page_root = s.root(); });
   return {root, page_root};
@@ -742,14 +921,14 @@ TEST(LmdbStore, AReadOnlyStoreReadsAndRefusesWrites) {
   const Hash32 root = saved.first, page_root = saved.second;
   const LmdbOptions read_only{std::uint64_t{1} << 30, true, true};
   {
-    LmdbStore store(dir.string(), read_only);
-    EXPECT_TRUE(store.read_only());
-    ASSERT_EQ(store.list_caps().size(), 1u);
-    EXPECT_TRUE(store.has_cap(root));
-    EXPECT_EQ(bytes_of(store.load_cap(root)), bytes_of(cap));
-    EXPECT_TRUE(store.get(page_root));
-    const std::uint64_t pages = store.page_count();
-    EXPECT_FALSE(store.verify().damaged());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string(), read_only);
+    EXPECT_TRUE(store->is_read_only());
+    ASSERT_EQ(store->list_caps().size(), 1u);
+    EXPECT_TRUE(store->has_cap(root));
+    EXPECT_EQ(bytes_of(store->load_cap(root)), bytes_of(cap));
+    EXPECT_TRUE(store->get(page_root));
+    const std::uint64_t pages = store->page_count();
+    EXPECT_FALSE(store->verify().damaged());
     // Every writing member is refused, naming the store, before it changes anything.
     const auto refused = [&](const std::function<void()>& write) {
       try {
@@ -761,19 +940,19 @@ TEST(LmdbStore, AReadOnlyStoreReadsAndRefusesWrites) {
         EXPECT_TRUE(mentions(e.what(), "read-only")) << e.what();
       }
     };
-    refused([&] { (void)store.put(PageRef::copy_of(random_page(rng))); });
-    refused([&] { (void)store.save_cap(random_cap(rng, 3)); });
-    refused([&] { PageStore::CapWriter writer(store); });
-    refused([&] { (void)store.gc({}); });
-    EXPECT_EQ(store.page_count(), pages);
-    EXPECT_EQ(store.list_caps().size(), 1u);
+    refused([&] { (void)store->put(PageRef::copy_of(random_page(rng))); });
+    refused([&] { (void)store->save_cap(random_cap(rng, 3)); });
+    refused([&] { PageStore::CapWriter writer(*store); });
+    refused([&] { (void)store->gc({}); });
+    EXPECT_EQ(store->page_count(), pages);
+    EXPECT_EQ(store->list_caps().size(), 1u);
   }
   // Read-only never creates: not the directory, not data.mdb.
   const fs::path absent = fresh_dir("read_only_absent");
-  EXPECT_THROW(LmdbStore(absent.string(), read_only), IoError);
+  EXPECT_THROW((void)open_lmdb_store(absent.string(), read_only), IoError);
   EXPECT_FALSE(fs::exists(absent));
   fs::create_directories(absent);
-  EXPECT_THROW(LmdbStore(absent.string(), read_only), IoError);
+  EXPECT_THROW((void)open_lmdb_store(absent.string(), read_only), IoError);
   EXPECT_FALSE(fs::exists(absent / "data.mdb"));
   fs::remove_all(absent);
   fs::remove_all(dir);
@@ -794,10 +973,12 @@ TEST(LmdbStore, AStoreTheUserCannotWriteOpensReadOnlyWithoutItsLockFile) {
       return 3;  // the lock file is writable: nothing to fall back from
     }
     try {
-      LmdbStore store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, true});
-      if (store.list_caps().size() != 1 || !store.has_cap(root) || !store.get(page_root)) return 4;
+      const std::unique_ptr<PageStore> store =
+          open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, true});
+      if (store->list_caps().size() != 1 || !store->has_cap(root) || !store->get(page_root))
+        return 4;
       try {
-        (void)store.put(PageRef::copy_of(random_page(rng)));
+        (void)store->put(PageRef::copy_of(random_page(rng)));
         return 2;
       } catch (const InvalidArgument&) {
       }
@@ -841,21 +1022,21 @@ TEST(LmdbStore, VerifyOfASoundStoreFindsNothing) {
   std::mt19937_64 rng(testing::env_seed(103));
   const fs::path dir = fresh_dir("verify_sound");
   std::vector<Bytes> pool;
-  LmdbStore store(dir.string());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
   std::vector<Hash32> roots;
-  for (int k = 0; k < 4; ++k) roots.push_back(store.save_cap(random_cap(rng, 50 + 40 * k, &pool)));
+  for (int k = 0; k < 4; ++k) roots.push_back(store->save_cap(random_cap(rng, 50 + 40 * k, &pool)));
   const std::vector<Hash32> keep = {roots[1], roots[3]};
-  (void)store.gc(keep);  // a free list with pages on it
+  (void)store->gc(keep);  // a free list with pages on it
   // A cap saved with Missing pages: the record names pages the store does not hold.
   DataCap partial = full_random_cap(rng, 10);
   const std::vector<std::uint64_t> elided = {2, 7};
   partial.elide_pages(elided);
-  (void)store.save_cap(partial);
-  const StoreVerifyReport report = store.verify();
+  (void)store->save_cap(partial);
+  const StoreVerifyReport report = store->verify();
   EXPECT_FALSE(report.damaged());
   EXPECT_TRUE(report.problems.empty()) << report.problems.front().message;
   EXPECT_EQ(report.caps, 3u);
-  EXPECT_EQ(report.pages, store.page_count());
+  EXPECT_EQ(report.pages, store->page_count());
   EXPECT_EQ(report.bad_caps + report.bad_pages + report.damaged_page_refs + report.bad_trees, 0u);
   EXPECT_EQ(report.absent_page_refs, 2u);
   EXPECT_EQ(report.caps_with_absent_pages, 1u);
@@ -871,9 +1052,9 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   const Hash32 victim = cap.page_slot(7).root();
   Hash32 root, other_root;
   {
-    LmdbStore store(dir.string());
-    root = store.save_cap(cap);
-    other_root = store.save_cap(other);
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    root = store->save_cap(cap);
+    other_root = store->save_cap(other);
   }
   // Find the page's bytes in data.mdb (its first 64 bytes are random: one match) and change one.
   const fs::path data = dir / "data.mdb";
@@ -884,8 +1065,8 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   const std::uint64_t offset = static_cast<std::uint64_t>(at - file.begin()) + 100;
   write_at(data, offset, {static_cast<std::uint8_t>(file[offset] ^ 0x5A)});
 
-  LmdbStore store(dir.string());
-  const StoreVerifyReport report = store.verify();
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  const StoreVerifyReport report = store->verify();
   EXPECT_TRUE(report.damaged());
   EXPECT_EQ(report.caps, 2u);
   EXPECT_EQ(report.pages, 25u);
@@ -904,13 +1085,13 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   EXPECT_TRUE(mentions(refs.message, to_hex(root)) && mentions(refs.message, "page 7")) << refs.message;
   // Loading finds it too, naming the store and the cap.
   try {
-    (void)store.load_cap(root);
+    (void)store->load_cap(root);
     ADD_FAILURE() << "no IntegrityError";
   } catch (const IntegrityError& e) {
     EXPECT_EQ(e.expected(), victim);
     EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(root))) << e.what();
   }
-  EXPECT_EQ(store.load_cap(other_root).hash_tree_root(), other_root);
+  EXPECT_EQ(store->load_cap(other_root).hash_tree_root(), other_root);
   fs::remove_all(dir);
 }
 
@@ -919,10 +1100,10 @@ TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
   const fs::path dir = fresh_dir("verify_caps");
   Hash32 a, b, c;
   {
-    LmdbStore store(dir.string());
-    a = store.save_cap(random_cap(rng, 30));
-    b = store.save_cap(random_cap(rng, 30));
-    c = store.save_cap(random_cap(rng, 30));
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    a = store->save_cap(random_cap(rng, 30));
+    b = store->save_cap(random_cap(rng, 30));
+    c = store->save_cap(random_cap(rng, 30));
   }
   // a: one entry names another page (a well-formed record with the wrong page table);
   // b: not a record at all.
@@ -932,8 +1113,8 @@ TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
   poke_lmdb(dir, "caps", Bytes(a.begin(), a.end()), record);
   poke_lmdb(dir, "caps", Bytes(b.begin(), b.end()), Bytes(30, 1));
 
-  LmdbStore store(dir.string());
-  const StoreVerifyReport report = store.verify();
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  const StoreVerifyReport report = store->verify();
   EXPECT_EQ(report.caps, 3u);
   EXPECT_EQ(report.bad_caps, 2u);
   EXPECT_EQ(report.bad_pages, 0u);
@@ -946,18 +1127,18 @@ TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
   EXPECT_EQ(reported, (std::set<Hash32>{a, b}));
   // The store's other readers name the store and the record too (review item 10).
   try {
-    (void)store.list_caps();
+    (void)store->list_caps();
     ADD_FAILURE() << "no DecodeError";
   } catch (const DecodeError& e) {
     EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(b))) << e.what();
   }
   try {
-    (void)store.load_cap(a);
+    (void)store->load_cap(a);
     ADD_FAILURE() << "no DecodeError";
   } catch (const DecodeError& e) {
     EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(a))) << e.what();
   }
-  EXPECT_EQ(store.load_cap(c).hash_tree_root(), c);
+  EXPECT_EQ(store->load_cap(c).hash_tree_root(), c);
   fs::remove_all(dir);
 }
 
@@ -969,10 +1150,10 @@ TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
   Hash32 root;
   std::uint64_t pages = 0;
   {
-    LmdbStore store(dir.string());
-    root = store.save_cap(cap);
-    (void)store.save_cap(full_random_cap(rng, 10));
-    pages = store.page_count();
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    root = store->save_cap(cap);
+    (void)store->save_cap(full_random_cap(rng, 10));
+    pages = store->page_count();
   }
   // The leaf page of the pages tree that holds `known` as a key (P_LEAF: flags 0x02 at +10):
   // its first node pointer (at +16) is sent into the page header.
@@ -994,17 +1175,17 @@ TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
   ASSERT_NE(leaf, 0u) << "no leaf page holds the page root";
   write_at(data, leaf + 16, {0x04, 0x00});
 
-  LmdbStore store(dir.string());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
   try {
     const std::vector<Hash32> keep = {root};
-    (void)store.gc(keep);
+    (void)store->gc(keep);
     ADD_FAILURE() << "gc ran on a damaged tree";
   } catch (const DecodeError& e) {
     EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), "tree 'pages'")) << e.what();
   }
-  EXPECT_EQ(store.page_count(), pages);
-  EXPECT_EQ(store.list_caps().size(), 2u);
-  const StoreVerifyReport report = store.verify();
+  EXPECT_EQ(store->page_count(), pages);
+  EXPECT_EQ(store->list_caps().size(), 2u);
+  const StoreVerifyReport report = store->verify();
   EXPECT_GE(report.bad_trees, 1u);
   ASSERT_FALSE(report.problems.empty());
   EXPECT_EQ(report.problems[0].kind, StoreProblem::Kind::bad_tree);
@@ -1020,13 +1201,13 @@ TEST(LmdbStore, AFileEndingOnUnwrittenFreePagesStillOpens) {
   const fs::path dir = fresh_dir("free_tail");
   Hash32 kept;
   {
-    LmdbStore store(dir.string());
-    const Hash32 a = store.save_cap(full_random_cap(rng, 50));
-    (void)store.save_cap(full_random_cap(rng, 50));
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    const Hash32 a = store->save_cap(full_random_cap(rng, 50));
+    (void)store->save_cap(full_random_cap(rng, 50));
     const std::vector<Hash32> keep = {a};
-    (void)store.gc(keep);
-    (void)store.gc({});
-    kept = store.save_cap(full_random_cap(rng, 1));  // reuses free pages: the file's tail is free
+    (void)store->gc(keep);
+    (void)store->gc({});
+    kept = store->save_cap(full_random_cap(rng, 1));  // reuses free pages: the file's tail is free
   }
   const fs::path data = dir / "data.mdb";
   const detail::LmdbFileCheck before = detail::check_lmdb_file(data.string());
@@ -1038,15 +1219,15 @@ TEST(LmdbStore, AFileEndingOnUnwrittenFreePagesStillOpens) {
   const Bytes ends_on_free = testing::read_file(data.string());
   // One page fewer cuts a page in use: refused.
   write_file(data, Bytes(ends_on_free.begin(), ends_on_free.end() - before.page_size));
-  EXPECT_THROW(LmdbStore(dir.string()), DecodeError);
+  EXPECT_THROW((void)open_lmdb_store(dir.string()), DecodeError);
   write_file(data, ends_on_free);
   EXPECT_EQ(detail::check_lmdb_file(data.string()).unwritten_free_pages, before.last_pgno + 1 - first_free);
   {
-    LmdbStore store(dir.string());
-    EXPECT_EQ(store.load_cap(kept).hash_tree_root(), kept);
-    EXPECT_FALSE(store.verify().damaged());
-    for (int k = 0; k < 3; ++k) (void)store.save_cap(full_random_cap(rng, 20));
-    EXPECT_FALSE(store.verify().damaged());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    EXPECT_EQ(store->load_cap(kept).hash_tree_root(), kept);
+    EXPECT_FALSE(store->verify().damaged());
+    for (int k = 0; k < 3; ++k) (void)store->save_cap(full_random_cap(rng, 20));
+    EXPECT_FALSE(store->verify().damaged());
   }
   fs::remove_all(dir);
 }
@@ -1168,9 +1349,9 @@ TEST(LmdbStore, ADamagedBranchPageOfTheMetaTreeIsRefusedOnOpening) {
   write_file(data, damaged);
   expect_refused(dir, "tree 'meta'");
   write_file(data, pristine);
-  LmdbStore store(dir.string());
-  EXPECT_EQ(store.load_cap(root).hash_tree_root(), root);
-  EXPECT_FALSE(store.verify().damaged());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
+  EXPECT_FALSE(store->verify().damaged());
   fs::remove_all(dir);
 }
 
@@ -1181,9 +1362,9 @@ TEST(LmdbStore, ABranchPageWithOneKeyIsDamageNeverAnAssertion) {
   const fs::path dir = fresh_dir("one_key");
   std::vector<Hash32> roots;
   {
-    LmdbStore store(dir.string());
-    for (int k = 0; k < 80; ++k) roots.push_back(store.save_cap(full_random_cap(rng, 2)));
-    EXPECT_FALSE(store.verify().damaged());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    for (int k = 0; k < 80; ++k) roots.push_back(store->save_cap(full_random_cap(rng, 2)));
+    EXPECT_FALSE(store->verify().damaged());
   }
   const fs::path data = dir / "data.mdb";
   const Bytes pristine = testing::read_file(data.string());
@@ -1193,43 +1374,44 @@ TEST(LmdbStore, ABranchPageWithOneKeyIsDamageNeverAnAssertion) {
     const std::uint64_t root_page = leave_one_key_on_the_root(damaged, tree);
     write_file(data, damaged);
     const std::string expected = "tree '" + tree + "': page " + std::to_string(root_page) + ": a branch page with 1 key";
-    LmdbStore store(dir.string());  // the main and meta trees are sound
+    const std::unique_ptr<PageStore> store =
+        open_lmdb_store(dir.string());  // the main and meta trees are sound
     if (tree == "caps") {
       try {
-        (void)store.list_caps();
+        (void)store->list_caps();
         ADD_FAILURE() << "list_caps read a caps tree with a one-key branch page";
       } catch (const DecodeError& e) {
         EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
       }
     } else {
-      EXPECT_EQ(store.list_caps().size(), roots.size());
+      EXPECT_EQ(store->list_caps().size(), roots.size());
     }
     try {
       const std::vector<Hash32> keep = {roots[0]};
-      (void)store.gc(keep);
+      (void)store->gc(keep);
       ADD_FAILURE() << "gc ran on a tree with a one-key branch page";
     } catch (const DecodeError& e) {
       EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
     }
     // Nothing removed: the count is the (edited) record's.
-    EXPECT_EQ(store.page_count(), load_u64(damaged, named_record_at(damaged, "pages") + 32));
-    const StoreVerifyReport report = store.verify();
+    EXPECT_EQ(store->page_count(), load_u64(damaged, named_record_at(damaged, "pages") + 32));
+    const StoreVerifyReport report = store->verify();
     EXPECT_TRUE(report.damaged());
     EXPECT_GE(report.bad_trees, 1u);
     ASSERT_FALSE(report.problems.empty());
     EXPECT_TRUE(mentions(report.problems[0].message, expected)) << report.problems[0].message;
     // What readers (store get) run before their lookups: the damage, not LMDB's assertion.
     try {
-      store.check_structure();
+      store->check_structure();
       ADD_FAILURE() << "check_structure passed a one-key branch page";
     } catch (const DecodeError& e) {
       EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
     }
   }
   write_file(data, pristine);
-  LmdbStore store(dir.string());
-  EXPECT_EQ(store.list_caps().size(), roots.size());
-  EXPECT_FALSE(store.verify().damaged());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+  EXPECT_EQ(store->list_caps().size(), roots.size());
+  EXPECT_FALSE(store->verify().damaged());
   fs::remove_all(dir);
 }
 
@@ -1244,10 +1426,10 @@ TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
   Hash32 keep_root;
   std::uint64_t pages = 0;
   {
-    LmdbStore store(dir.string());
-    keep_root = store.save_cap(kept);
-    (void)store.save_cap(dropped);
-    pages = store.page_count();
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    keep_root = store->save_cap(kept);
+    (void)store->save_cap(dropped);
+    pages = store->page_count();
   }
   // A page of `dropped`: its first 4080 bytes follow its overflow page's 16-byte header.
   const fs::path data = dir / "data.mdb";
@@ -1265,18 +1447,18 @@ TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
     write_file(data, pristine);
     write_at(data, header + 12, {static_cast<std::uint8_t>(count), static_cast<std::uint8_t>(count >> 8),
                                  static_cast<std::uint8_t>(count >> 16), static_cast<std::uint8_t>(count >> 24)});
-    LmdbStore store(dir.string());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
     const std::string expected = "tree 'pages': page " + std::to_string(pgno) + ": not the first of 1 overflow pages";
     try {
       const std::vector<Hash32> keep = {keep_root};
-      (void)store.gc(keep);
+      (void)store->gc(keep);
       ADD_FAILURE() << "gc deleted a value whose overflow header is damaged";
     } catch (const DecodeError& e) {
       EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), expected)) << e.what();
     }
-    EXPECT_EQ(store.page_count(), pages);
-    EXPECT_EQ(store.list_caps().size(), 2u);
-    const StoreVerifyReport report = store.verify();
+    EXPECT_EQ(store->page_count(), pages);
+    EXPECT_EQ(store->list_caps().size(), 2u);
+    const StoreVerifyReport report = store->verify();
     EXPECT_EQ(report.bad_trees, 1u);
     ASSERT_FALSE(report.problems.empty());
     EXPECT_TRUE(mentions(report.problems[0].message, "page " + std::to_string(pgno) + ": not the first of 1 overflow"))
@@ -1284,13 +1466,13 @@ TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
   }
   write_file(data, pristine);
   {
-    LmdbStore store(dir.string());
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
     const std::vector<Hash32> keep = {keep_root};
-    const GcReport report = store.gc(keep);
+    const GcReport report = store->gc(keep);
     EXPECT_EQ(report.caps_removed, 1u);
     EXPECT_EQ(report.pages_removed, 10u);
-    EXPECT_FALSE(store.verify().damaged());
-    EXPECT_EQ(bytes_of(store.load_cap(keep_root)), bytes_of(kept));
+    EXPECT_FALSE(store->verify().damaged());
+    EXPECT_EQ(bytes_of(store->load_cap(keep_root)), bytes_of(kept));
   }
   fs::remove_all(dir);
 }
@@ -1302,25 +1484,25 @@ TEST(LmdbStore, APageFlaggedDirtyIsDamage) {
   const fs::path dir = fresh_dir("dirty_flag");
   const Hash32 keep_root = save_one_cap(dir, random_cap(rng, 20)).first;
   {
-    LmdbStore store(dir.string());
-    (void)store.save_cap(random_cap(rng, 20));
+    const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
+    (void)store->save_cap(random_cap(rng, 20));
   }
   const fs::path data = dir / "data.mdb";
   const Bytes pristine = testing::read_file(data.string());
   const std::uint64_t root = load_u64(pristine, named_record_at(pristine, "caps") + 40);
   ASSERT_EQ(pristine[root * LMDB_PSIZE + 10], 0x02);  // one leaf page: both records
   write_at(data, root * LMDB_PSIZE + 10, {0x12});
-  LmdbStore store(dir.string());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
   const std::string expected = "tree 'caps': page " + std::to_string(root) + ": not a branch or leaf page (flags 0x12)";
   try {
     const std::vector<Hash32> keep = {keep_root};
-    (void)store.gc(keep);
+    (void)store->gc(keep);
     ADD_FAILURE() << "gc ran on a page flagged dirty";
   } catch (const DecodeError& e) {
     EXPECT_TRUE(mentions(e.what(), expected)) << e.what();
   }
-  EXPECT_THROW((void)store.list_caps(), DecodeError);
-  const StoreVerifyReport report = store.verify();
+  EXPECT_THROW((void)store->list_caps(), DecodeError);
+  const StoreVerifyReport report = store->verify();
   ASSERT_FALSE(report.problems.empty());
   EXPECT_TRUE(mentions(report.problems[0].message, expected)) << report.problems[0].message;
   fs::remove_all(dir);
@@ -1331,24 +1513,26 @@ TEST(LmdbStore, APageFlaggedDirtyIsDamage) {
 TEST(LmdbStore, TreesLmdbRebalancedPassTheWalk) {
   std::mt19937_64 rng(testing::env_seed(139));
   const fs::path dir = fresh_dir("rebalanced");
-  LmdbStore store(dir.string());
+  const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
   std::vector<Hash32> roots;
   std::uint16_t deepest = 0;  // of the pages tree
   for (int round = 0; round < 12; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const int saves = 1 + static_cast<int>(rng() % 120);
-    for (int k = 0; k < saves; ++k) roots.push_back(store.save_cap(random_cap(rng, 1 + rng() % 24)));
+    for (int k = 0; k < saves; ++k)
+      roots.push_back(store->save_cap(random_cap(rng, 1 + rng() % 24)));
     const Bytes file = testing::read_file((dir / "data.mdb").string());
     deepest = std::max(deepest, load_u16(file, named_record_at(file, "pages") + 6));
     std::vector<Hash32> keep;
     for (const Hash32& r : roots) {
       if (rng() % (round % 2 == 0 ? 2 : 8) == 0) keep.push_back(r);  // grow, then shrink (merges)
     }
-    (void)store.gc(keep);
+    (void)store->gc(keep);
     roots = keep;
-    const StoreVerifyReport report = store.verify();
+    const StoreVerifyReport report = store->verify();
     EXPECT_FALSE(report.damaged()) << (report.problems.empty() ? "" : report.problems.front().message);
-    EXPECT_EQ(store.list_caps().size(), std::set<Hash32>(roots.begin(), roots.end()).size());  // caps may repeat
+    EXPECT_EQ(store->list_caps().size(),
+              std::set<Hash32>(roots.begin(), roots.end()).size());  // caps may repeat
   }
   EXPECT_GE(deepest, 3u) << "the pages tree never grew branch pages below its root";
   fs::remove_all(dir);

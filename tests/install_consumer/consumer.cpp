@@ -3,6 +3,7 @@
 #include <datacap/datacap.hpp>
 
 #include <cstdio>
+#include <memory>
 
 int main() {
   const datacap::DataCap cap = datacap::DataCap::zeroed(datacap::PAGE_SIZE);
@@ -16,9 +17,9 @@ int main() {
   copy.write(0, hello);
   const datacap::DataCap flushed = copy.flush();
   // The store and proofs through the installed library (LMDB stays its private dependency).
-  datacap::MemoryStore store;
-  const datacap::Hash32 saved = store.save_cap(flushed);
-  if (store.load_cap(saved).hash_tree_root() != saved ||
+  const std::unique_ptr<datacap::PageStore> store = datacap::make_memory_store();
+  const datacap::Hash32 saved = store->save_cap(flushed);
+  if (store->load_cap(saved).hash_tree_root() != saved ||
       !datacap::verify_page_proof(datacap::prove_page(flushed, 0), saved)) {
     std::fprintf(stderr, "consumer: store or proof failed\n");
     return 1;

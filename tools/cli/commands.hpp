@@ -1,5 +1,7 @@
-// The datacap subcommands. Each registers itself, with its options and a callback, on the
-// CLI11 app; errors propagate as datacap::Error (printed by main as one line).
+// The datacap subcommands. Each add_*_command registers its subcommands, their options and a
+// callback on the CLI11 app. A callback reports failure by throwing: datacap::Error (and
+// CLI11's parse errors) for what went wrong, Difference or ValidationFailure below for a result
+// that is not a success; main() prints one line and maps each to its exit status (README, CLI).
 #pragma once
 
 #include <stdexcept>

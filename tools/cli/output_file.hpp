@@ -1,11 +1,9 @@
 // The file a command writes its result to (`-o`).
 //
-// A new path or an existing regular file is written through a new temporary file beside it
-// (FILE.tmp-PID, created with O_EXCL | O_NOFOLLOW, taking the old file's permissions) that is
-// synced and renamed over it only when complete, the directory synced after: a failed or
-// interrupted command never leaves a half-written FILE and never replaces the old one. A
-// symbolic link is followed: its target is replaced that way and the link stays (a dangling
-// link is refused). Anything else — a character or block
+// A new path or an existing regular file is replaced the way the library writes archives
+// (src/common/replacement_file.hpp): a temporary file beside it, synced and renamed over it only
+// when complete, so a failed or interrupted command never leaves a half-written FILE and never
+// loses the old one; a symbolic link's target is replaced (a dangling link is refused). Anything else — a character or block
 // device, a FIFO, a socket — is opened and written in place, since replacing the node would
 // destroy it (`-o /dev/null` must not replace the null device): in order with gaps written as
 // zeros, except on a seekable character device (which holds no content to keep), where the
@@ -15,8 +13,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace datacap::detail {
+class ReplacementFile;
+}
 
 namespace datacap::cli {
 
@@ -44,10 +47,9 @@ class OutputFile {
   void pad_to(std::uint64_t offset);
   [[noreturn]] void fail(const std::string& what) const;
 
-  std::string path_;    // what the user named
-  std::string target_;  // the file written: path_, or the regular file a symlink points to
-  std::string tmp_;     // empty when written in place
-  int fd_ = -1;
+  std::string path_;  // what the user named
+  std::unique_ptr<detail::ReplacementFile> replacement_;  // new or regular: replaced when done
+  int fd_ = -1;                                          // otherwise written in place
   std::uint64_t position_ = 0;  // in-place outputs: bytes written so far
   bool skip_gaps_ = false;      // a seekable character device: positional writes
 };

@@ -142,11 +142,7 @@ std::uint64_t default_memory_limit(const std::string& path) {
 }
 
 ArchiveReader open_archive_reader(const std::string& path, std::uint64_t max_memory) {
-  try {
-    return ArchiveReader(path, max_memory != 0 ? max_memory : default_memory_limit(path));
-  } catch (const OutOfRange& e) {
-    throw MemoryLimitExceeded(e.what());
-  }
+  return ArchiveReader(path, max_memory != 0 ? max_memory : default_memory_limit(path));
 }
 
 OpenedArchive open_archive_copy(const std::string& path, std::uint64_t max_memory) {
@@ -154,11 +150,7 @@ OpenedArchive open_archive_copy(const std::string& path, std::uint64_t max_memor
   options.verify = ArchiveVerify::full;
   options.access = FileAccess::copy;
   options.max_memory = max_memory != 0 ? max_memory : default_memory_limit(path);
-  try {
-    return open_archive(path, options);
-  } catch (const OutOfRange& e) {
-    throw MemoryLimitExceeded(e.what());
-  }
+  return open_archive(path, options);
 }
 
 int runtime_error_exit() { return error_exit; }

@@ -41,14 +41,8 @@ void check_size_option(std::uint64_t size);
 // times the bytes the file really holds (its allocated blocks, not the length of its holes).
 std::uint64_t default_memory_limit(const std::string& path);
 
-// A command refused because its input would need more memory than allowed: exit 1 (the input
-// is the trouble, not the command line), the limit and --max-memory named.
-struct MemoryLimitExceeded : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 // The archive at `path` through ArchiveReader / open_archive, with `max_memory` (0: the default
-// limit for the file) and an over-limit refusal as MemoryLimitExceeded.
+// limit for the file); over the limit, datacap::MemoryLimitExceeded (exit 1, see main.cpp).
 ArchiveReader open_archive_reader(const std::string& path, std::uint64_t max_memory);
 OpenedArchive open_archive_copy(const std::string& path, std::uint64_t max_memory);
 

@@ -49,12 +49,7 @@ Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_
     }
     return in;
   }
-  try {
-    in.cap = read_raw_file(path, size, max_memory);
-  } catch (const OutOfRange& e) {
-    if (std::string(e.what()).find("--max-memory") == std::string::npos) throw;
-    throw MemoryLimitExceeded(e.what());
-  }
+  in.cap = read_raw_file(path, size, max_memory);
   return in;
 }
 

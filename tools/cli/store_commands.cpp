@@ -2,16 +2,19 @@
 // datacap store get ROOT --db DIR -o FILE              writes the saved cap's bytes (full size)
 // datacap store ls --db DIR                            one line per saved cap: root size pages
 // datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
-// datacap store verify --db DIR                        checks every record and page; exit 1 if damaged
+// datacap store verify --db DIR                        checks every record and page; exit 1 if
+// damaged
 //
-// put and get stream: memory holds one batch of pages (128 MiB) and the page table (36 bytes
-// per non-zero page), whatever the file's size.
+// put and get stream, whatever the file's size: put holds at most two batches of
+// PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get one of PageStore::EXPORT_BATCH_PAGES
+// (16 MiB), and both the page table (36 bytes per non-zero page).
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,13 +72,13 @@ Hash32 root_argument(const std::string& hex, const std::string& what) {
 }
 
 enum class Access { read, write, create };
-LmdbStore open_store(const std::string& db, Access access) {
+std::unique_ptr<PageStore> open_store(const std::string& db, Access access) {
   set_fault_context("store " + db);
   const bool read_only = access == Access::read;
   LmdbOptions options;
   options.create = access == Access::create;
   options.read_only = read_only;
-  return LmdbStore(db, options);
+  return open_lmdb_store(db, options);
 }
 
 const char* kind_name(StoreProblem::Kind kind) {
@@ -106,9 +109,9 @@ void add_store_commands(CLI::App& app) {
     add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
       check_size_option(o->size);
-      LmdbStore s = open_store(o->db, Access::create);
+      const std::unique_ptr<PageStore> s = open_store(o->db, Access::create);
       for (const std::string& file : o->files) {
-        const Hash32 root = put_file(s, file, o->size);
+        const Hash32 root = put_file(*s, file, o->size);
         // Printed only after the record is committed: a printed root is a saved cap. A root
         // that could not be printed is an error at once, naming it (the cap is saved).
         std::printf("%s\n", to_hex(root).c_str());
@@ -133,12 +136,12 @@ void add_store_commands(CLI::App& app) {
       const std::vector<std::string> store_files = {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"};
       OutputFile::check_path(o->out, store_files);
       const Hash32 root = root_argument(o->root, "ROOT");
-      const LmdbStore s = open_store(o->db, Access::read);
-      s.check_structure();  // LMDB then follows only checked pointers
-      const SavedCap info = s.saved_cap(root);
+      const std::unique_ptr<PageStore> s = open_store(o->db, Access::read);
+      s->check_structure();  // LMDB then follows only checked pointers
+      const SavedCap info = s->saved_cap(root);
       OutputFile out(o->out, store_files);
       Progress progress("store get", info.content_len);
-      s.export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
+      s->export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
         if (slot.is_missing()) {
           throw MissingPage(o->db + ": cap " + to_hex(root), static_cast<std::uint32_t>(page_index), slot.missing_hash());
         }
@@ -154,13 +157,13 @@ void add_store_commands(CLI::App& app) {
     CLI::App* cmd = store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
     cmd->add_option("--db", *db, "store directory")->required();
     cmd->callback([db] {
-      const LmdbStore s = open_store(*db, Access::read);
-      for (const SavedCap& c : s.list_caps()) {
+      const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
+      for (const SavedCap& c : s->list_caps()) {
         std::printf("%s %llu %llu\n", to_hex(c.root).c_str(), static_cast<unsigned long long>(c.content_len),
                     static_cast<unsigned long long>(c.page_entries));
       }
       check_stdout();  // the count goes to stderr only when the list went out whole
-      std::fprintf(stderr, "%llu pages stored\n", static_cast<unsigned long long>(s.page_count()));
+      std::fprintf(stderr, "%llu pages stored\n", static_cast<unsigned long long>(s->page_count()));
     });
   }
   {
@@ -169,9 +172,10 @@ void add_store_commands(CLI::App& app) {
         "verify", "Check every cap record and page of a store against its key; exit 0 only if none is damaged");
     cmd->add_option("--db", *db, "store directory")->required();
     cmd->callback([db] {
-      const LmdbStore s = open_store(*db, Access::read);
-      const StoreVerifyReport r = s.verify();
-      for (const StoreProblem& p : r.problems) std::printf("%s: %s\n", kind_name(p.kind), p.message.c_str());
+      const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
+      const StoreVerifyReport r = s->verify();
+      for (const StoreProblem& p : r.problems)
+        std::printf("%s: %s\n", kind_name(p.kind), p.message.c_str());
       if (r.problem_count > r.problems.size()) {
         std::printf("... and %llu more problems\n", static_cast<unsigned long long>(r.problem_count - r.problems.size()));
       }
@@ -201,8 +205,8 @@ void add_store_commands(CLI::App& app) {
     cmd->callback([o] {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
-      LmdbStore s = open_store(o->db, Access::write);
-      const GcReport r = s.gc(keep);
+      const std::unique_ptr<PageStore> s = open_store(o->db, Access::write);
+      const GcReport r = s->gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
                   static_cast<unsigned long long>(r.caps_kept), static_cast<unsigned long long>(r.pages_kept),
                   static_cast<unsigned long long>(r.caps_removed), static_cast<unsigned long long>(r.pages_removed));
