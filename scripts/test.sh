@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: a Release build with -Werror and the hostile-inputs suite
-# against its binary, then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, the threaded and store tests under ThreadSanitizer, and a
-# check that an installed datacap is found by find_package. Installs missing packages first.
+# Builds and runs the whole test suite: the code-shape checks (component order, layout), a
+# Release build with -Werror and the hostile-inputs suite against its binary, a portable-only
+# build, the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, the threaded and
+# store tests under ThreadSanitizer, the fuzzers, and a check that an installed datacap is found
+# by find_package. Installs missing packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -10,6 +12,11 @@ jobs=$(nproc)
 scripts/install-deps.sh
 
 step() { printf '\n== %s ==\n' "$*"; }
+
+step "Code shape: includes follow the component order, files follow .clang-format"
+python3 scripts/check-layers.py --self-test
+python3 scripts/check-layers.py
+scripts/check-format.sh
 
 step "Release build (-Werror) and tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DDATACAP_WERROR=ON -DDATACAP_BUILD_BENCHMARKS=ON >/dev/null
@@ -36,6 +43,10 @@ hostile_seed=${DATACAP_HOSTILE_SEED:-$(( 0x$(git rev-parse --short=8 HEAD 2>/dev
 step "Hostile inputs against the Release binary (memory bounds checked), seed $hostile_seed"
 python3 tests/hostile/hostile.py --cli build/release/datacap --seed "$hostile_seed" \
   --seconds "${DATACAP_HOSTILE_SECONDS:-150}"
+
+# Cases the suite once found, replayed every time (seed, class, case).
+step "Hostile-inputs regressions"
+python3 tests/hostile/hostile.py --cli build/release/datacap --seed 15 --only stores --case 254  # put into a damaged store aborted in LMDB
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \

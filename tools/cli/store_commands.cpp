@@ -2,8 +2,7 @@
 // datacap store get ROOT --db DIR -o FILE              writes the saved cap's bytes (full size)
 // datacap store ls --db DIR                            one line per saved cap: root size pages
 // datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
-// datacap store verify --db DIR                        checks every record and page; exit 1 if
-// damaged
+// datacap store verify --db DIR                        checks records and pages; exit 1 if damaged
 //
 // put and get stream, whatever the file's size: put holds at most two batches of
 // PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get one of PageStore::EXPORT_BATCH_PAGES
@@ -110,6 +109,8 @@ void add_store_commands(CLI::App& app) {
     cmd->callback([o] {
       check_size_option(o->size);
       const std::unique_ptr<PageStore> s = open_store(o->db, Access::create);
+      // LMDB asserts (aborts) when a write descends into a damaged tree page: walk them first.
+      s->check_structure();
       for (const std::string& file : o->files) {
         const Hash32 root = put_file(*s, file, o->size);
         // Printed only after the record is committed: a printed root is a saved cap. A root
@@ -206,6 +207,7 @@ void add_store_commands(CLI::App& app) {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
       const std::unique_ptr<PageStore> s = open_store(o->db, Access::write);
+      s->check_structure();  // as for put: deletes descend the trees too
       const GcReport r = s->gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
                   static_cast<unsigned long long>(r.caps_kept), static_cast<unsigned long long>(r.pages_kept),
