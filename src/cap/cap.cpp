@@ -313,9 +313,18 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
     if (current != nullptr && current->writable() && current->unique()) return nullptr;
     return PageNode::allocate();
   };
+  // What a failed allocation leaves: the overlay nodes made for pages not yet written.
+  const auto undo_paths = [&](std::uint64_t to_page) noexcept {
+    for (std::uint64_t p = first_page; p <= to_page; ++p) detail::tree_prune_path(overlay_, levels, p);
+  };
   if (first_page == last_page) {
-    void*& link = detail::tree_link_for_write(overlay_, levels, first_page);
-    patch(first_page, link, prepare(link));
+    try {
+      void*& link = detail::tree_link_for_write(overlay_, levels, first_page);
+      patch(first_page, link, prepare(link));
+    } catch (...) {
+      undo_paths(first_page);
+      throw;
+    }
     return;
   }
   std::vector<PageNode*> fresh;
@@ -328,6 +337,7 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
     for (PageNode* node : fresh) {
       if (node != nullptr) node->release();
     }
+    undo_paths(last_page);
     throw;
   }
   // The paths are unique and complete now: finding each link again allocates nothing.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "datacap/datacap.hpp"
+#include "cap/cap_access.hpp"
 #include "page/page_pool.hpp"
 #include "support/seed.hpp"
 
@@ -79,6 +80,7 @@ TEST(CapGuarantee, AWriteThatRunsOutOfMemoryLeavesTheCapAsItWas) {
         cap.write(off, data);
         succeeded = true;
       } catch (const std::bad_alloc&) {
+        detail::check_cap_invariants(cap);  // no overlay node left without a page below it
         expect_same(snapshot(cap), before, "round " + std::to_string(round) + " failing allocation " +
                                                std::to_string(fail_at));
       }
@@ -90,6 +92,30 @@ TEST(CapGuarantee, AWriteThatRunsOutOfMemoryLeavesTheCapAsItWas) {
     EXPECT_EQ(all_bytes(cap), expected);
     expect_same(snapshot(sibling), sibling_before, "sibling");
   }
+}
+
+// A failed write into pages whose overlay leaf (and the nodes above it) does not exist yet must
+// not leave those nodes behind: flush() walked into an empty one (a heap overflow under ASan).
+TEST(CapGuarantee, AFailedWriteLeavesNoEmptyOverlayNodes) {
+  for (const std::uint64_t pages : {std::uint64_t{1}, std::uint64_t{3}, std::uint64_t{70}}) {
+    for (std::int64_t fail_at = 0; fail_at < static_cast<std::int64_t>(pages); ++fail_at) {
+      DataCap cap = DataCap::zeroed(300000 * PAGE_SIZE);  // three radix levels
+      cap.write(7, Bytes(3, 1));                          // an overlay elsewhere
+      const Hash32 before = cap.flush().hash_tree_root();
+      detail::fail_page_allocations_after(fail_at);
+      EXPECT_THROW(cap.write(250000 * PAGE_SIZE - 5, Bytes(pages * PAGE_SIZE - 10, 9)), std::bad_alloc);
+      detail::fail_page_allocations_after(-1);
+      detail::check_cap_invariants(cap);
+      EXPECT_EQ(cap.dirty_page_count(), 1u);
+      EXPECT_EQ(cap.flush().hash_tree_root(), before) << pages << " pages, failing at " << fail_at;
+    }
+  }
+  DataCap clean = DataCap::zeroed(5000 * PAGE_SIZE);
+  detail::fail_page_allocations_after(0);
+  EXPECT_THROW(clean.write(4500 * PAGE_SIZE, Bytes(PAGE_SIZE, 1)), std::bad_alloc);
+  detail::fail_page_allocations_after(-1);
+  detail::check_cap_invariants(clean);
+  EXPECT_EQ(clean.flush().hash_tree_root(), DataCap::zeroed(5000 * PAGE_SIZE).hash_tree_root());
 }
 
 std::string temp_path(const char* name) {

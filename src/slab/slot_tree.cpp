@@ -261,12 +261,40 @@ void set_page(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
     leaf = unique_leaf(root, levels, page_index, keep);
   } catch (...) {
     adopted->release();
+    tree_prune_path(root, levels, page_index);
     throw;
   }
   put_page(leaf, page_index & (FANOUT - 1), adopted);
 }
 
 }  // namespace
+
+void tree_prune_path(TreeNode*& root, unsigned levels, std::uint64_t page_index) noexcept {
+  if (root == nullptr || levels == 0) return;
+  TreeNode* path[MAX_LEVELS] = {};
+  unsigned level = levels - 1;
+  path[level] = root;
+  while (level > 0) {
+    auto* child = static_cast<TreeNode*>(path[level]->child[child_index(page_index, level)]);
+    if (child == nullptr) break;
+    path[--level] = child;
+  }
+  for (; level < levels; ++level) {
+    TreeNode* node = path[level];
+    if (!all_null(node) || !node->unique()) return;
+    if (level + 1 < levels) {
+      TreeNode* parent = path[level + 1];
+      const std::size_t j = child_index(page_index, level + 1);
+      // Only a reference the parent holds itself may go (a borrowed one is the origin's).
+      if (!parent->unique() || (parent->origin != nullptr && (parent->owned & (std::uint64_t{1} << j)) == 0)) return;
+      node->release();
+      parent->child[j] = nullptr;
+    } else {
+      node->release();
+      root = nullptr;
+    }
+  }
+}
 
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
   TreeNode* leaf = unique_leaf(root, levels, page_index);

@@ -92,10 +92,18 @@ PageNode* tree_get_either(const TreeNode* overlay, const TreeNode* backing, unsi
 
 // The leaf link for page_index after making every node on its path unique (creating missing
 // nodes). The caller may replace the link's value (releasing the old node, adopting the new).
+// If an allocation fails, nodes made so far stay (content-equal; new ones empty): a caller that
+// gives up calls tree_prune_path.
 void*& tree_link_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
 
+// Removes the nodes on page_index's path that hold nothing (bottom up, while each is all-null,
+// unique and held by its parent itself): what an interrupted write leaves. The overlay must
+// never keep a node with no page beneath it (tree_merge relies on that). O(levels · 64).
+void tree_prune_path(TreeNode*& root, unsigned levels, std::uint64_t page_index) noexcept;
+
 // The leaf (level 0) node holding page_index, unique, created if needed, with page_index's slot
-// marked dirty on its path: for builders that fill a leaf's 64 slots directly.
+// marked dirty on its path: for builders that fill a leaf's 64 slots directly. REQUIRES: no
+// hashes computed for the leaf yet (a tree being built): only that one slot is marked dirty.
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index);
 
 // Writes every page of `overlay` (a tree of the same shape) into `root` in one walk: each node

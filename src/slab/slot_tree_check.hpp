@@ -7,8 +7,10 @@
 //                (leaves are level 0, their children pages).
 //   bounds       no child covers only pages at or past page_count (those slots are null).
 //   refcount     every reachable node and page has refs ≥ 1, and refs ≥ the references the
-//                checked trees themselves hold on it (owned slots, a borrowed slot's origin,
-//                copies on their origin, the tree handles).
+//                checked trees themselves hold on it: one per owned slot (every non-null slot
+//                of a node without origin), one per slot of an origin whose child the walk
+//                reached, one per copy on its origin, one per tree handle. So an owned bit over
+//                a borrowed slot (no reference taken) shows as one reference too many.
 //   origin       an origin is not itself a copy and is at the node's level; a copy that owns
 //                every slot has dropped its origin; a slot the copy does not own is exactly the
 //                origin's slot there (same pointer, or both null).
@@ -17,7 +19,8 @@
 //                dirty child beneath it equals the root recomputed naively from the children
 //                (page_root / zero_hash / hash_pair, not the cached code); a child node whose
 //                dirty bit is clear in a parent's NodeHashes has NodeHashes of its own under
-//                that digest, READY (the hashing code reads its h[1] without recomputing it).
+//                that digest, READY (collect() does not descend under a clean bit, and
+//                subtree_root_of "does not expect" to compute there).
 //   page_hash    a Loaded page's cached root (either digest) is page_root of its bytes; a
 //                Missing page has its hash (its root under every digest).
 //   overlay      (check_cap_invariants) every overlay node holds at least one child — a merge
