@@ -4,8 +4,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
-#include <map>
 #include <cstring>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -43,7 +43,11 @@ void BM_PageAtRandom(benchmark::State& state) {
     benchmark::DoNotOptimize(cap.page_at(offsets[i++ & (offsets.size() - 1)]).data);
   }
 }
-BENCHMARK(BM_PageAtRandom)->ArgNames({"pages", "dirty_pct"})->Args({262144, 0})->Args({262144, 10})->Args({4096, 0});
+BENCHMARK(BM_PageAtRandom)
+    ->ArgNames({"pages", "dirty_pct"})
+    ->Args({262144, 0})
+    ->Args({262144, 10})
+    ->Args({4096, 0});
 
 // An 8-byte store into a page the cap shares with its base: one page copy into the overlay.
 // The stores cycle over 256 pages (1 MiB, cache-resident like the floor's one page), and the cap
@@ -117,8 +121,14 @@ void BM_CapRootFull(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * pages * PAGE_SIZE));
   state.counters["metadata_pct"] = metadata_pct;
 }
-BENCHMARK(BM_CapRootFull)->ArgNames({"pages", "threads"})->Args({4096, 1})->Args({4096, 2})
-    ->Args({262144, 1})->Args({262144, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CapRootFull)
+    ->ArgNames({"pages", "threads"})
+    ->Args({4096, 1})
+    ->Args({4096, 2})
+    ->Args({262144, 1})
+    ->Args({262144, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Every internal node from cached page roots: what re-hashing the whole tree per flush costs.
 void BM_FullRehash(benchmark::State& state) {
@@ -128,7 +138,8 @@ void BM_FullRehash(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     PageSlab fresh(cached.content_len());  // new nodes, the same (hashed) pages
-    cached.backing().for_each_stored([&](std::uint32_t i, const PageSlot& s) { fresh.set_page_slot(i, s); });
+    cached.backing().for_each_stored(
+        [&](std::uint32_t i, const PageSlot& s) { fresh.set_page_slot(i, s); });
     state.ResumeTiming();
     benchmark::DoNotOptimize(fresh.root());
     state.PauseTiming();
@@ -162,8 +173,10 @@ void BM_IncrementalRoot(benchmark::State& state) {
   }
   set_hash_threads(0);
 }
-BENCHMARK(BM_IncrementalRoot)->ArgNames({"pages", "k"})
-    ->ArgsProduct({{4096, 262144}, {1, 64, 4096}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_IncrementalRoot)
+    ->ArgNames({"pages", "k"})
+    ->ArgsProduct({{4096, 262144}, {1, 64, 4096}})
+    ->Unit(benchmark::kMicrosecond);
 
 // The same with k Missing slots of given hashes instead of pages: the tree work alone.
 void BM_TreeUpdate(benchmark::State& state) {
@@ -194,8 +207,10 @@ void BM_TreeUpdate(benchmark::State& state) {
   }
   set_hash_threads(0);
 }
-BENCHMARK(BM_TreeUpdate)->ArgNames({"pages", "k"})
-    ->ArgsProduct({{4096, 262144}, {1, 64, 4096}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TreeUpdate)
+    ->ArgNames({"pages", "k"})
+    ->ArgsProduct({{4096, 262144}, {1, 64, 4096}})
+    ->Unit(benchmark::kMicrosecond);
 
 // A 2^32-page (16 TiB) cap with 1,000 loaded pages: only their paths are hashed.
 void BM_SparseRoot(benchmark::State& state) {

@@ -20,9 +20,12 @@ void BM_SpawnInstance(benchmark::State& state) {
     std::memcpy(code.data() + i, &v, 8);
   }
   ImageBuilder builder;
-  const std::vector<DataDesc> descs = {builder.add_bytes(code), builder.add_bytes(std::vector<std::uint8_t>(3000, 7))};
+  const std::vector<DataDesc> descs = {builder.add_bytes(code),
+                                       builder.add_bytes(std::vector<std::uint8_t>(3000, 7))};
   // 256 MiB of instance memory: the image at 0, a small data segment at 192 MiB.
-  const ImageMemory image(builder.arena(), descs, ImageLayout{std::uint64_t{256} << 20, {{0, 0}, {std::uint64_t{192} << 20, 1}}});
+  const ImageMemory image(
+      builder.arena(), descs,
+      ImageLayout{std::uint64_t{256} << 20, {{0, 0}, {std::uint64_t{192} << 20, 1}}});
   std::uint64_t private_bytes = 0;
   for (auto _ : state) {
     DataCap instance = image.instantiate();

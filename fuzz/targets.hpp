@@ -11,8 +11,8 @@
 #include <cstdlib>
 #include <span>
 
-#include "datacap/datacap.hpp"
 #include "archive/archive_internal.hpp"
+#include "datacap/datacap.hpp"
 #include "store/record.hpp"
 
 #include <sys/mman.h>
@@ -114,7 +114,8 @@ inline void archive_input(std::span<const std::uint8_t> data) {
     auto* file = new detail::MappedFile();
     file->heap = true;
     file->len = data.size();
-    file->base = ::operator new(std::max<std::size_t>(data.size(), 1), std::align_val_t{PAGE_SIZE});
+    file->base =
+        ::operator new (std::max<std::size_t>(data.size(), 1), std::align_val_t{PAGE_SIZE});
     if (!data.empty()) std::memcpy(file->base, data.data(), data.size());
     try {
       OpenedArchive a = detail::open_archive_image(file, mode, "Archive", MAX_TREE);
@@ -179,7 +180,8 @@ inline void proof_input(std::span<const std::uint8_t> data) {
   MultiProof multi;
   multi.content_len = content_len;
   for (std::size_t k = 0; k < leaves && at + 4 <= data.size(); ++k) {
-    const std::uint64_t index = data[at] | data[at + 1] << 8 | data[at + 2] << 16 | std::uint64_t{data[at + 3]} << 24;
+    const std::uint64_t index =
+        data[at] | data[at + 1] << 8 | data[at + 2] << 16 | std::uint64_t{data[at + 3]} << 24;
     at += 4;
     multi.page_indices.push_back(index);
     multi.leaves.push_back(take_hash());

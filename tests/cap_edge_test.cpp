@@ -39,7 +39,8 @@ TEST(CapEdge, SizesRoundUpToAtLeastOnePage) {
   EXPECT_EQ(DataCap::from_bytes({}).content_len(), PAGE_SIZE);
   EXPECT_EQ(DataCap::from_bytes(filled(1, 1)).content_len(), PAGE_SIZE);
   EXPECT_EQ(DataCap::from_bytes(filled(PAGE_SIZE + 1, 1)).content_len(), 2 * PAGE_SIZE);
-  EXPECT_EQ(DataCap::from_bytes_sized(filled(10, 1), 3 * PAGE_SIZE - 5).content_len(), 3 * PAGE_SIZE);
+  EXPECT_EQ(DataCap::from_bytes_sized(filled(10, 1), 3 * PAGE_SIZE - 5).content_len(),
+            3 * PAGE_SIZE);
   EXPECT_EQ(DataCap::from_bytes_sized(filled(3 * PAGE_SIZE, 1), 10).content_len(), 3 * PAGE_SIZE);
   EXPECT_EQ(DataCap::from_sparse_pages(0, {}).content_len(), PAGE_SIZE);
 }
@@ -58,9 +59,11 @@ TEST(CapEdge, SparseCapsOfTwoToTheTwentyPagesAndOneMore) {
     SCOPED_TRACE(pages);
     const std::uint64_t size = pages * PAGE_SIZE;
     const Bytes a = filled(100, 0xab), b = filled(PAGE_SIZE, 0x01);
-    const std::vector<std::pair<std::uint64_t, Bytes>> named = {{0, a}, {777777, b}, {pages - 1, a}};
+    const std::vector<std::pair<std::uint64_t, Bytes>> named = {
+        {0, a}, {777777, b}, {pages - 1, a}};
     std::vector<SparsePage> sparse;
-    for (const auto& [i, bytes] : named) sparse.push_back(SparsePage{static_cast<std::uint32_t>(i), bytes});
+    for (const auto& [i, bytes] : named)
+      sparse.push_back(SparsePage{static_cast<std::uint32_t>(i), bytes});
     const DataCap cap = DataCap::from_sparse_pages(size, sparse);
     NaiveCap model;
     model.size = size;
@@ -144,7 +147,8 @@ TEST(CapEdge, ZeroWriteShadowsANonZeroBackingPage) {
   EXPECT_EQ(got, Bytes(PAGE_SIZE, 0));
   const DataCap flushed = cap.flush();
   EXPECT_TRUE(flushed.page_slot(1).is_empty());  // canonical again
-  EXPECT_EQ(flushed.hash_tree_root(), DataCap::from_bytes_sized(filled(PAGE_SIZE, 0xff), 2 * PAGE_SIZE).hash_tree_root());
+  EXPECT_EQ(flushed.hash_tree_root(),
+            DataCap::from_bytes_sized(filled(PAGE_SIZE, 0xff), 2 * PAGE_SIZE).hash_tree_root());
   EXPECT_TRUE(base.page_slot(1).is_loaded());
   // put_page of zeros is canonical at once.
   DataCap put = base;
@@ -167,7 +171,7 @@ TEST(CapEdge, PlaceSharedClampsAndSharesPages) {
   EXPECT_EQ(dst.page_at(2 * PAGE_SIZE).data, src.page_at(0).data);
   // Empty source pages clear the destination; a dirty source contributes its effective pages.
   DataCap dirty_src = DataCap::zeroed(2 * PAGE_SIZE);
-  dirty_src.write_page(PAGE_SIZE, filled(PAGE_SIZE, 0));   // a Loaded zero page: canonical → Empty
+  dirty_src.write_page(PAGE_SIZE, filled(PAGE_SIZE, 0));  // a Loaded zero page: canonical → Empty
   dst.place_shared(PAGE_SIZE, dirty_src);
   EXPECT_TRUE(dst.page_slot(1).is_empty());
   EXPECT_TRUE(dst.page_slot(2).is_empty());
@@ -258,20 +262,35 @@ TEST(Errors, EveryErrorIsADatacapErrorWithAKindAndAPlace) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect([&] { cap.write(4090, filled(7, 1)); }, ErrorKind::out_of_range, "write: range [4090, 4090 + 7)");
-  expect([&] { cap.write(~std::uint64_t{0}, filled(2, 1)); }, ErrorKind::out_of_range, "content_len 4096");
+  expect([&] { cap.write(4090, filled(7, 1)); }, ErrorKind::out_of_range,
+         "write: range [4090, 4090 + 7)");
+  expect([&] { cap.write(~std::uint64_t{0}, filled(2, 1)); }, ErrorKind::out_of_range,
+         "content_len 4096");
   expect([&] { cap.write_page(4096, {}); }, ErrorKind::out_of_range, "write_page: offset 4096");
   expect([&] { cap.put_page(0, filled(4097, 1)); }, ErrorKind::out_of_range, "4097 bytes");
   expect([&] { (void)cap.page_slot(1); }, ErrorKind::out_of_range, "page_index 1 >= page_count 1");
   expect([&] { (void)cap.page_at(4096); }, ErrorKind::out_of_range, "page_at: offset 4096");
-  expect([&] { Bytes b(2); cap.copy_into(4095, b); }, ErrorKind::out_of_range, "copy_into");
-  expect([&] { cap.insert_overlay_page(1, PageSlot()); }, ErrorKind::out_of_range, "insert_overlay_page");
+  expect(
+      [&] {
+        Bytes b(2);
+        cap.copy_into(4095, b);
+      },
+      ErrorKind::out_of_range, "copy_into");
+  expect([&] { cap.insert_overlay_page(1, PageSlot()); }, ErrorKind::out_of_range,
+         "insert_overlay_page");
   expect([&] { cap.place_shared(7, cap); }, ErrorKind::invalid_argument, "dst_off 7");
-  expect([&] { (void)DataCap::from_sparse_pages(PAGE_SIZE, std::vector<SparsePage>{{1, {}}}); },
-         ErrorKind::out_of_range, "pages[0].page_index 1");
+  expect(
+      [&] {
+        (void)DataCap::from_sparse_pages(PAGE_SIZE, std::vector<SparsePage>{{1, {}}});
+      },
+      ErrorKind::out_of_range, "pages[0].page_index 1");
   const Bytes one(1, 1);
-  expect([&] { (void)DataCap::from_sparse_pages(2 * PAGE_SIZE, std::vector<SparsePage>{{1, one}, {1, one}}); },
-         ErrorKind::invalid_argument, "page_index 1 is named more than once");
+  expect(
+      [&] {
+        (void)DataCap::from_sparse_pages(2 * PAGE_SIZE,
+                                         std::vector<SparsePage>{{1, one}, {1, one}});
+      },
+      ErrorKind::invalid_argument, "page_index 1 is named more than once");
   expect([&] { (void)DataCap::zeroed(100); }, ErrorKind::invalid_argument, "not a multiple");
   expect([&] { (void)parse_digest("md5"); }, ErrorKind::invalid_argument, "md5");
   expect([&] { (void)hash_from_hex("xyz"); }, ErrorKind::invalid_argument, "64 hex");
@@ -326,7 +345,8 @@ TEST(Hashing, BuilderAppendPagesMatchesPageByPage) {
   std::vector<std::uint8_t> bytes(300 * PAGE_SIZE + 777);
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     const std::size_t page = i / PAGE_SIZE;
-    bytes[i] = page % 5 == 0 ? 0 : static_cast<std::uint8_t>(i * 2654435761u >> 13);  // some zero pages
+    bytes[i] =
+        page % 5 == 0 ? 0 : static_cast<std::uint8_t>(i * 2654435761u >> 13);  // some zero pages
   }
   for (unsigned threads : {1u, 2u}) {
     set_hash_threads(threads);

@@ -57,7 +57,6 @@ std::size_t line_count(const std::string& s) {
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
-
 // Runs the CLI with argv (no shell), stdin from /dev/null, stdout to `out_path`; returns the
 // exit status (128 + signal when killed) and the child's peak resident memory in bytes.
 struct Measured {
@@ -65,7 +64,8 @@ struct Measured {
   std::uint64_t max_rss;
   std::string err;
 };
-Measured run_measured(const std::vector<std::string>& args, const std::string& out_path = "/dev/null") {
+Measured run_measured(const std::vector<std::string>& args,
+                      const std::string& out_path = "/dev/null") {
   const std::string err_path = temp_path("measured.err");
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -102,7 +102,8 @@ const std::string& discard_output() {
   static const std::string path = [] {
     const std::string node = temp_path("discard.node");
     ::unlink(node.c_str());
-    return ::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0 ? node : std::string("/dev/null");
+    return ::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0 ? node
+                                                                     : std::string("/dev/null");
   }();
   return path;
 }
@@ -110,12 +111,14 @@ const std::string& discard_output() {
 // ---- 1. hang on files that end in a hole -----------------------------------------------------
 
 TEST(CliHostile, FilesEndingInAHoleWithAPartialPageFinish) {
-  const std::string path = temp_path("hole.bin"), dense = temp_path("dense.bin"), arc = temp_path("hole.dcar");
+  const std::string path = temp_path("hole.bin"), dense = temp_path("dense.bin"),
+                    arc = temp_path("hole.dcar");
   struct Case {
     std::int64_t data_at;  // -1: no data
     std::uint64_t len;
   };
-  for (const Case c : {Case{-1, 5000}, Case{0, 10000}, Case{-1, (std::uint64_t{4} << 30) + 1}, Case{12345, 40000}}) {
+  for (const Case c : {Case{-1, 5000}, Case{0, 10000}, Case{-1, (std::uint64_t{4} << 30) + 1},
+                       Case{12345, 40000}}) {
     SCOPED_TRACE(c.len);
     fs::remove(path);
     { std::ofstream f(path); }
@@ -146,7 +149,9 @@ TEST(CliHostile, FilesEndingInAHoleWithAPartialPageFinish) {
 class Rewriter {
  public:
   Rewriter(std::string path, std::uint64_t first_byte, std::uint64_t len, bool truncate)
-      : path_(std::move(path)), first_(first_byte), len_(len), truncate_(truncate), thread_([this] { loop(); }) {}
+      : path_(std::move(path)), first_(first_byte), len_(len), truncate_(truncate), thread_([this] {
+          loop();
+        }) {}
   ~Rewriter() {
     stop_ = true;
     thread_.join();
@@ -170,7 +175,8 @@ class Rewriter {
         if (::pwrite(fd, page.data(), PAGE_SIZE, static_cast<off_t>(at)) < 0) break;
       }
     }
-    if (::pwrite(fd, original.data(), original.size(), 0) < 0 || ::ftruncate(fd, static_cast<off_t>(original.size())) != 0) {
+    if (::pwrite(fd, original.data(), original.size(), 0) < 0 ||
+        ::ftruncate(fd, static_cast<off_t>(original.size())) != 0) {
       ADD_FAILURE() << "could not restore " << path_;
     }
     ::close(fd);
@@ -200,7 +206,8 @@ TEST(CliHostile, StorePutStoresExactlyTheBytesItHashedWhileTheFileIsRewritten) {
   for (const std::string& hex : roots) {
     SCOPED_TRACE(hex);
     EXPECT_NO_THROW((void)store->load_cap(hash_from_hex(hex)));
-    EXPECT_EQ(run("store get " + hex + " --db '" + db + "' -o '" + discard_output() + "'").status, 0);
+    EXPECT_EQ(run("store get " + hex + " --db '" + db + "' -o '" + discard_output() + "'").status,
+              0);
   }
   fs::remove(file);
   fs::remove_all(db);
@@ -208,7 +215,8 @@ TEST(CliHostile, StorePutStoresExactlyTheBytesItHashedWhileTheFileIsRewritten) {
 
 TEST(CliHostile, UnpackWritesOnlyBytesItCheckedWhileTheArchiveIsRewritten) {
   std::mt19937_64 rng(22);
-  const std::string raw = temp_path("unpack.bin"), arc = temp_path("unpack.dcar"), out = temp_path("unpack.out");
+  const std::string raw = temp_path("unpack.bin"), arc = temp_path("unpack.dcar"),
+                    out = temp_path("unpack.out");
   const Bytes content = random_bytes(rng, 8u << 20);
   write_file(raw, content);
   ASSERT_EQ(run("pack '" + raw + "' -o '" + arc + "'").status, 0);
@@ -235,7 +243,8 @@ TEST(CliHostile, UnpackWritesOnlyBytesItCheckedWhileTheArchiveIsRewritten) {
 
 TEST(CliHostile, AnInputTruncatedWhileReadIsAnErrorNamingItNeverASignal) {
   std::mt19937_64 rng(23);
-  const std::string raw = temp_path("trunc.bin"), arc = temp_path("trunc.dcar"), other = temp_path("other.bin");
+  const std::string raw = temp_path("trunc.bin"), arc = temp_path("trunc.dcar"),
+                    other = temp_path("other.bin");
   const std::string db = temp_path("trunc.db"), out = temp_path("trunc.out");
   write_file(raw, random_bytes(rng, 8u << 20));
   write_file(other, random_bytes(rng, 8u << 20));
@@ -272,7 +281,8 @@ TEST(CliHostile, AnInputTruncatedWhileReadIsAnErrorNamingItNeverASignal) {
 
 TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   std::mt19937_64 rng(24);
-  const std::string raw = temp_path("out.bin"), arc = temp_path("out.dcar"), db = temp_path("out.db");
+  const std::string raw = temp_path("out.bin"), arc = temp_path("out.dcar"),
+                    db = temp_path("out.db");
   const Bytes content = random_bytes(rng, 300 * PAGE_SIZE);
   write_file(raw, content);
   ASSERT_EQ(run("pack '" + raw + "' -o '" + arc + "'").status, 0);
@@ -290,8 +300,9 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
   };
-  for (const std::string& cmd : {"unpack '" + arc + "' -o '" + null_dev + "'",
-                                 "store get " + root + " --db '" + db + "' -o '" + null_dev + "'"}) {
+  for (const std::string& cmd :
+       {"unpack '" + arc + "' -o '" + null_dev + "'",
+        "store get " + root + " --db '" + db + "' -o '" + null_dev + "'"}) {
     const CliRun r = run(cmd);
     EXPECT_EQ(r.status, 0) << cmd << ": " << r.err;
     EXPECT_TRUE(is_device(null_dev)) << cmd;
@@ -305,7 +316,8 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   // A FIFO: written in order, the whole content, and still a FIFO.
   const std::string fifo = temp_path("fifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
-  for (const std::string& cmd : {"unpack '" + arc + "' -o '" + fifo + "'", "store get " + root + " --db '" + db + "' -o '" + fifo + "'"}) {
+  for (const std::string& cmd : {"unpack '" + arc + "' -o '" + fifo + "'",
+                                 "store get " + root + " --db '" + db + "' -o '" + fifo + "'"}) {
     Bytes got;
     std::thread reader([&] { got = read_file(fifo); });
     const CliRun r = run(cmd);
@@ -327,7 +339,8 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   EXPECT_EQ(read_file(target), content);
   EXPECT_EQ(run("pack '" + raw + "' -o '" + link + "'").status, 0);
   EXPECT_TRUE(fs::is_symlink(link));
-  EXPECT_EQ(first_line(run("root --archive '" + target + "'").out), first_line(run("root '" + raw + "'").out));
+  EXPECT_EQ(first_line(run("root --archive '" + target + "'").out),
+            first_line(run("root '" + raw + "'").out));
 
   // A full device: the write error is reported, exit 1.
   const CliRun full = run("unpack '" + arc + "' -o '" + full_dev + "'");
@@ -365,14 +378,15 @@ TEST(CliHostile, TemporaryNamesDanglingLinksModesAndInputsAsOutputs) {
   // Something planted under the temporary name is neither followed nor reused.
   const std::string out = temp_path("planted.out"), victim = temp_path("victim");
   write_file(victim, {'v'});
-  const std::string planted = "sh -c 'ln -s \"" + victim + "\" \"" + out + ".tmp-$$\"; exec " + DATACAP_CLI_PATH +
-                              " unpack \"" + arc + "\" -o \"" + out + "\"' 2>&1";
+  const std::string planted = "sh -c 'ln -s \"" + victim + "\" \"" + out + ".tmp-$$\"; exec " +
+                              DATACAP_CLI_PATH + " unpack \"" + arc + "\" -o \"" + out + "\"' 2>&1";
   EXPECT_EQ(std::system(planted.c_str()), 0);
   EXPECT_EQ(read_file(victim), Bytes{'v'});
   EXPECT_FALSE(fs::is_symlink(out));
   EXPECT_EQ(read_file(out), content);
   for (const auto& entry : fs::directory_iterator(::testing::TempDir())) {
-    if (entry.path().string().rfind(out + ".tmp-", 0) == 0) fs::remove(entry.path());  // the planted link
+    if (entry.path().string().rfind(out + ".tmp-", 0) == 0)
+      fs::remove(entry.path());  // the planted link
   }
   // A dangling symlink is refused and stays a link.
   const std::string dangling = temp_path("dangling");
@@ -386,7 +400,8 @@ TEST(CliHostile, TemporaryNamesDanglingLinksModesAndInputsAsOutputs) {
   write_file(secret, {1});
   fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write);
   ASSERT_EQ(run("unpack '" + arc + "' -o '" + secret + "'").status, 0);
-  EXPECT_EQ(fs::status(secret).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(secret).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
   // An output that is the input is refused before any work.
   EXPECT_EQ(run("pack '" + raw + "' -o '" + raw + "'").status, 2);
   EXPECT_EQ(read_file(raw), content);
@@ -398,13 +413,15 @@ TEST(CliHostile, DevicesAndFifosAsInputsNeverHang) {
   const std::string fifo = temp_path("input.fifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
   // Nobody writes the FIFO: commands that need a regular file refuse it at once.
-  for (const std::string& cmd : std::vector<std::string>{"info '" + fifo + "'", "verify '" + fifo + "'", "root --archive '" + fifo + "'",
-                                 "unpack '" + fifo + "' -o '" + temp_path("never") + "'", "proof '" + fifo + "' --page 0",
-                                 "diff '" + fifo + "' '" + fifo + "'", "verify-proof '" + fifo + "'",
-                                 "proof /dev/zero --page 0", "diff /dev/zero /dev/zero"}) {
+  for (const std::string& cmd : std::vector<std::string>{
+           "info '" + fifo + "'", "verify '" + fifo + "'", "root --archive '" + fifo + "'",
+           "unpack '" + fifo + "' -o '" + temp_path("never") + "'", "proof '" + fifo + "' --page 0",
+           "diff '" + fifo + "' '" + fifo + "'", "verify-proof '" + fifo + "'",
+           "proof /dev/zero --page 0", "diff /dev/zero /dev/zero"}) {
     SCOPED_TRACE(cmd);
     // Under `timeout`: a hang is exit 137 here, not a stuck test.
-    const std::string full = "timeout -s KILL 20 " + std::string(DATACAP_CLI_PATH) + " " + cmd + " 2>/dev/null";
+    const std::string full =
+        "timeout -s KILL 20 " + std::string(DATACAP_CLI_PATH) + " " + cmd + " 2>/dev/null";
     const int status = std::system(full.c_str());
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_TRUE(WEXITSTATUS(status) == 1 || WEXITSTATUS(status) == 2) << WEXITSTATUS(status);
@@ -417,14 +434,16 @@ TEST(CliHostile, SignalsRemoveTheTemporaryFile) {
   for (const int sig : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(sig);
     // An endless input keeps pack busy until the signal.
-    const std::string cmd = "exec " + std::string(DATACAP_CLI_PATH) + " pack - -o '" + out + "' < /dev/urandom";
+    const std::string cmd =
+        "exec " + std::string(DATACAP_CLI_PATH) + " pack - -o '" + out + "' < /dev/urandom";
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     const std::string tmp = out + ".tmp-" + std::to_string(pid);
-    for (int k = 0; k < 200 && !fs::exists(tmp); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int k = 0; k < 200 && !fs::exists(tmp); ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_TRUE(fs::exists(tmp));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ::kill(pid, sig);
@@ -440,16 +459,22 @@ TEST(CliHostile, SignalsRemoveTheTemporaryFile) {
 
 TEST(CliHostile, StandardOutputErrorsAreReportedByEveryCommand) {
   std::mt19937_64 rng(25);
-  const std::string raw = temp_path("stdout.bin"), arc = temp_path("stdout.dcar"), db = temp_path("stdout.db");
+  const std::string raw = temp_path("stdout.bin"), arc = temp_path("stdout.dcar"),
+                    db = temp_path("stdout.db");
   const std::string proof = temp_path("stdout.json");
   write_file(raw, random_bytes(rng, 20 * PAGE_SIZE));
   ASSERT_EQ(run("pack '" + raw + "' -o '" + arc + "'").status, 0);
   ASSERT_EQ(run("store put '" + raw + "' --db '" + db + "'").status, 0);
   ASSERT_EQ(run("proof '" + raw + "' --page 3 > '" + proof + "'").status, 0);
-  const std::vector<std::string> commands = {
-      "root '" + raw + "'", "root --archive '" + arc + "'", "info '" + arc + "'", "verify '" + arc + "'",
-      "proof '" + raw + "' --page 1", "diff '" + raw + "' '" + proof + "'", "store ls --db '" + db + "'",
-      "verify-proof '" + proof + "'", "pack '" + raw + "' -o '" + arc + "'"};
+  const std::vector<std::string> commands = {"root '" + raw + "'",
+                                             "root --archive '" + arc + "'",
+                                             "info '" + arc + "'",
+                                             "verify '" + arc + "'",
+                                             "proof '" + raw + "' --page 1",
+                                             "diff '" + raw + "' '" + proof + "'",
+                                             "store ls --db '" + db + "'",
+                                             "verify-proof '" + proof + "'",
+                                             "pack '" + raw + "' -o '" + arc + "'"};
   for (const std::string& cmd : commands) {
     for (const std::string redirect : {" > /dev/full", " >&-"}) {
       SCOPED_TRACE(cmd + redirect);
@@ -472,7 +497,8 @@ TEST(CliHostile, StandardOutputErrorsAreReportedByEveryCommand) {
 // ---- 7. memory bounded by the input's size ------------------------------------------------------
 
 // An archive of `entries` copies of one payload, `stride` pages apart: 8 bytes an entry.
-std::string crafted_sparse_archive(std::uint64_t entries, std::uint64_t stride, const std::string& path) {
+std::string crafted_sparse_archive(std::uint64_t entries, std::uint64_t stride,
+                                   const std::string& path) {
   const std::uint64_t page_count = entries * stride;
   Bytes payload(PAGE_SIZE, 7);
   const Hash32 payload_root = page_root(Digest::sha256, payload);
@@ -484,17 +510,19 @@ std::string crafted_sparse_archive(std::uint64_t entries, std::uint64_t stride, 
   const Hash32 cap_root = root.finish(page_count * PAGE_SIZE);
   Bytes file(PAGE_SIZE + PAGE_SIZE + 32 + 8 * entries, 0);
   auto put64 = [&](std::size_t at, std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) file[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      file[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
   };
   std::memcpy(file.data(), "DCAPARC\0", 8);
   file[8] = 1;  // version
   put64(16, page_count * PAGE_SIZE);
-  put64(24, PAGE_SIZE);       // payload_offset
-  put64(32, 1);               // payload_count
-  put64(40, entries);         // backing_count
-  put64(64, 2 * PAGE_SIZE);   // tables_offset
+  put64(24, PAGE_SIZE);      // payload_offset
+  put64(32, 1);              // payload_count
+  put64(40, entries);        // backing_count
+  put64(64, 2 * PAGE_SIZE);  // tables_offset
   std::memcpy(file.data() + 72, cap_root.data(), 32);
-  const Hash32 check = digest_bytes(Digest::sha256, std::span<const std::uint8_t>(file.data(), 104));
+  const Hash32 check =
+      digest_bytes(Digest::sha256, std::span<const std::uint8_t>(file.data(), 104));
   std::memcpy(file.data() + 104, check.data(), 32);
   std::memcpy(file.data() + PAGE_SIZE, payload.data(), PAGE_SIZE);
   std::memcpy(file.data() + 2 * PAGE_SIZE, payload_root.data(), 32);
@@ -521,7 +549,8 @@ std::string crafted_zero_overlay_archive(std::uint64_t entries, const std::strin
   const std::uint64_t page_count = entries;
   Bytes file(PAGE_SIZE + 8 * entries, 0);
   auto put64 = [&](std::size_t at, std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) file[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      file[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
   };
   const Hash32 cap_root = DataCap::zeroed(page_count * PAGE_SIZE).hash_tree_root();
   std::memcpy(file.data(), "DCAPARC\0", 8);
@@ -532,7 +561,8 @@ std::string crafted_zero_overlay_archive(std::uint64_t entries, const std::strin
   put64(48, entries);    // overlay_count
   put64(64, PAGE_SIZE);  // tables_offset
   std::memcpy(file.data() + 72, cap_root.data(), 32);
-  const Hash32 check = digest_bytes(Digest::sha256, std::span<const std::uint8_t>(file.data(), 104));
+  const Hash32 check =
+      digest_bytes(Digest::sha256, std::span<const std::uint8_t>(file.data(), 104));
   std::memcpy(file.data() + 104, check.data(), 32);
   for (std::uint64_t k = 0; k < entries; ++k) {
     const auto index = static_cast<std::uint32_t>(k);
@@ -548,8 +578,11 @@ TEST(CliHostile, SparseArchivesStayWithinSixtyFourTimesTheirSize) {
   const std::string arc = temp_path("sparse.dcar"), proof = temp_path("sparse.json");
   const std::string root = crafted_sparse_archive(std::uint64_t{1} << 16, 4096, arc);
   const std::uint64_t bound = (std::uint64_t{64} << 20) + 64 * fs::file_size(arc);
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"info", arc}, {"verify", arc}, {"root", "--archive", arc}, {"unpack", arc, "-o", discard_output()}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"info", arc},
+                                             {"verify", arc},
+                                             {"root", "--archive", arc},
+                                             {"unpack", arc, "-o", discard_output()}}) {
     SCOPED_TRACE(args[0]);
     const Measured m = run_measured(args);
     EXPECT_EQ(m.status, 0) << m.err;
@@ -571,7 +604,8 @@ TEST(CliHostile, SparseArchivesStayWithinSixtyFourTimesTheirSize) {
     }
   }
   // Raised, it works, and the proof verifies against the crafted root.
-  const Measured raised = run_measured({"proof", arc, "--page", "4096", "--max-memory", "4000000000"}, proof);
+  const Measured raised =
+      run_measured({"proof", arc, "--page", "4096", "--max-memory", "4000000000"}, proof);
   ASSERT_EQ(raised.status, 0) << raised.err;
   EXPECT_EQ(run("verify-proof '" + proof + "' --root " + root).status, 0);
   // Explicit zero pages of an overlay: 8 bytes of file each, and no 4 KiB page each in memory.
@@ -603,7 +637,8 @@ TEST(CliHostile, SparseArchivesStayWithinSixtyFourTimesTheirSize) {
 
 TEST(CliHostile, DamagedStoresAreCleanErrorsAndStoreVerifyFindsDamage) {
   std::mt19937_64 rng(27);
-  const std::string raw = temp_path("store.bin"), db = temp_path("damaged.db"), copy = temp_path("copy.db");
+  const std::string raw = temp_path("store.bin"), db = temp_path("damaged.db"),
+                    copy = temp_path("copy.db");
   Bytes content = random_bytes(rng, 64 * PAGE_SIZE);
   const Bytes marker = {'M', 'A', 'R', 'K', 'E', 'R', '-', 'P', 'A', 'G', 'E', '-', '4', '2'};
   std::copy(marker.begin(), marker.end(), content.begin() + 42 * PAGE_SIZE);
@@ -619,9 +654,10 @@ TEST(CliHostile, DamagedStoresAreCleanErrorsAndStoreVerifyFindsDamage) {
     fs::remove_all(copy);
     fs::copy(db, copy);
     fs::resize_file(copy + "/data.mdb", size);
-    for (const std::string& cmd : {"store ls --db '" + copy + "'", "store verify --db '" + copy + "'",
-                                   "store get " + root + " --db '" + copy + "' -o '" + discard_output() + "'",
-                                   "store gc --db '" + copy + "' --keep " + root}) {
+    for (const std::string& cmd :
+         {"store ls --db '" + copy + "'", "store verify --db '" + copy + "'",
+          "store get " + root + " --db '" + copy + "' -o '" + discard_output() + "'",
+          "store gc --db '" + copy + "' --keep " + root}) {
       const CliRun r = run(cmd);
       EXPECT_EQ(r.status, 1) << cmd << ": " << r.err;
       EXPECT_NE(r.err.find(copy), std::string::npos) << cmd << ": " << r.err;
@@ -638,18 +674,23 @@ TEST(CliHostile, DamagedStoresAreCleanErrorsAndStoreVerifyFindsDamage) {
   const CliRun verify = run("store verify --db '" + copy + "'");
   EXPECT_EQ(verify.status, 1) << verify.out;
   EXPECT_NE(verify.out.find("bad page"), std::string::npos) << verify.out;
-  const std::string page42 = to_hex(page_root(Digest::sha256, std::span<const std::uint8_t>(content).subspan(42 * PAGE_SIZE, PAGE_SIZE)));
+  const std::string page42 = to_hex(page_root(
+      Digest::sha256, std::span<const std::uint8_t>(content).subspan(42 * PAGE_SIZE, PAGE_SIZE)));
   EXPECT_NE(verify.out.find(page42), std::string::npos) << verify.out;
-  const CliRun get = run("store get " + root + " --db '" + copy + "' -o '" + temp_path("got.bin") + "'");
+  const CliRun get =
+      run("store get " + root + " --db '" + copy + "' -o '" + temp_path("got.bin") + "'");
   EXPECT_EQ(get.status, 1) << get.err;
   EXPECT_FALSE(fs::exists(temp_path("got.bin")));
   // A store the user may only read: reading commands open it read-only.
   // (Only as root, and only where user nobody can reach the binary and the temp directory.)
-  const std::string nobody_can_run = "/usr/sbin/runuser -u nobody -- test -x '" + std::string(DATACAP_CLI_PATH) +
-                                     "' -a -x '" + ::testing::TempDir() + "' 2>/dev/null";
-  if (::geteuid() == 0 && ::access("/usr/sbin/runuser", X_OK) == 0 && std::system(nobody_can_run.c_str()) == 0) {
-    fs::permissions(db, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::group_exec |
-                            fs::perms::others_read | fs::perms::others_exec);
+  const std::string nobody_can_run = "/usr/sbin/runuser -u nobody -- test -x '" +
+                                     std::string(DATACAP_CLI_PATH) + "' -a -x '" +
+                                     ::testing::TempDir() + "' 2>/dev/null";
+  if (::geteuid() == 0 && ::access("/usr/sbin/runuser", X_OK) == 0 &&
+      std::system(nobody_can_run.c_str()) == 0) {
+    fs::permissions(db, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                            fs::perms::group_exec | fs::perms::others_read |
+                            fs::perms::others_exec);
     for (const auto& f : {db + "/data.mdb", db + "/lock.mdb"}) {
       fs::permissions(f, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
     }
@@ -668,7 +709,8 @@ TEST(CliHostile, DamagedStoresAreCleanErrorsAndStoreVerifyFindsDamage) {
   fs::remove_all(copy);
 }
 
-// ---- 9. one digest end to end --------------------------------------------------------------------
+// ---- 9. one digest end to end
+// --------------------------------------------------------------------
 
 TEST(CliHostile, EveryCommandUsesTheArchivesDigest) {
   std::mt19937_64 rng(26);
@@ -676,7 +718,8 @@ TEST(CliHostile, EveryCommandUsesTheArchivesDigest) {
   DataCap cap = DataCap::from_bytes(content);
   std::vector<std::uint64_t> cold = {3, 17};
   cap.elide_pages(cold);  // Missing pages: their hashes are under the archive's digest
-  const std::string b2 = temp_path("b2.dcar"), sha = temp_path("sha.dcar"), proof = temp_path("b2.json");
+  const std::string b2 = temp_path("b2.dcar"), sha = temp_path("sha.dcar"),
+                    proof = temp_path("b2.json");
   write_archive(cap, b2, Digest::blake2b256);
   write_archive(cap, sha, Digest::sha256);
   const std::string b2_root = to_hex(cap.flush().hash_tree_root(Digest::blake2b256));
@@ -684,7 +727,10 @@ TEST(CliHostile, EveryCommandUsesTheArchivesDigest) {
   EXPECT_EQ(run("root --archive '" + b2 + "' --digest sha256").status, 2);
   const CliRun p = run("proof '" + b2 + "' --page 5 > '" + proof + "'");
   ASSERT_EQ(p.status, 0) << p.err;
-  const std::string json = read_file(proof).empty() ? "" : std::string(reinterpret_cast<const char*>(read_file(proof).data()), read_file(proof).size());
+  const std::string json = read_file(proof).empty()
+                               ? ""
+                               : std::string(reinterpret_cast<const char*>(read_file(proof).data()),
+                                             read_file(proof).size());
   EXPECT_NE(json.find("\"digest\":\"blake2b256\""), std::string::npos) << json;
   EXPECT_NE(json.find(b2_root), std::string::npos) << json;
   EXPECT_EQ(run("verify-proof '" + proof + "'").status, 0);
@@ -696,14 +742,17 @@ TEST(CliHostile, EveryCommandUsesTheArchivesDigest) {
   for (const auto& f : {b2, sha, proof}) fs::remove(f);
 }
 
-// ---- 10. numbers ---------------------------------------------------------------------------------
+// ---- 10. numbers
+// ---------------------------------------------------------------------------------
 
 TEST(CliHostile, NumbersAreWholeAndInRangeOrAUsageError) {
   const std::string raw = temp_path("num.bin"), proof = temp_path("num.json");
   write_file(raw, Bytes(3 * PAGE_SIZE, 9));
-  for (const std::string bad : {"-1", "18446744073709551616", "1e3", "12abc", "", "0x10", "+5", "1.5"}) {
+  for (const std::string bad :
+       {"-1", "18446744073709551616", "1e3", "12abc", "", "0x10", "+5", "1.5"}) {
     SCOPED_TRACE(bad);
-    for (const std::string& cmd : {"root '" + raw + "' --size '" + bad + "'", "proof '" + raw + "' --page '" + bad + "'"}) {
+    for (const std::string& cmd :
+         {"root '" + raw + "' --size '" + bad + "'", "proof '" + raw + "' --page '" + bad + "'"}) {
       const CliRun r = run(cmd);
       EXPECT_EQ(r.status, 2) << cmd << ": " << r.out;
       EXPECT_EQ(line_count(r.err), 1u) << r.err;
@@ -718,7 +767,9 @@ TEST(CliHostile, NumbersAreWholeAndInRangeOrAUsageError) {
     const std::size_t at = good.find(key) + key.size();
     const std::size_t end = good.find_first_of(",}", at);
     const std::string value = good.substr(at, end - at);
-    for (const std::string& bad : std::vector<std::string>{value + ".7", "-" + value, "1e30", "18446744073709551616", "\"" + value + "\"", "null"}) {
+    for (const std::string& bad :
+         std::vector<std::string>{value + ".7", "-" + value, "1e30", "18446744073709551616",
+                                  "\"" + value + "\"", "null"}) {
       SCOPED_TRACE(std::string(field) + "=" + bad);
       std::ofstream(proof, std::ios::trunc) << good.substr(0, at) + bad + good.substr(end);
       const CliRun r = run("verify-proof '" + proof + "'");
@@ -735,7 +786,8 @@ TEST(CliHostile, ShortArchivesAndOtherErrorsNameTheirFile) {
   const std::string arc = temp_path("short.dcar");
   for (const std::size_t size : {0, 7, 100, 4095}) {
     write_file(arc, Bytes(size, 'D'));
-    for (const std::string& cmd : {"info '" + arc + "'", "verify '" + arc + "'", "root --archive '" + arc + "'"}) {
+    for (const std::string& cmd :
+         {"info '" + arc + "'", "verify '" + arc + "'", "root --archive '" + arc + "'"}) {
       const CliRun r = run(cmd);
       EXPECT_EQ(r.status, 1) << cmd;
       EXPECT_NE(r.err.find(arc), std::string::npos) << cmd << ": " << r.err;

@@ -119,12 +119,15 @@ TEST(CliProof, ProofsOfVectorsVerifyAndTamperedOnesDoNot) {
     const std::uint64_t len = std::max<std::uint64_t>(row.size_arg, fs::file_size(file));
     const std::uint64_t page_count = std::max<std::uint64_t>(1, (len + PAGE_SIZE - 1) / PAGE_SIZE);
     for (const std::uint64_t page : {std::uint64_t{0}, page_count - 1}) {
-      const CliRun proof = run("proof '" + file + "' --page " + std::to_string(page) + " --size " + std::to_string(row.size_arg));
+      const CliRun proof = run("proof '" + file + "' --page " + std::to_string(page) + " --size " +
+                               std::to_string(row.size_arg));
       ASSERT_EQ(proof.status, 0) << proof.err;
-      const std::string prefix = "{\"root\":\"" + row.sha256_root + "\",\"digest\":\"sha256\",\"size\":" + std::to_string(page_count * PAGE_SIZE) +
-                                 ",\"depth\":" + std::to_string(pages_depth(page_count)) +
-                                 ",\"page_index\":" + std::to_string(page) +
-                                 ",\"gindex\":" + std::to_string(page_gindex(page_count, page)) + ",\"leaf\":\"";
+      const std::string prefix =
+          "{\"root\":\"" + row.sha256_root +
+          "\",\"digest\":\"sha256\",\"size\":" + std::to_string(page_count * PAGE_SIZE) +
+          ",\"depth\":" + std::to_string(pages_depth(page_count)) +
+          ",\"page_index\":" + std::to_string(page) +
+          ",\"gindex\":" + std::to_string(page_gindex(page_count, page)) + ",\"leaf\":\"";
       EXPECT_EQ(proof.out.rfind(prefix, 0), 0u) << proof.out;
       std::ofstream(proof_path) << proof.out;
       const CliRun ok = run("verify-proof '" + proof_path + "'");
@@ -189,8 +192,9 @@ TEST(CliDiff, ListsDifferingPagesOfRawFilesAndArchives) {
   longer.resize(302 * PAGE_SIZE, 0);
   longer[301 * PAGE_SIZE] = 1;
   write_file(b, longer);
-  EXPECT_EQ(run("diff '" + a + "' '" + b + "'").out,
-            "size " + std::to_string(300 * PAGE_SIZE) + " " + std::to_string(302 * PAGE_SIZE) + "\n301\n");
+  EXPECT_EQ(run("diff '" + a + "' '" + b + "'").out, "size " + std::to_string(300 * PAGE_SIZE) +
+                                                         " " + std::to_string(302 * PAGE_SIZE) +
+                                                         "\n301\n");
   const CliRun missing = run("diff '" + a + "' '" + temp_path("nope") + "'");
   EXPECT_EQ(missing.status, 2);
   EXPECT_NE(missing.err.find(temp_path("nope")), std::string::npos) << missing.err;

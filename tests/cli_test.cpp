@@ -4,13 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
-#include <random>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
+#include <random>
 #include <string>
 
 #include "datacap/datacap.hpp"
@@ -31,7 +31,8 @@ TEST(Cli, RootOfEveryVectorWithBothDigests) {
     EXPECT_EQ(sha.status, 0) << sha.err;
     EXPECT_EQ(first_line(sha.out), row.sha256_root);
     EXPECT_EQ(sha.err, "");
-    const CliRun blake = run("root '" + file + "' --size " + std::to_string(row.size_arg) + " --digest blake2b256");
+    const CliRun blake =
+        run("root '" + file + "' --size " + std::to_string(row.size_arg) + " --digest blake2b256");
     EXPECT_EQ(first_line(blake.out), row.blake2b256_root);
   }
 }
@@ -39,14 +40,16 @@ TEST(Cli, RootOfEveryVectorWithBothDigests) {
 TEST(Cli, RootReadsStandardInput) {
   for (const auto& row : read_manifest()) {
     SCOPED_TRACE(row.file);
-    const CliRun r = run("root - --size " + std::to_string(row.size_arg) + " < '" + vectors_dir() + "/" + row.file + "'");
+    const CliRun r = run("root - --size " + std::to_string(row.size_arg) + " < '" + vectors_dir() +
+                         "/" + row.file + "'");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(first_line(r.out), row.sha256_root);
   }
 }
 
 TEST(Cli, RootOfASparseFileSkipsHolesAndMatchesTheLibrary) {
-  const std::string path = ::testing::TempDir() + "datacap_sparse_" + std::to_string(::getpid()) + ".bin";
+  const std::string path =
+      ::testing::TempDir() + "datacap_sparse_" + std::to_string(::getpid()) + ".bin";
   const std::uint64_t size = (std::uint64_t{1} << 30) + 12345;  // 1 GiB + a partial page
   {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -60,7 +63,8 @@ TEST(Cli, RootOfASparseFileSkipsHolesAndMatchesTheLibrary) {
   std::vector<std::uint8_t> p5(PAGE_SIZE, 0), last(size % PAGE_SIZE, 0);
   std::memcpy(p5.data() + 7, "middle", 6);
   std::memcpy(last.data() + last.size() - 3, "end", 3);
-  const std::vector<SparsePage> pages = {{5, p5}, {static_cast<std::uint32_t>(size / PAGE_SIZE), last}};
+  const std::vector<SparsePage> pages = {{5, p5},
+                                         {static_cast<std::uint32_t>(size / PAGE_SIZE), last}};
   EXPECT_EQ(first_line(r.out), to_hex(DataCap::from_sparse_pages(size, pages).hash_tree_root()));
   std::remove(path.c_str());
 }
@@ -76,7 +80,8 @@ TEST(Cli, ErrorsAreOneLineAndNonZero) {
       {"root /", 1, "is a directory"},
       {"root " + vectors_dir() + "/v02_hello.bin --digest md5", 2, "--digest"},
       {"root " + vectors_dir() + "/v02_hello.bin --size lots", 2, "--size"},
-      {"root " + vectors_dir() + "/v02_hello.bin --size 17592186044417", 2, "--size 17592186044417 is beyond 2^32 pages"},
+      {"root " + vectors_dir() + "/v02_hello.bin --size 17592186044417", 2,
+       "--size 17592186044417 is beyond 2^32 pages"},
       {"root", 2, "FILE"},
       {"frobnicate", 2, "frobnicate"},
       {"", 2, "subcommand is required"},
@@ -100,23 +105,30 @@ TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
   for (const auto& row : read_manifest()) {
     SCOPED_TRACE(row.file);
     const std::string file = vectors_dir() + "/" + row.file;
-    const CliRun pack = run("pack '" + file + "' -o '" + archive + "' --size " + std::to_string(row.size_arg));
+    const CliRun pack =
+        run("pack '" + file + "' -o '" + archive + "' --size " + std::to_string(row.size_arg));
     ASSERT_EQ(pack.status, 0) << pack.err;
-    EXPECT_NE(pack.out.find("\"root\": \"" + row.sha256_root + "\""), std::string::npos) << pack.out;
+    EXPECT_NE(pack.out.find("\"root\": \"" + row.sha256_root + "\""), std::string::npos)
+        << pack.out;
     EXPECT_EQ(first_line(run("root --archive '" + archive + "'").out), row.sha256_root);
     // An archive's root is under its own digest; another --digest contradicts it (exit 2).
     const CliRun contradicted = run("root --archive '" + archive + "' --digest blake2b256");
     EXPECT_EQ(contradicted.status, 2) << contradicted.out;
     EXPECT_NE(contradicted.err.find(archive), std::string::npos) << contradicted.err;
     const std::string blake = archive + ".b2";
-    ASSERT_EQ(run("pack '" + file + "' -o '" + blake + "' --digest blake2b256 --size " + std::to_string(row.size_arg)).status, 0);
+    ASSERT_EQ(run("pack '" + file + "' -o '" + blake + "' --digest blake2b256 --size " +
+                  std::to_string(row.size_arg))
+                  .status,
+              0);
     EXPECT_EQ(first_line(run("root --archive '" + blake + "'").out), row.blake2b256_root);
-    EXPECT_EQ(first_line(run("root --archive '" + blake + "' --digest blake2b256").out), row.blake2b256_root);
+    EXPECT_EQ(first_line(run("root --archive '" + blake + "' --digest blake2b256").out),
+              row.blake2b256_root);
     EXPECT_EQ(run("root --archive '" + blake + "' --digest sha256").status, 2);
     std::remove(blake.c_str());
     const CliRun info = run("info '" + archive + "'");
     EXPECT_EQ(info.status, 0) << info.err;
-    for (const char* key : {"\"root\"", "\"size\"", "\"page_count\"", "\"stored_pages\"", "\"unique_pages\""}) {
+    for (const char* key :
+         {"\"root\"", "\"size\"", "\"page_count\"", "\"stored_pages\"", "\"unique_pages\""}) {
       EXPECT_NE(info.out.find(key), std::string::npos) << key;
     }
     EXPECT_EQ(run("verify '" + archive + "'").status, 0);
@@ -125,14 +137,19 @@ TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
     // The unpacked file is the full-size content: its root is the vector's root.
     EXPECT_EQ(first_line(run("root '" + out + "'").out), row.sha256_root);
     // Sizes always; bytes for the small vectors (the 4 GiB ones are checked by their root above).
-    EXPECT_EQ(std::filesystem::file_size(out), std::max<std::uint64_t>(std::max<std::uint64_t>(row.size_arg, std::filesystem::file_size(file)) + PAGE_SIZE - 1, PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE);
+    EXPECT_EQ(
+        std::filesystem::file_size(out),
+        std::max<std::uint64_t>(
+            std::max<std::uint64_t>(row.size_arg, std::filesystem::file_size(file)) + PAGE_SIZE - 1,
+            PAGE_SIZE) /
+            PAGE_SIZE * PAGE_SIZE);
     if (row.size_arg > (std::uint64_t{64} << 20)) continue;
     const auto original = read_file(file);
     auto unpacked = read_file(out);
     ASSERT_GE(unpacked.size(), original.size());
     EXPECT_TRUE(std::equal(original.begin(), original.end(), unpacked.begin()));
-    EXPECT_TRUE(std::all_of(unpacked.begin() + static_cast<std::ptrdiff_t>(original.size()), unpacked.end(),
-                            [](std::uint8_t b) { return b == 0; }));
+    EXPECT_TRUE(std::all_of(unpacked.begin() + static_cast<std::ptrdiff_t>(original.size()),
+                            unpacked.end(), [](std::uint8_t b) { return b == 0; }));
   }
   std::remove(out.c_str());
   std::remove(archive.c_str());
@@ -141,9 +158,11 @@ TEST(Cli, PackUnpackRoundTripsEveryVectorWithTheSameRoot) {
 TEST(Cli, PackUnpackRoundTripsRandomFiles) {
   const std::string base = ::testing::TempDir() + "datacap_cli_rand_" + std::to_string(::getpid());
   std::mt19937_64 rng(44);
-  for (std::size_t len : {std::size_t{1}, std::size_t{4095}, std::size_t{300000}, std::size_t{2} << 20}) {
+  for (std::size_t len :
+       {std::size_t{1}, std::size_t{4095}, std::size_t{300000}, std::size_t{2} << 20}) {
     std::vector<std::uint8_t> bytes(len);
-    for (std::size_t i = 0; i < len; ++i) bytes[i] = (i / PAGE_SIZE) % 3 == 1 ? 0 : static_cast<std::uint8_t>(rng());
+    for (std::size_t i = 0; i < len; ++i)
+      bytes[i] = (i / PAGE_SIZE) % 3 == 1 ? 0 : static_cast<std::uint8_t>(rng());
     {
       std::ofstream f(base, std::ios::binary | std::ios::trunc);
       f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(len));
@@ -153,13 +172,15 @@ TEST(Cli, PackUnpackRoundTripsRandomFiles) {
     auto out = read_file(base + ".out");
     ASSERT_EQ(out.size(), (len + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE);
     EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), out.begin())) << len;
-    EXPECT_EQ(first_line(run("root '" + base + "'").out), first_line(run("root --archive '" + base + ".dcar'").out));
+    EXPECT_EQ(first_line(run("root '" + base + "'").out),
+              first_line(run("root --archive '" + base + ".dcar'").out));
   }
   for (const char* suffix : {"", ".dcar", ".out"}) std::remove((base + suffix).c_str());
 }
 
 TEST(Cli, DamagedArchivesFailWithOneLineAndExitOne) {
-  const std::string archive = ::testing::TempDir() + "datacap_cli_bad_" + std::to_string(::getpid()) + ".dcar";
+  const std::string archive =
+      ::testing::TempDir() + "datacap_cli_bad_" + std::to_string(::getpid()) + ".dcar";
   ASSERT_EQ(run("pack '" + vectors_dir() + "/v07_five_pages.bin' -o '" + archive + "'").status, 0);
   auto bytes = read_file(archive);
   for (std::size_t at : {std::size_t{3}, std::size_t{20}, std::size_t{5000}, bytes.size() - 3}) {
@@ -167,12 +188,14 @@ TEST(Cli, DamagedArchivesFailWithOneLineAndExitOne) {
     damaged[at] ^= 0x40;
     {
       std::ofstream f(archive, std::ios::binary | std::ios::trunc);
-      f.write(reinterpret_cast<const char*>(damaged.data()), static_cast<std::streamsize>(damaged.size()));
+      f.write(reinterpret_cast<const char*>(damaged.data()),
+              static_cast<std::streamsize>(damaged.size()));
     }
     for (const char* command : {"verify", "unpack -o /dev/null", "root --archive"}) {
       const std::string cmd = std::string(command).find(' ') == std::string::npos
                                   ? std::string(command) + " '" + archive + "'"
-                                  : std::string("unpack '") + archive + "' -o " + ::testing::TempDir() + "never_written";
+                                  : std::string("unpack '") + archive + "' -o " +
+                                        ::testing::TempDir() + "never_written";
       const CliRun r = run(cmd);
       EXPECT_EQ(r.status, 1) << cmd << " at " << at << ": " << r.err;
       EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;

@@ -89,7 +89,9 @@ class Differential {
   // Page counts: single page, tiny, a leaf node boundary, two and three radix levels.
   static constexpr std::uint64_t SIZES[] = {1, 2, 3, 5, 63, 64, 65, 130, 4097};
 
-  std::uint64_t pick(std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_); }
+  std::uint64_t pick(std::uint64_t n) {
+    return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_);
+  }
 
   Bytes random_content(std::size_t max_len) {
     const std::uint64_t kind = pick(10);
@@ -110,15 +112,19 @@ class Differential {
   std::uint64_t random_offset(std::uint64_t size) {
     const std::uint64_t page = pick(size / PAGE_SIZE);
     switch (pick(4)) {
-      case 0: return page * PAGE_SIZE;
-      case 1: return page * PAGE_SIZE + PAGE_SIZE - 1 - pick(16);
-      default: return page * PAGE_SIZE + pick(PAGE_SIZE);
+      case 0:
+        return page * PAGE_SIZE;
+      case 1:
+        return page * PAGE_SIZE + PAGE_SIZE - 1 - pick(16);
+      default:
+        return page * PAGE_SIZE + pick(PAGE_SIZE);
     }
   }
 
   void reset(std::size_t a) {
     std::uint64_t pages = SIZES[pick(std::size(SIZES))];
-    Bytes content(static_cast<std::size_t>(std::min<std::uint64_t>(pages, 8) * PAGE_SIZE - pick(PAGE_SIZE)));
+    Bytes content(
+        static_cast<std::size_t>(std::min<std::uint64_t>(pages, 8) * PAGE_SIZE - pick(PAGE_SIZE)));
     for (auto& x : content) x = static_cast<std::uint8_t>(pick(3) == 0 ? 0 : pick(256));
     if (pick(2) == 0) {
       caps_[a] = DataCap::from_bytes_sized(content, pages * PAGE_SIZE);
@@ -154,7 +160,8 @@ class Differential {
   void op_write(std::size_t a) {
     const std::uint64_t size = model_[a].size;
     const std::uint64_t off = random_offset(size);
-    const std::size_t max_len = static_cast<std::size_t>(std::min<std::uint64_t>(size - off, 3 * PAGE_SIZE));
+    const std::size_t max_len =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - off, 3 * PAGE_SIZE));
     const Bytes bytes = random_content(pick(8) == 0 ? max_len : std::min<std::size_t>(max_len, 64));
     expect_same(model_[a].write(off, bytes), kind_of([&] { caps_[a].write(off, bytes); }), "write");
   }
@@ -195,7 +202,8 @@ class Differential {
   }
   void op_place_shared(std::size_t a) {
     const std::size_t b = pick(CAPS);
-    const std::uint64_t dst = pick(model_[a].page_count() + 2) * PAGE_SIZE + (pick(10) == 0 ? 8 : 0);
+    const std::uint64_t dst =
+        pick(model_[a].page_count() + 2) * PAGE_SIZE + (pick(10) == 0 ? 8 : 0);
     const NaiveCap src_model = model_[b];
     expect_same(model_[a].place_shared(dst, src_model),
                 kind_of([&] { caps_[a].place_shared(dst, caps_[b]); }), "place_shared");
@@ -224,13 +232,15 @@ class Differential {
   void compare_root(std::size_t a, Digest d) {
     const auto expected = model_[a].root(d);
     ASSERT_TRUE(expected.has_value());
-    ASSERT_EQ(to_hex(*expected), to_hex(caps_[a].hash_tree_root(d))) << "root, digest " << to_string(d);
+    ASSERT_EQ(to_hex(*expected), to_hex(caps_[a].hash_tree_root(d)))
+        << "root, digest " << to_string(d);
     ++roots_compared;
   }
   void op_read(std::size_t a) {
     const std::uint64_t size = model_[a].size;
     const std::uint64_t start = random_offset(size);
-    Bytes want(static_cast<std::size_t>(std::min<std::uint64_t>(size - start, pick(3 * PAGE_SIZE))));
+    Bytes want(
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - start, pick(3 * PAGE_SIZE))));
     Bytes got(want.size(), 0xEE);
     const auto expected = model_[a].copy_into(start, want);
     expect_same(expected, kind_of([&] { caps_[a].copy_into(start, got); }), "copy_into");
@@ -255,16 +265,22 @@ class Differential {
     const std::uint64_t size = model_[a].size;
     const Bytes one(1, 7);
     const Bytes too_long(PAGE_SIZE + 1, 7);
-    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].write(size, one); }), "write past end");
-    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].write_page(size, one); }), "write_page past end");
-    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].put_page(0, too_long); }), "put_page too long");
-    expect_same(ErrorKind::out_of_range, kind_of([&] { (void)caps_[a].page_slot(size / PAGE_SIZE); }), "page_slot past end");
-    expect_same(ErrorKind::out_of_range, kind_of([&] { (void)caps_[a].page_at(size); }), "page_at past end");
+    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].write(size, one); }),
+                "write past end");
+    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].write_page(size, one); }),
+                "write_page past end");
+    expect_same(ErrorKind::out_of_range, kind_of([&] { caps_[a].put_page(0, too_long); }),
+                "put_page too long");
+    expect_same(ErrorKind::out_of_range,
+                kind_of([&] { (void)caps_[a].page_slot(size / PAGE_SIZE); }), "page_slot past end");
+    expect_same(ErrorKind::out_of_range, kind_of([&] { (void)caps_[a].page_at(size); }),
+                "page_at past end");
     check(a);  // nothing changed
   }
   void op_check(std::size_t a) { check(a); }
 
-  void expect_same(std::optional<ErrorKind> expected, std::optional<ErrorKind> got, const char* what) {
+  void expect_same(std::optional<ErrorKind> expected, std::optional<ErrorKind> got,
+                   const char* what) {
     ASSERT_EQ(expected.has_value(), got.has_value())
         << what << ": expected " << (expected ? to_string(*expected) : "success") << ", got "
         << (got ? to_string(*got) : "success");
@@ -338,7 +354,8 @@ TEST_P(DifferentialPerIsa, RandomOperationSequencesMatchTheNaiveModel) {
   if (!isa_available(GetParam())) GTEST_SKIP() << "this CPU lacks " << to_string(GetParam());
   const Isa before = active_isa();
   set_isa(GetParam());
-  const std::uint64_t seed = env_or("DATACAP_SEED", 20261126) + static_cast<std::uint64_t>(GetParam());
+  const std::uint64_t seed =
+      env_or("DATACAP_SEED", 20261126) + static_cast<std::uint64_t>(GetParam());
   const std::uint64_t ops = env_or("DATACAP_DIFF_OPS", 100000) / 5;
   SCOPED_TRACE("DATACAP_SEED=" + std::to_string(seed) + " ISA " + to_string(GetParam()));
   Differential d(seed);

@@ -39,7 +39,8 @@ void expect_same(const DataCap& cap, const NaiveCap& model, const char* what) {
   NaiveCap settled = model;
   settled.flush();
   for (Digest d : {Digest::sha256, Digest::blake2b256}) {
-    EXPECT_EQ(to_hex(flushed.hash_tree_root(d)), to_hex(*settled.root(d))) << what << " " << to_string(d);
+    EXPECT_EQ(to_hex(flushed.hash_tree_root(d)), to_hex(*settled.root(d)))
+        << what << " " << to_string(d);
   }
   expect_invariants(cap, std::string(what) + " (after its flush)");
   expect_invariants(flushed, std::string(what) + " flushed, roots cached");
@@ -92,7 +93,8 @@ TEST(Merge, RvalueFlushLeavesCapsSharingTheOverlayIntact) {
   // And the same flush of an unshared overlay (everything freed during the merge).
   DataCap alone = DataCap::zeroed(PAGES * PAGE_SIZE);
   for (const auto& [index, slot] : m_whole.overlay) alone.write_page(index * PAGE_SIZE, slot.bytes);
-  EXPECT_EQ(to_hex(std::move(alone).flush().hash_tree_root()), to_hex(whole.flush().hash_tree_root()));
+  EXPECT_EQ(to_hex(std::move(alone).flush().hash_tree_root()),
+            to_hex(whole.flush().hash_tree_root()));
 }
 
 TEST(Merge, RootsRecomputedAcrossManyLeavesMatchTheModel) {
@@ -116,7 +118,8 @@ TEST(Merge, RootsRecomputedAcrossManyLeavesMatchTheModel) {
   // Every stored page rewritten as Missing with its own root, over ~950 leaves: nothing to
   // hash but nodes; the root must not move.
   DataCap same = base;
-  for (std::size_t n = 0; n < stored.size(); ++n) same.insert_overlay_page(stored[n], PageSlot::missing(roots[n]));
+  for (std::size_t n = 0; n < stored.size(); ++n)
+    same.insert_overlay_page(stored[n], PageSlot::missing(roots[n]));
   same = std::move(same).flush();
   EXPECT_EQ(to_hex(same.hash_tree_root()), to_hex(root));
   expect_invariants(same, "same");

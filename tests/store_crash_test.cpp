@@ -11,8 +11,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <set>
@@ -86,7 +86,8 @@ Outcome run_and_kill(const std::vector<std::string>& args, std::chrono::microsec
 
 TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
   std::mt19937_64 rng(env_seed(211));
-  const fs::path dir = fs::path(::testing::TempDir()) / ("datacap_crash_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("datacap_crash_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string db = (dir / "db").string();
@@ -111,8 +112,9 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
       }
     }
     const std::string path = (dir / ("in" + std::to_string(k) + ".bin")).string();
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                static_cast<std::streamsize>(bytes.size() - rng() % 100));
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size() - rng() % 100));
     files.push_back(path);
     file_of_root[to_hex(map_raw_file(path).hash_tree_root())] = path;
   }
@@ -127,7 +129,9 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
   ASSERT_EQ(full.reported.size(), files.size());
   const auto scale = std::chrono::microseconds(static_cast<std::int64_t>(full.seconds * 1.2e6));
 
-  const int rounds = static_cast<int>(std::strtol(std::getenv("DATACAP_CRASH_ROUNDS") ? std::getenv("DATACAP_CRASH_ROUNDS") : "16", nullptr, 10));
+  const int rounds = static_cast<int>(
+      std::strtol(std::getenv("DATACAP_CRASH_ROUNDS") ? std::getenv("DATACAP_CRASH_ROUNDS") : "16",
+                  nullptr, 10));
   std::set<std::string> saved(full.reported.begin(), full.reported.end());
   int killed_midway = 0;
   for (int round = 0; round < rounds; ++round) {
@@ -153,7 +157,8 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
       args.insert(args.end(), order.begin(), order.end());
       args.insert(args.end(), {"--db", db});
     }
-    const auto delay = std::chrono::microseconds(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(scale.count() + 1)));
+    const auto delay = std::chrono::microseconds(
+        static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(scale.count() + 1)));
     const Outcome o = run_and_kill(args, delay);
     if (!gc) {
       saved.insert(o.reported.begin(), o.reported.end());
@@ -181,7 +186,8 @@ TEST(StoreCrash, EveryReportedCapSurvivesSigkill) {
     }
   }
   std::cerr << "[ crash    ] " << rounds << " rounds, " << killed_midway
-            << " puts killed mid-way; an uninterrupted put of every file took " << full.seconds << " s\n";
+            << " puts killed mid-way; an uninterrupted put of every file took " << full.seconds
+            << " s\n";
   EXPECT_GT(killed_midway, 0) << "no kill landed in the middle of a save: the test did not test";
   fs::remove_all(dir);
 }

@@ -15,7 +15,8 @@ constexpr int THREADS = 4;
 
 DataCap make_base() {
   std::vector<std::uint8_t> content(300 * PAGE_SIZE);
-  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<std::uint8_t>((i * 131) >> 9);
+  for (std::size_t i = 0; i < content.size(); ++i)
+    content[i] = static_cast<std::uint8_t>((i * 131) >> 9);
   return DataCap::from_bytes_sized(content, 1000 * PAGE_SIZE);
 }
 
@@ -36,9 +37,11 @@ TEST(Threads, ConcurrentConstUseOfOneCap) {
         std::vector<std::uint8_t> out(5000);
         cap.copy_into(static_cast<std::uint64_t>(t * 7919 + round * 4096), out);
         good &= out[0] == static_cast<std::uint8_t>(((t * 7919 + round * 4096) * 131) >> 9);
-        good &= cap.page_at(static_cast<std::uint64_t>(round) * PAGE_SIZE).kind == PageResolution::Kind::bytes;
+        good &= cap.page_at(static_cast<std::uint64_t>(round) * PAGE_SIZE).kind ==
+                PageResolution::Kind::bytes;
         const DataCap copy = cap;  // copying is a const use of the source
-        good &= copy.page_slot(static_cast<std::uint64_t>(round)).root() == cap.page_slot(static_cast<std::uint64_t>(round)).root();
+        good &= copy.page_slot(static_cast<std::uint64_t>(round)).root() ==
+                cap.page_slot(static_cast<std::uint64_t>(round)).root();
       }
       ok[static_cast<std::size_t>(t)] = good;
     });
@@ -52,7 +55,8 @@ TEST(Threads, CopiesWrittenOnDifferentThreads) {
   const Hash32 base_root = base.hash_tree_root();
   auto workload = [](DataCap cap, int t) {
     for (int k = 0; k < 50; ++k) {
-      const std::vector<std::uint8_t> bytes(100 + static_cast<std::size_t>(k), static_cast<std::uint8_t>(t + 1));
+      const std::vector<std::uint8_t> bytes(100 + static_cast<std::size_t>(k),
+                                            static_cast<std::uint8_t>(t + 1));
       cap.write(static_cast<std::uint64_t>((t * 37 + k * 101) % 990) * PAGE_SIZE + 4000, bytes);
       if (k % 10 == 9) cap = std::move(cap).flush();
     }
@@ -67,7 +71,8 @@ TEST(Threads, CopiesWrittenOnDifferentThreads) {
     threads.emplace_back([&, t] { got[static_cast<std::size_t>(t)] = workload(base, t); });
   }
   for (auto& th : threads) th.join();
-  for (int t = 0; t < THREADS; ++t) EXPECT_EQ(got[static_cast<std::size_t>(t)], expected[static_cast<std::size_t>(t)]) << t;
+  for (int t = 0; t < THREADS; ++t)
+    EXPECT_EQ(got[static_cast<std::size_t>(t)], expected[static_cast<std::size_t>(t)]) << t;
   EXPECT_EQ(base.hash_tree_root(), base_root);
 }
 
@@ -80,7 +85,8 @@ TEST(Threads, PagesSharedAcrossThreadsAreReleasedOnce) {
       threads.emplace_back([base, t]() mutable {
         for (int k = 0; k < 200; ++k) {
           DataCap copy = base;
-          copy.write(static_cast<std::uint64_t>(k) * PAGE_SIZE, std::vector<std::uint8_t>(10, static_cast<std::uint8_t>(t)));
+          copy.write(static_cast<std::uint64_t>(k) * PAGE_SIZE,
+                     std::vector<std::uint8_t>(10, static_cast<std::uint8_t>(t)));
           copy.place_shared(PAGE_SIZE * 500, base);
         }
       });

@@ -33,8 +33,9 @@ TEST(Vectors, CapRootsThroughSparsePagesAndWritesAndBuilder) {
     // from_sparse_pages, pages named in reverse order.
     std::vector<SparsePage> pages;
     for (std::size_t off = 0; off < content.size(); off += PAGE_SIZE) {
-      pages.push_back(SparsePage{static_cast<std::uint32_t>(off / PAGE_SIZE),
-                                 std::span(content).subspan(off, std::min(PAGE_SIZE, content.size() - off))});
+      pages.push_back(
+          SparsePage{static_cast<std::uint32_t>(off / PAGE_SIZE),
+                     std::span(content).subspan(off, std::min(PAGE_SIZE, content.size() - off))});
     }
     std::reverse(pages.begin(), pages.end());
     const DataCap sparse = DataCap::from_sparse_pages(size, pages);
@@ -48,8 +49,10 @@ TEST(Vectors, CapRootsThroughSparsePagesAndWritesAndBuilder) {
     // The streaming builder used by the CLI.
     for (Digest d : {Digest::sha256, Digest::blake2b256}) {
       CapRootBuilder builder(d);
-      for (const auto& p : std::vector<SparsePage>(pages.rbegin(), pages.rend())) builder.append_page(p.bytes);
-      EXPECT_EQ(to_hex(builder.finish(size)), d == Digest::sha256 ? row.sha256_root : row.blake2b256_root);
+      for (const auto& p : std::vector<SparsePage>(pages.rbegin(), pages.rend()))
+        builder.append_page(p.bytes);
+      EXPECT_EQ(to_hex(builder.finish(size)),
+                d == Digest::sha256 ? row.sha256_root : row.blake2b256_root);
     }
   }
 }

@@ -46,7 +46,7 @@ struct ArchiveInfo {
   std::uint64_t flushed_loaded_pages = 0;   // its Loaded, non-zero pages
   std::uint64_t flushed_missing_pages = 0;  // its Missing pages
   std::uint64_t file_size = 0;
-  Hash32 root{};                    // the recorded cap root of the flushed cap
+  Hash32 root{};  // the recorded cap root of the flushed cap
 };
 
 struct OpenedArchive {
@@ -100,9 +100,9 @@ DATACAP_API OpenedArchive open_archive(const std::string& path,
 class DATACAP_API ArchiveReader {
  public:
   // Opens `path` and reads its header and tables once, checking the structure as open_archive
-  // does. O(entries). With max_memory != 0, tables larger than that are refused (MemoryLimitExceeded)
-  // before they are read. Throws DecodeError, IoError (a file shorter than its header says
-  // included), OutOfRange; every error names `path`.
+  // does. O(entries). With max_memory != 0, tables larger than that are refused
+  // (MemoryLimitExceeded) before they are read. Throws DecodeError, IoError (a file shorter than
+  // its header says included), OutOfRange; every error names `path`.
   explicit ArchiveReader(const std::string& path, std::uint64_t max_memory = 0);
   ~ArchiveReader();
   ArchiveReader(ArchiveReader&&) noexcept;
@@ -123,7 +123,8 @@ class DATACAP_API ArchiveReader {
   // hashes to the root). Throws MissingPage before the first call when the flushed cap has a
   // Missing page; DecodeError for a page that does not match its hash (pages before it have
   // been delivered). O(pages · PAGE_SIZE).
-  void for_each_page(const std::function<void(std::uint64_t page_index, const std::uint8_t* bytes)>& fn) const;
+  void for_each_page(
+      const std::function<void(std::uint64_t page_index, const std::uint8_t* bytes)>& fn) const;
 
  private:
   struct State;
@@ -167,7 +168,8 @@ DATACAP_API std::uint64_t input_size_hint(const std::string& path) noexcept;
 // pages would take more (about 4.2 KiB each) is refused as it is read. Throws as
 // stream_file_pages, and OutOfRange beyond 2^32 pages (zero pages counted: an endless /dev/zero
 // ends there), MemoryLimitExceeded over max_memory. O(file bytes).
-DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 0, std::uint64_t max_memory = 0);
+DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 0,
+                                  std::uint64_t max_memory = 0);
 
 // As read_raw_file, without copying: Loaded pages borrow a read-only mapping of the file (kept
 // mapped while any page lives). Heap use is about 70 bytes per non-zero page. The caller

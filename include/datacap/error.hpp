@@ -78,8 +78,7 @@ class DATACAP_API MemoryLimitExceeded : public OutOfRange {
 // hash_tree_root() (or another clean-only operation) on a cap whose overlay is not empty.
 class DATACAP_API DirtyCap : public InvalidArgument {
  public:
-  explicit DirtyCap(const std::string& message)
-      : InvalidArgument(ErrorKind::dirty_cap, message) {}
+  explicit DirtyCap(const std::string& message) : InvalidArgument(ErrorKind::dirty_cap, message) {}
 };
 
 // A Missing page (known only by its hash) was read through an API that needs its bytes.

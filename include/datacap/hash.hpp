@@ -57,7 +57,6 @@ DATACAP_API void set_isa(Isa isa);
 DATACAP_API void set_hash_threads(unsigned threads);
 DATACAP_API unsigned hash_threads() noexcept;
 
-
 // D(bytes) for any byte string. O(len).
 DATACAP_API Hash32 digest_bytes(Digest digest, std::span<const std::uint8_t> bytes);
 // hash(a, b) = D(a || b). O(1).

@@ -31,8 +31,8 @@ struct ArenaPageRef {
 };
 
 struct DATACAP_API DataDesc {
-  std::uint64_t size = 0;             // bytes, a PAGE_SIZE multiple
-  std::vector<ArenaPageRef> pages;    // non-zero pages only, strictly ascending page_index
+  std::uint64_t size = 0;           // bytes, a PAGE_SIZE multiple
+  std::vector<ArenaPageRef> pages;  // non-zero pages only, strictly ascending page_index
 
   // Checks SPEC §6's rules against an arena of arena_len bytes, reporting the first broken rule
   // in the SPEC's order: size not a page multiple; a len of 0 or over 4096; a window past the
@@ -85,7 +85,8 @@ class DATACAP_API ImageMemory {
   // Builds each descriptor's cap from `arena` (validating each) and checks the layout: extent a
   // page multiple within 2^32 pages, every mapping page-aligned, inside the extent and naming an
   // existing descriptor. Throws ValidationError / InvalidArgument / OutOfRange.
-  ImageMemory(std::span<const std::uint8_t> arena, std::span<const DataDesc> data, ImageLayout layout);
+  ImageMemory(std::span<const std::uint8_t> arena, std::span<const DataDesc> data,
+              ImageLayout layout);
 
   // A new instance: a clean cap of `extent` bytes whose mapped ranges share the image's pages
   // (and, where aligned, whole subtrees of its tree with their cached hashes). Pages that fall

@@ -35,7 +35,7 @@ DATACAP_API std::uint64_t page_gindex(std::uint64_t page_count, std::uint64_t pa
 struct PageProof {
   std::uint64_t content_len = 0;  // the cap's size in bytes
   std::uint64_t page_index = 0;
-  Hash32 leaf{};                  // the page's slot root
+  Hash32 leaf{};  // the page's slot root
   // Siblings from the leaf's level up to the root: d hashes inside the pages tree, then the
   // size root (so branch.size() == d + 1).
   std::vector<Hash32> branch;
@@ -86,7 +86,7 @@ struct MultiProof {
 struct RangeProof {
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
-  MultiProof pages;                   // the pages covering [offset, offset + length)
+  MultiProof pages;                      // the pages covering [offset, offset + length)
   std::vector<std::uint8_t> page_bytes;  // PAGE_SIZE bytes per page of pages.page_indices
 
   // The proven bytes [offset, offset + length). REQUIRES: a well-formed proof (verified).
@@ -114,8 +114,7 @@ struct RangeProof {
 // for the size). Loaded and Missing slots with the same root are equal. Computes either root
 // if it is not cached, then descends only into subtrees whose cached hashes differ:
 // O(d · log n) for d differing pages. Throws DirtyCap.
-[[nodiscard]] DATACAP_API std::vector<std::uint64_t> diff_pages(const DataCap& a,
-                                                                const DataCap& b,
+[[nodiscard]] DATACAP_API std::vector<std::uint64_t> diff_pages(const DataCap& a, const DataCap& b,
                                                                 Digest digest = Digest::sha256);
 
 }  // namespace datacap

@@ -28,7 +28,7 @@ namespace datacap {
 namespace detail {
 struct TreeNode;
 struct SlabAccess;
-}
+}  // namespace detail
 
 class DATACAP_API PageSlab {
  public:

@@ -56,9 +56,9 @@ namespace datacap {
 
 // What a store knows of one saved cap.
 struct SavedCap {
-  Hash32 root{};                  // SHA-256 cap root
-  std::uint64_t content_len = 0;  // size in bytes
-  std::uint64_t page_entries = 0; // non-Empty pages in its page table
+  Hash32 root{};                   // SHA-256 cap root
+  std::uint64_t content_len = 0;   // size in bytes
+  std::uint64_t page_entries = 0;  // non-Empty pages in its page table
 };
 
 struct GcReport {

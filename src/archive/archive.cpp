@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstdlib>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -38,7 +38,7 @@ namespace {
 constexpr char MAGIC[8] = {'D', 'C', 'A', 'P', 'A', 'R', 'C', '\0'};
 constexpr std::uint32_t VERSION = 1;
 constexpr std::size_t HEADER_SIZE = PAGE_SIZE;
-constexpr std::size_t HEADER_HASHED = 104;  // the header hash covers bytes [0, 104)
+constexpr std::size_t HEADER_HASHED = 104;          // the header hash covers bytes [0, 104)
 constexpr std::uint32_t REF_ZERO = 0xffffffffu;     // a Loaded all-zero page (overlay only)
 constexpr std::uint32_t REF_MISSING = 0x80000000u;  // | index into the missing-hash table
 constexpr std::uint64_t MAX_PAYLOADS = 0x7fffffffu;
@@ -89,7 +89,9 @@ detail::OutputTarget archive_target(const std::string& path) {
   if (path.empty()) throw InvalidArgument("archive path is empty");
   detail::OutputTarget target = detail::resolve_output(path);
   if (!target.replaceable()) {
-    throw IoError(path, "not a regular file (an archive is written to a regular file, never over a device, FIFO or directory)");
+    throw IoError(path,
+                  "not a regular file (an archive is written to a regular file, never over a "
+                  "device, FIFO or directory)");
   }
   return target;
 }
@@ -101,14 +103,16 @@ void count_flushed(ArchiveInfo& info, std::uint32_t ref) {
 // What every writer shares: payload dedup, the tables, and the final layout.
 class ArchiveBuilder {
  public:
-  ArchiveBuilder(const std::string& path, Digest digest) : file_(archive_target(path)), digest_(digest) {}
+  ArchiveBuilder(const std::string& path, Digest digest)
+      : file_(archive_target(path)), digest_(digest) {}
 
   Digest digest() const { return digest_; }
   [[nodiscard]] const std::string& temp_path() const noexcept { return file_.temp_path(); }
 
   std::uint32_t payload(const std::uint8_t* page, const Hash32& root) {
     if (auto it = payloads_.find(root); it != payloads_.end()) return it->second;
-    if (payload_hashes_.size() >= MAX_PAYLOADS) throw OutOfRange("archive: more than 2^31 - 1 distinct pages");
+    if (payload_hashes_.size() >= MAX_PAYLOADS)
+      throw OutOfRange("archive: more than 2^31 - 1 distinct pages");
     const auto index = static_cast<std::uint32_t>(payload_hashes_.size());
     file_.write_at(HEADER_SIZE + std::uint64_t{index} * PAGE_SIZE, page, PAGE_SIZE);
     payload_hashes_.push_back(root);
@@ -133,7 +137,8 @@ class ArchiveBuilder {
     h.missing_count = missing_.size();
     h.tables_offset = HEADER_SIZE + h.payload_count * PAGE_SIZE;
     h.root = root;
-    std::vector<std::uint8_t> tables(32 * (payload_hashes_.size() + missing_.size()) + 8 * (backing_.size() + overlay_.size()));
+    std::vector<std::uint8_t> tables(32 * (payload_hashes_.size() + missing_.size()) +
+                                     8 * (backing_.size() + overlay_.size()));
     std::uint8_t* p = tables.data();
     for (const Hash32& x : payload_hashes_) p = std::copy(x.begin(), x.end(), p);
     for (const Hash32& x : missing_) p = std::copy(x.begin(), x.end(), p);
@@ -157,14 +162,16 @@ class ArchiveBuilder {
     info.dirty_pages = h.overlay_count;
     std::uint64_t missing_entries = 0;
     for (const auto* table : {&backing_, &overlay_}) {
-      for (const Entry& e : *table) missing_entries += e.ref != REF_ZERO && (e.ref & REF_MISSING) != 0;
+      for (const Entry& e : *table)
+        missing_entries += e.ref != REF_ZERO && (e.ref & REF_MISSING) != 0;
     }
     info.missing_pages = missing_entries;
     info.stored_pages = h.backing_count + h.overlay_count - missing_entries;
     // The flushed cap: an overlay entry shadows the backing's; an overlay zero page is Empty.
     std::size_t b = 0;
     for (const Entry& o : overlay_) {
-      for (; b < backing_.size() && backing_[b].page_index < o.page_index; ++b) count_flushed(info, backing_[b].ref);
+      for (; b < backing_.size() && backing_[b].page_index < o.page_index; ++b)
+        count_flushed(info, backing_[b].ref);
       if (b < backing_.size() && backing_[b].page_index == o.page_index) ++b;
       if (o.ref != REF_ZERO) count_flushed(info, o.ref);
     }
@@ -199,7 +206,8 @@ ArchiveInfo write_archive(const DataCap& cap, const std::string& path, Digest di
     }
     table.push_back(Entry{i, b.payload(page.data(), page.root(digest))});
   };
-  cap.backing().for_each_stored([&](std::uint32_t i, const PageSlot& s) { add(b.backing(), i, s); });
+  cap.backing().for_each_stored(
+      [&](std::uint32_t i, const PageSlot& s) { add(b.backing(), i, s); });
   cap.for_each_dirty([&](std::uint32_t i, const PageSlot& s) { add(b.overlay(), i, s); });
   return b.finish(cap.content_len(), cap.flush().hash_tree_root(digest));
 }
@@ -248,7 +256,8 @@ void ArchiveWriter::append_pages(std::span<const std::uint8_t> bytes) {
     if (zero[i]) {
       s.root.append_page_root(Hash32{});
     } else {
-      s.builder.backing().push_back(Entry{static_cast<std::uint32_t>(s.pages), s.builder.payload(pages[i], roots[i])});
+      s.builder.backing().push_back(
+          Entry{static_cast<std::uint32_t>(s.pages), s.builder.payload(pages[i], roots[i])});
       s.root.append_page_root(roots[i]);
     }
     ++s.pages;
@@ -264,7 +273,8 @@ ArchiveInfo ArchiveWriter::finish(std::uint64_t size) {
   State& s = *state_;
   std::uint64_t pages = size / PAGE_SIZE + (size % PAGE_SIZE != 0 ? 1 : 0);
   pages = std::max<std::uint64_t>(std::max(pages, s.pages), 1);
-  if (pages > MAX_PAGE_COUNT) throw OutOfRange("ArchiveWriter: size " + std::to_string(size) + " exceeds 2^32 pages");
+  if (pages > MAX_PAGE_COUNT)
+    throw OutOfRange("ArchiveWriter: size " + std::to_string(size) + " exceeds 2^32 pages");
   const Hash32 root = s.root.finish(pages * PAGE_SIZE);
   return s.builder.finish(pages * PAGE_SIZE, root);
 }
@@ -292,12 +302,14 @@ std::uint64_t tables_size(const Header& h) {
 // `r` reads `head` and names the input in its errors.
 Header parse_header(SszReader& r, std::span<const std::uint8_t> head, std::uint64_t file_size) {
   if (file_size < HEADER_SIZE || head.size() < HEADER_SIZE) {
-    r.fail("header", 0, "file of " + std::to_string(file_size) + " bytes is shorter than the 4096-byte header");
+    r.fail("header", 0,
+           "file of " + std::to_string(file_size) + " bytes is shorter than the 4096-byte header");
   }
   if (std::memcmp(head.data(), MAGIC, 8) != 0) r.fail("magic", 0, "not a datacap archive");
   (void)r.take("magic", 8);
   const std::uint32_t version = r.u32("version");
-  if (version != VERSION) r.fail("version", 8, "format version " + std::to_string(version) + " (this library reads 1)");
+  if (version != VERSION)
+    r.fail("version", 8, "format version " + std::to_string(version) + " (this library reads 1)");
   Header h;
   const std::uint8_t digest_id = r.u8("digest");
   if (digest_id > 1) r.fail("digest", 12, "unknown digest id " + std::to_string(digest_id));
@@ -305,7 +317,8 @@ Header parse_header(SszReader& r, std::span<const std::uint8_t> head, std::uint6
   const std::uint8_t flags = r.u8("flags");
   if (flags > 1) r.fail("flags", 13, "unknown flags " + std::to_string(flags));
   h.dirty = flags == 1;
-  if (r.u8("reserved") != 0 || r.u8("reserved") != 0) r.fail("reserved", 14, "reserved bytes are not zero");
+  if (r.u8("reserved") != 0 || r.u8("reserved") != 0)
+    r.fail("reserved", 14, "reserved bytes are not zero");
   // The header hash first: no other field is trusted before it matches.
   const Hash32 check = digest_bytes(h.digest, head.first(HEADER_HASHED));
   if (std::memcmp(check.data(), head.data() + HEADER_HASHED, 32) != 0) {
@@ -320,23 +333,34 @@ Header parse_header(SszReader& r, std::span<const std::uint8_t> head, std::uint6
   h.tables_offset = r.u64("tables_offset");
   const auto root_bytes = r.take("root", 32);
   std::memcpy(h.root.data(), root_bytes.data(), 32);
-  if (h.content_len % PAGE_SIZE != 0 || h.content_len == 0 || h.content_len / PAGE_SIZE > MAX_PAGE_COUNT) {
+  if (h.content_len % PAGE_SIZE != 0 || h.content_len == 0 ||
+      h.content_len / PAGE_SIZE > MAX_PAGE_COUNT) {
     r.fail("content_len", 16, std::to_string(h.content_len) + " is not 1 .. 2^32 whole pages");
   }
-  if (payload_offset != HEADER_SIZE) r.fail("payload_offset", 24, std::to_string(payload_offset) + " != 4096");
-  if (h.payload_count > MAX_PAYLOADS) r.fail("payload_count", 32, std::to_string(h.payload_count) + " exceeds 2^31 - 1");
-  if (h.missing_count > MAX_PAYLOADS) r.fail("missing_count", 56, std::to_string(h.missing_count) + " exceeds 2^31 - 1");
+  if (payload_offset != HEADER_SIZE)
+    r.fail("payload_offset", 24, std::to_string(payload_offset) + " != 4096");
+  if (h.payload_count > MAX_PAYLOADS)
+    r.fail("payload_count", 32, std::to_string(h.payload_count) + " exceeds 2^31 - 1");
+  if (h.missing_count > MAX_PAYLOADS)
+    r.fail("missing_count", 56, std::to_string(h.missing_count) + " exceeds 2^31 - 1");
   const std::uint64_t page_count = h.content_len / PAGE_SIZE;
-  if (h.backing_count > page_count) r.fail("backing_count", 40, std::to_string(h.backing_count) + " > page_count " + std::to_string(page_count));
-  if (h.overlay_count > page_count) r.fail("overlay_count", 48, std::to_string(h.overlay_count) + " > page_count " + std::to_string(page_count));
-  if (h.dirty != (h.overlay_count != 0)) r.fail("flags", 13, "the dirty flag disagrees with overlay_count");
+  if (h.backing_count > page_count)
+    r.fail("backing_count", 40,
+           std::to_string(h.backing_count) + " > page_count " + std::to_string(page_count));
+  if (h.overlay_count > page_count)
+    r.fail("overlay_count", 48,
+           std::to_string(h.overlay_count) + " > page_count " + std::to_string(page_count));
+  if (h.dirty != (h.overlay_count != 0))
+    r.fail("flags", 13, "the dirty flag disagrees with overlay_count");
   if (h.tables_offset != HEADER_SIZE + h.payload_count * PAGE_SIZE) {
-    r.fail("tables_offset", 64, std::to_string(h.tables_offset) + " != 4096 + 4096 × payload_count");
+    r.fail("tables_offset", 64,
+           std::to_string(h.tables_offset) + " != 4096 + 4096 × payload_count");
   }
   const std::uint64_t expected_size = h.tables_offset + tables_size(h);
   if (file_size != expected_size) {
     r.fail("file", std::min(file_size, expected_size),
-           "file is " + std::to_string(file_size) + " bytes; its header describes " + std::to_string(expected_size));
+           "file is " + std::to_string(file_size) + " bytes; its header describes " +
+               std::to_string(expected_size));
   }
   return h;
 }
@@ -361,7 +385,8 @@ void for_each_flushed(const Header& h, const Tables& t, Fn&& fn) {
   while (b < h.backing_count || o < h.overlay_count) {
     const Entry be = b < h.backing_count ? entry_at(t, b) : Entry{0, 0};
     const Entry oe = o < h.overlay_count ? entry_at(t, h.backing_count + o) : Entry{0, 0};
-    const bool take_overlay = o < h.overlay_count && (b >= h.backing_count || oe.page_index <= be.page_index);
+    const bool take_overlay =
+        o < h.overlay_count && (b >= h.backing_count || oe.page_index <= be.page_index);
     if (take_overlay) {
       if (b < h.backing_count && be.page_index == oe.page_index) ++b;
       ++o;
@@ -391,16 +416,25 @@ Tables parse_tables(SszReader& r, const Header& h, const std::uint8_t* tables) {
       const std::uint64_t at = entries_offset + 8 * (first + k);
       // The field's name is built only on failure: this loop runs once per page.
       const auto field = [&] { return std::string(table) + "[" + std::to_string(k) + "]"; };
-      if (e.page_index >= page_count) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " >= page_count " + std::to_string(page_count));
-      if (k > 0 && e.page_index <= previous) r.fail(field(), at, "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
+      if (e.page_index >= page_count)
+        r.fail(field(), at,
+               "page_index " + std::to_string(e.page_index) + " >= page_count " +
+                   std::to_string(page_count));
+      if (k > 0 && e.page_index <= previous)
+        r.fail(field(), at,
+               "page_index " + std::to_string(e.page_index) + " is not above the previous entry's");
       previous = e.page_index;
       if (e.ref == REF_ZERO) {
         if (which == 0) r.fail(field(), at + 4, "a backing page cannot be an explicit zero page");
       } else if ((e.ref & REF_MISSING) != 0) {
-        if ((e.ref & ~REF_MISSING) >= h.missing_count) r.fail(field(), at + 4, "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
+        if ((e.ref & ~REF_MISSING) >= h.missing_count)
+          r.fail(field(), at + 4,
+                 "missing index " + std::to_string(e.ref & ~REF_MISSING) + " >= missing_count");
         ++t.missing_entries;
       } else if (e.ref >= h.payload_count) {
-        r.fail(field(), at + 4, "payload " + std::to_string(e.ref) + " >= payload_count " + std::to_string(h.payload_count));
+        r.fail(field(), at + 4,
+               "payload " + std::to_string(e.ref) + " >= payload_count " +
+                   std::to_string(h.payload_count));
       }
     }
   }
@@ -410,10 +444,13 @@ Tables parse_tables(SszReader& r, const Header& h, const std::uint8_t* tables) {
   for (std::uint64_t i = 0; i < h.payload_count; ++i) {
     if (std::memcmp(t.hashes + 32 * i, zero_page_root.data(), 32) == 0) {
       r.fail("payload_hashes[" + std::to_string(i) + "]", h.tables_offset + 32 * i,
-             "payload " + std::to_string(i) + " is recorded as an all-zero page (zero pages are elided)");
+             "payload " + std::to_string(i) +
+                 " is recorded as an all-zero page (zero pages are elided)");
     }
   }
-  for_each_flushed(h, t, [&](std::uint64_t, std::uint32_t ref) { ++(is_missing_ref(ref) ? t.flushed_missing : t.flushed_loaded); });
+  for_each_flushed(h, t, [&](std::uint64_t, std::uint32_t ref) {
+    ++(is_missing_ref(ref) ? t.flushed_missing : t.flushed_loaded);
+  });
   return t;
 }
 
@@ -435,7 +472,10 @@ ArchiveInfo info_of(const Header& h, const Tables& t, std::uint64_t file_size) {
 
 Hash32 recorded_hash(const Tables& t, std::uint32_t ref) {
   Hash32 out;
-  std::memcpy(out.data(), is_missing_ref(ref) ? t.missing_hashes + 32 * (ref & ~REF_MISSING) : t.hashes + 32 * std::uint64_t{ref}, 32);
+  std::memcpy(out.data(),
+              is_missing_ref(ref) ? t.missing_hashes + 32 * (ref & ~REF_MISSING)
+                                  : t.hashes + 32 * std::uint64_t{ref},
+              32);
   return out;
 }
 
@@ -458,7 +498,9 @@ class NodeCounter {
  public:
   explicit NodeCounter(std::uint64_t page_count) {
     levels_ = 1;
-    while (levels_ < detail::MAX_LEVELS && (std::uint64_t{1} << (detail::FANOUT_LOG2 * levels_)) < page_count) ++levels_;
+    while (levels_ < detail::MAX_LEVELS &&
+           (std::uint64_t{1} << (detail::FANOUT_LOG2 * levels_)) < page_count)
+      ++levels_;
   }
   void add(std::uint64_t index) {
     for (unsigned l = 0; l < levels_; ++l) {
@@ -486,7 +528,8 @@ std::uint64_t tree_memory_estimate(const Header& h, const Tables& t) {
   const std::uint64_t page_count = h.content_len / PAGE_SIZE;
   NodeCounter backing(page_count), overlay(page_count), flushed(page_count);
   for (std::uint64_t k = 0; k < h.backing_count; ++k) backing.add(entry_at(t, k).page_index);
-  for (std::uint64_t k = 0; k < h.overlay_count; ++k) overlay.add(entry_at(t, h.backing_count + k).page_index);
+  for (std::uint64_t k = 0; k < h.overlay_count; ++k)
+    overlay.add(entry_at(t, h.backing_count + k).page_index);
   for_each_flushed(h, t, [&](std::uint64_t index, std::uint32_t) { flushed.add(index); });
   const std::uint64_t per_node = sizeof(detail::TreeNode) + sizeof(detail::NodeHashes);
   return (backing.nodes() + overlay.nodes() + flushed.nodes()) * per_node +
@@ -497,9 +540,10 @@ std::string mib(std::uint64_t bytes) {
   return std::to_string(bytes) + " bytes (" + std::to_string((bytes + (1 << 19)) >> 20) + " MiB)";
 }
 
-[[noreturn]] void over_limit(const std::string& path, const std::string& what, std::uint64_t need, std::uint64_t limit) {
-  throw MemoryLimitExceeded(path + ": " + what + " needs about " + mib(need) + " of memory, over the limit of " +
-                                mib(limit) + " (max_memory)",
+[[noreturn]] void over_limit(const std::string& path, const std::string& what, std::uint64_t need,
+                             std::uint64_t limit) {
+  throw MemoryLimitExceeded(path + ": " + what + " needs about " + mib(need) +
+                                " of memory, over the limit of " + mib(limit) + " (max_memory)",
                             need, limit);
 }
 
@@ -515,22 +559,26 @@ void hash_pages(Digest digest, const std::uint8_t* pages, std::size_t count, Has
 }
 
 // Throws unless payload `index`'s bytes hash to `actual` = its recorded hash and are not zero.
-void check_payload(SszReader& r, const Header& h, const Tables& t, std::uint64_t index, const Hash32& actual) {
+void check_payload(SszReader& r, const Header& h, const Tables& t, std::uint64_t index,
+                   const Hash32& actual) {
   const std::uint64_t at = h.tables_offset + 32 * index;
   if (std::memcmp(actual.data(), t.hashes + 32 * index, 32) != 0) {
-    r.fail("payload_hashes[" + std::to_string(index) + "]", at, "payload " + std::to_string(index) + " does not match its recorded hash");
+    r.fail("payload_hashes[" + std::to_string(index) + "]", at,
+           "payload " + std::to_string(index) + " does not match its recorded hash");
   }
   if (actual == zero_hash(h.digest, PAGE_DEPTH)) {
-    r.fail("payload_hashes[" + std::to_string(index) + "]", at, "payload " + std::to_string(index) + " is all zeros (zero pages are elided)");
+    r.fail("payload_hashes[" + std::to_string(index) + "]", at,
+           "payload " + std::to_string(index) + " is all zeros (zero pages are elided)");
   }
 }
 
 // Reads exactly `len` bytes at `pos` of a file fstat said was `file_size` bytes long.
-void read_exact(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos, std::uint64_t file_size,
-                const std::string& path) {
+void read_exact(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t pos,
+                std::uint64_t file_size, const std::string& path) {
   const std::size_t got = detail::read_fully(fd, buf, len, static_cast<std::int64_t>(pos), path);
   if (got != len) {
-    throw IoError(path, "file shrank while being read (" + std::to_string(file_size) + " bytes, then " + std::to_string(pos + got) + ")");
+    throw IoError(path, "file shrank while being read (" + std::to_string(file_size) +
+                            " bytes, then " + std::to_string(pos + got) + ")");
   }
 }
 
@@ -565,7 +613,9 @@ struct OpenFile {
 // change of the file can reach. A file that is shorter or longer than fstat said is an error.
 detail::MappedFile* read_private(const OpenFile& f, const std::string& path) {
   void* base = ::mmap(nullptr, f.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) throw IoError(path, "cannot allocate " + mib(f.size) + " to read the file: " + system_message());
+  if (base == MAP_FAILED)
+    throw IoError(path,
+                  "cannot allocate " + mib(f.size) + " to read the file: " + system_message());
   auto* file = new detail::MappedFile();
   file->base = base;
   file->len = f.size;
@@ -576,7 +626,7 @@ detail::MappedFile* read_private(const OpenFile& f, const std::string& path) {
     throw IoError(path, "file grew while being read (it was " + std::to_string(f.size) + " bytes)");
   }
   ::mprotect(base, f.size, PROT_READ);  // read-only from here on, as a file mapping would be
-  file->retain();                        // the caller's reference; drop_on_throw's goes now
+  file->retain();                       // the caller's reference; drop_on_throw's goes now
   return file;
 }
 
@@ -586,8 +636,11 @@ class RecordedRootCheck final : public detail::BorrowedPageCheck {
  public:
   RecordedRootCheck(const std::uint8_t* payloads, const std::uint8_t* recorded_roots,
                     std::uint64_t recorded_roots_offset, Digest digest, std::string name)
-      : payloads_(payloads), recorded_roots_(recorded_roots),
-        recorded_roots_offset_(recorded_roots_offset), digest_(digest), name_(std::move(name)) {}
+      : payloads_(payloads),
+        recorded_roots_(recorded_roots),
+        recorded_roots_offset_(recorded_roots_offset),
+        digest_(digest),
+        name_(std::move(name)) {}
 
   void check(const std::uint8_t* page, Digest digest, const Hash32& root) const override {
     if (digest != digest_) return;
@@ -614,15 +667,17 @@ namespace detail {
 
 OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const std::string& name,
                                  std::uint64_t max_memory, std::uint64_t held) {
-  const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(file->base), file->len);
+  const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(file->base),
+                                            file->len);
   SszReader r(bytes, name);
   const Header h = parse_header(r, bytes, bytes.size());
   const Tables t = parse_tables(r, h, bytes.data() + h.tables_offset);
   if (max_memory != 0) {
     const std::uint64_t need = held + tree_memory_estimate(h, t);
     if (need > max_memory) {
-      over_limit(name, "a cap of " + std::to_string(h.backing_count + h.overlay_count) + " table entries", need,
-                 max_memory);
+      over_limit(name,
+                 "a cap of " + std::to_string(h.backing_count + h.overlay_count) + " table entries",
+                 need, max_memory);
     }
   }
 
@@ -635,7 +690,8 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     for (std::uint64_t i = 0; i < h.payload_count; ++i) check_payload(r, h, t, i, verified[i]);
   } else {
     // Lazy verification: each payload is checked against its recorded root when first hashed.
-    file->check = std::make_unique<RecordedRootCheck>(payloads, t.hashes, h.tables_offset, h.digest, name);
+    file->check =
+        std::make_unique<RecordedRootCheck>(payloads, t.hashes, h.tables_offset, h.digest, name);
   }
   // Build: one page object per payload, shared by every entry that names it. The mapping's
   // references are taken in one step, for every payload, before any page object exists (so a
@@ -646,7 +702,9 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     MappedFile* file;
     std::uint64_t taken;
     const std::uint64_t& used;
-    ~ReturnUnused() { file->refs.fetch_sub(static_cast<std::uint32_t>(taken - used), std::memory_order_relaxed); }
+    ~ReturnUnused() {
+      file->refs.fetch_sub(static_cast<std::uint32_t>(taken - used), std::memory_order_relaxed);
+    }
   } return_unused{file, h.payload_count, borrowed_count};
   // nodes[i] is borrowed: its first use hands the creation reference to the tree, later uses
   // add one each, so no reference is left to drop (and a throw leaves only tree-owned pages).
@@ -657,7 +715,8 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
     if (is_missing_ref(ref)) return PageNode::missing(recorded_hash(t, ref));
     PageNode*& n = nodes[ref];
     if (n == nullptr) {
-      n = PageNode::borrowed(file, payloads + std::uint64_t{ref} * PAGE_SIZE, /*retain_file=*/false);
+      n = PageNode::borrowed(file, payloads + std::uint64_t{ref} * PAGE_SIZE,
+                             /*retain_file=*/false);
       ++borrowed_count;
       if (verify == ArchiveVerify::full) n->publish_root(h.digest, verified[ref]);
       return n;
@@ -683,12 +742,14 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
   const PageRef zero_page = h.overlay_count != 0 ? PageRef::copy_of({}) : PageRef();
   for (std::uint64_t k = 0; k < h.overlay_count; ++k) {
     const Entry e = entry_at(t, h.backing_count + k);
-    cap.insert_overlay_page(e.page_index, e.ref == REF_ZERO ? PageSlot::loaded(zero_page)
-                                                            : PageNode::adopt_slot(slot_node(e.ref)));
+    cap.insert_overlay_page(e.page_index, e.ref == REF_ZERO
+                                              ? PageSlot::loaded(zero_page)
+                                              : PageNode::adopt_slot(slot_node(e.ref)));
   }
   if (verify == ArchiveVerify::full) {
     const Hash32 actual = cap.flush().hash_tree_root(h.digest);
-    if (actual != h.root) r.fail("root", 72, "recorded root does not match the content's root " + to_hex(actual));
+    if (actual != h.root)
+      r.fail("root", 72, "recorded root does not match the content's root " + to_hex(actual));
   }
   OpenedArchive out;
   out.info = info_of(h, t, bytes.size());
@@ -701,18 +762,22 @@ OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const s
 OpenedArchive open_archive(const std::string& path, const ArchiveOpenOptions& options) {
   const OpenFile f(path);
   if (f.size < HEADER_SIZE) {
-    throw DecodeError(path + ": Archive.header", 0, "file of " + std::to_string(f.size) + " bytes is shorter than the 4096-byte header");
+    throw DecodeError(
+        path + ": Archive.header", 0,
+        "file of " + std::to_string(f.size) + " bytes is shorter than the 4096-byte header");
   }
   detail::MappedFile* file = nullptr;
   if (options.access == FileAccess::copy) {
-    if (options.max_memory != 0 && f.size > options.max_memory) over_limit(path, "reading the archive", f.size, options.max_memory);
+    if (options.max_memory != 0 && f.size > options.max_memory)
+      over_limit(path, "reading the archive", f.size, options.max_memory);
     file = read_private(f, path);
   } else {
     file = detail::MappedFile::map_readonly(f.fd, f.size, path);
   }
   const detail::MappedFile::Holder drop{file};
   const std::uint64_t copied = options.access == FileAccess::copy ? f.size : 0;  // held already
-  return detail::open_archive_image(file, options.verify, path + ": Archive", options.max_memory, copied);
+  return detail::open_archive_image(file, options.verify, path + ": Archive", options.max_memory,
+                                    copied);
 }
 
 OpenedArchive open_archive(const std::string& path, ArchiveVerify verify) {
@@ -734,14 +799,17 @@ struct ArchiveReader::State {
   [[nodiscard]] SszReader reader() const { return SszReader({}, path + ": Archive"); }
 };
 
-ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_memory) : state_(std::make_unique<State>(path)) {
+ArchiveReader::ArchiveReader(const std::string& path, std::uint64_t max_memory)
+    : state_(std::make_unique<State>(path)) {
   State& s = *state_;
   std::vector<std::uint8_t> head(HEADER_SIZE);
-  if (s.file.size >= HEADER_SIZE) read_exact(s.file.fd, head.data(), HEADER_SIZE, 0, s.file.size, path);
+  if (s.file.size >= HEADER_SIZE)
+    read_exact(s.file.fd, head.data(), HEADER_SIZE, 0, s.file.size, path);
   SszReader r(head, path + ": Archive");
   s.header = parse_header(r, head, s.file.size);
   const std::uint64_t len = tables_size(s.header);
-  if (max_memory != 0 && len > max_memory) over_limit(path, "reading the archive's tables", len, max_memory);
+  if (max_memory != 0 && len > max_memory)
+    over_limit(path, "reading the archive's tables", len, max_memory);
   s.tables_bytes.resize(len);
   read_exact(s.file.fd, s.tables_bytes.data(), len, s.header.tables_offset, s.file.size, path);
   s.tables = parse_tables(r, s.header, s.tables_bytes.data());
@@ -758,7 +826,9 @@ void ArchiveReader::check_root() const {
   const State& s = *state_;
   const Hash32 root = flushed_root_from_tables(s.header, s.tables);
   if (root != s.header.root) {
-    s.reader().fail("root", 72, "recorded root does not match the root of the recorded page hashes " + to_hex(root));
+    s.reader().fail(
+        "root", 72,
+        "recorded root does not match the root of the recorded page hashes " + to_hex(root));
   }
 }
 
@@ -770,14 +840,17 @@ void ArchiveReader::verify() const {
   const auto buffer = std::make_unique<std::uint8_t[]>(BATCH * PAGE_SIZE);
   std::vector<Hash32> roots(BATCH);
   for (std::uint64_t first = 0; first < s.header.payload_count; first += BATCH) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(BATCH, s.header.payload_count - first));
-    read_exact(s.file.fd, buffer.get(), n * PAGE_SIZE, HEADER_SIZE + first * PAGE_SIZE, s.file.size, s.path);
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(BATCH, s.header.payload_count - first));
+    read_exact(s.file.fd, buffer.get(), n * PAGE_SIZE, HEADER_SIZE + first * PAGE_SIZE, s.file.size,
+               s.path);
     hash_pages(s.header.digest, buffer.get(), n, roots.data());
     for (std::size_t i = 0; i < n; ++i) check_payload(r, s.header, s.tables, first + i, roots[i]);
   }
 }
 
-void ArchiveReader::for_each_page(const std::function<void(std::uint64_t, const std::uint8_t*)>& fn) const {
+void ArchiveReader::for_each_page(
+    const std::function<void(std::uint64_t, const std::uint8_t*)>& fn) const {
   const State& s = *state_;
   SszReader r = s.reader();
   if (s.tables.flushed_missing != 0) {
@@ -826,8 +899,10 @@ void ArchiveReader::for_each_page(const std::function<void(std::uint64_t, const 
       i += run;
     }
     hash_pages(s.header.digest, buffer.get(), distinct.size(), roots.data());
-    for (std::size_t i = 0; i < distinct.size(); ++i) check_payload(r, s.header, s.tables, distinct[i], roots[i]);
-    for (std::size_t i = 0; i < batch.size(); ++i) fn(batch[i].first, buffer.get() + slot_of[i] * PAGE_SIZE);
+    for (std::size_t i = 0; i < distinct.size(); ++i)
+      check_payload(r, s.header, s.tables, distinct[i], roots[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      fn(batch[i].first, buffer.get() + slot_of[i] * PAGE_SIZE);
     batch.clear();
   };
   for_each_flushed(s.header, s.tables, [&](std::uint64_t index, std::uint32_t ref) {

@@ -15,7 +15,8 @@ namespace {
 
 const std::string& gib_archive() {
   static const std::string path = [] {
-    const std::string p = std::filesystem::temp_directory_path() / ("datacap_bench_" + std::to_string(::getpid()) + ".dcar");
+    const std::string p = std::filesystem::temp_directory_path() /
+                          ("datacap_bench_" + std::to_string(::getpid()) + ".dcar");
     ArchiveWriter w(p);
     std::vector<std::uint8_t> chunk(std::size_t{16} << 20);
     std::mt19937_64 rng(5);
@@ -45,19 +46,30 @@ void archive_open(benchmark::State& state, ArchiveVerify verify) {
     state.ResumeTiming();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload_bytes));
-  state.counters["overhead_pct"] = 100.0 * static_cast<double>(file_size - payload_bytes) / static_cast<double>(payload_bytes);
+  state.counters["overhead_pct"] =
+      100.0 * static_cast<double>(file_size - payload_bytes) / static_cast<double>(payload_bytes);
 }
 
-void BM_ArchiveOpen_Structure(benchmark::State& state) { archive_open(state, ArchiveVerify::structure); }
+void BM_ArchiveOpen_Structure(benchmark::State& state) {
+  archive_open(state, ArchiveVerify::structure);
+}
 void BM_ArchiveOpen_Full(benchmark::State& state) { archive_open(state, ArchiveVerify::full); }
-BENCHMARK(BM_ArchiveOpen_Structure)->Name("BM_ArchiveOpen/structure")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ArchiveOpen_Full)->Name("BM_ArchiveOpen/full")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ArchiveOpen_Structure)
+    ->Name("BM_ArchiveOpen/structure")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ArchiveOpen_Full)
+    ->Name("BM_ArchiveOpen/full")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Removes the archive when the benchmark binary exits.
 const struct Cleanup {
   ~Cleanup() {
     std::error_code ignored;
-    std::filesystem::remove(std::filesystem::temp_directory_path() / ("datacap_bench_" + std::to_string(::getpid()) + ".dcar"), ignored);
+    std::filesystem::remove(std::filesystem::temp_directory_path() /
+                                ("datacap_bench_" + std::to_string(::getpid()) + ".dcar"),
+                            ignored);
   }
 } cleanup;
 

@@ -12,7 +12,8 @@ namespace datacap::detail {
 // `name` prefixes the field of every DecodeError (e.g. "PATH: Archive"). With max_memory != 0,
 // an archive whose cap would need more memory than that — `held` bytes already taken (a private
 // copy of the file) plus its tree — is a MemoryLimitExceeded before anything is built.
-OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify, const std::string& name = "Archive",
-                                 std::uint64_t max_memory = 0, std::uint64_t held = 0);
+OpenedArchive open_archive_image(MappedFile* file, ArchiveVerify verify,
+                                 const std::string& name = "Archive", std::uint64_t max_memory = 0,
+                                 std::uint64_t held = 0);
 
 }  // namespace datacap::detail

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <cstring>
 #include <random>
 
 #include "datacap/datacap.hpp"
@@ -96,14 +96,17 @@ TEST(ArchiveReader, AgreesWithOpenArchiveAndTheFlushedCapOnRandomCaps) {
       EXPECT_EQ(info.flushed_missing_pages, other->flushed_missing_pages);
     }
     std::uint64_t loaded = 0, missing = 0;
-    flushed.backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { ++(s.is_missing() ? missing : loaded); });
+    flushed.backing().for_each_stored(
+        [&](std::uint32_t, const PageSlot& s) { ++(s.is_missing() ? missing : loaded); });
     EXPECT_EQ(info.flushed_loaded_pages, loaded);
     EXPECT_EQ(info.flushed_missing_pages, missing);
     EXPECT_EQ(opened.cap.flush().hash_tree_root(digest), info.root);
 
     // Every page the reader delivers is the flushed cap's, in ascending order, and all of them.
     if (missing != 0) {
-      EXPECT_THROW(reader.for_each_page([](std::uint64_t, const std::uint8_t*) { FAIL() << "called"; }), MissingPage);
+      EXPECT_THROW(
+          reader.for_each_page([](std::uint64_t, const std::uint8_t*) { FAIL() << "called"; }),
+          MissingPage);
       continue;
     }
     std::uint64_t previous = 0, delivered = 0;
@@ -144,7 +147,8 @@ TEST(ArchiveReader, AChangedPayloadOrRootIsCaughtBeforeItsBytesAreDelivered) {
     reader.for_each_page([&](std::uint64_t index, const std::uint8_t* bytes) {
       const PageResolution r = flushed.page_at(index * PAGE_SIZE);
       ASSERT_EQ(r.kind, PageResolution::Kind::bytes);
-      EXPECT_EQ(std::memcmp(r.data, bytes, PAGE_SIZE), 0) << "page " << index << " delivered damaged";
+      EXPECT_EQ(std::memcmp(r.data, bytes, PAGE_SIZE), 0)
+          << "page " << index << " delivered damaged";
     });
     ADD_FAILURE() << "for_each_page went through a damaged payload";
   } catch (const DecodeError& e) {
@@ -167,9 +171,12 @@ TEST(ArchiveReader, ARecordedRootThatDisagreesWithTheTablesIsRefused) {
   write_archive(random_cap(rng, true), path, Digest::blake2b256);
   Bytes bytes = read_all(path);
   bytes[72] ^= 1;  // the root; then fix the header hash so the root itself is what disagrees
-  const Hash32 check = digest_bytes(Digest::blake2b256, std::span<const std::uint8_t>(bytes.data(), 104));
+  const Hash32 check =
+      digest_bytes(Digest::blake2b256, std::span<const std::uint8_t>(bytes.data(), 104));
   std::memcpy(bytes.data() + 104, check.data(), 32);
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
   const ArchiveReader reader(path);
   EXPECT_THROW(reader.check_root(), DecodeError);
   EXPECT_THROW(reader.verify(), DecodeError);
@@ -187,7 +194,9 @@ TEST(ArchiveReader, AnAllZeroPayloadIsRefusedByEveryModeNamingTheFile) {
   std::fill(bytes.begin() + PAGE_SIZE, bytes.begin() + 2 * PAGE_SIZE, 0);
   const Hash32 zero_root = page_root(Digest::sha256, Bytes(PAGE_SIZE, 0));
   std::memcpy(bytes.data() + 2 * PAGE_SIZE, zero_root.data(), 32);
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
   for (const ArchiveVerify mode : {ArchiveVerify::structure, ArchiveVerify::full}) {
     try {
       (void)open_archive(path, mode);
@@ -207,7 +216,9 @@ TEST(ArchiveReader, LazyVerificationErrorsNameTheFile) {
   write_archive(DataCap::from_bytes(one), path);
   Bytes bytes = read_all(path);
   bytes[PAGE_SIZE + 5] ^= 1;  // payload 0 no longer matches its recorded hash
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
   const OpenedArchive a = open_archive(path, ArchiveVerify::structure);
   try {
     (void)a.cap.hash_tree_root();
@@ -222,7 +233,8 @@ TEST(ArchiveReader, ASparseArchiveOverTheMemoryLimitIsRefusedBeforeAnythingIsBui
   // 4096 pages 4096 apart: a leaf and a level-1 node each, ~5 KiB of tree per entry.
   std::vector<SparsePage> specs;
   Bytes one(PAGE_SIZE, 1);
-  for (std::uint64_t k = 0; k < 4096; ++k) specs.push_back(SparsePage{static_cast<std::uint32_t>(k * 4096), one});
+  for (std::uint64_t k = 0; k < 4096; ++k)
+    specs.push_back(SparsePage{static_cast<std::uint32_t>(k * 4096), one});
   const DataCap cap = DataCap::from_sparse_pages(std::uint64_t{4096} * 4096 * PAGE_SIZE, specs);
   const std::string path = temp_path("sparse.dcar");
   write_archive(cap, path);
@@ -276,7 +288,8 @@ TEST(RawFile, ReadRawFileEqualsFromBytesSizedAndHoldsItsOwnPages) {
     }
     {
       std::ofstream f(path, std::ios::binary | std::ios::trunc);
-      f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      f.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     }
     const std::uint64_t size = rng() % 2 == 0 ? 0 : rng() % (64 * PAGE_SIZE);
     const DataCap cap = read_raw_file(path, size);
@@ -292,8 +305,13 @@ TEST(RawFile, ReadRawFileEqualsFromBytesSizedAndHoldsItsOwnPages) {
 TEST(RawFile, FilesEndingInAHoleWithAPartialPageStreamToTheEnd) {
   // The hang of issue 11: a file whose last partial page lies in a hole.
   const std::string path = temp_path("hole.bin");
-  for (const auto& [data_at, len] : std::vector<std::pair<std::int64_t, std::uint64_t>>{
-           {-1, 5000}, {0, 10000}, {-1, 1}, {8192, 8193}, {-1, (std::uint64_t{4} << 30) + 1}, {100, 3 * PAGE_SIZE + 5}}) {
+  for (const auto& [data_at, len] :
+       std::vector<std::pair<std::int64_t, std::uint64_t>>{{-1, 5000},
+                                                           {0, 10000},
+                                                           {-1, 1},
+                                                           {8192, 8193},
+                                                           {-1, (std::uint64_t{4} << 30) + 1},
+                                                           {100, 3 * PAGE_SIZE + 5}}) {
     SCOPED_TRACE(len);
     std::filesystem::remove(path);
     { std::ofstream f(path, std::ios::binary); }

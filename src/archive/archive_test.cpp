@@ -25,7 +25,8 @@ Bytes read_all(const std::string& path) {
 }
 void write_all(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 DataCap sample_cap() {
@@ -33,7 +34,8 @@ DataCap sample_cap() {
   std::mt19937_64 rng(8);
   for (std::size_t p = 0; p < 40; ++p) {
     if (p % 3 == 0) continue;  // zero pages, elided
-    for (std::size_t i = 0; i < (p % 5 == 0 ? 10 : PAGE_SIZE); ++i) content[p * PAGE_SIZE + i] = static_cast<std::uint8_t>(p % 4 == 1 ? 7 : rng());
+    for (std::size_t i = 0; i < (p % 5 == 0 ? 10 : PAGE_SIZE); ++i)
+      content[p * PAGE_SIZE + i] = static_cast<std::uint8_t>(p % 4 == 1 ? 7 : rng());
   }
   return DataCap::from_bytes_sized(content, 64 * PAGE_SIZE);
 }
@@ -58,7 +60,8 @@ TEST(Archive, CleanCapRoundTripsZeroCopyAndSmall) {
   EXPECT_EQ(a.cap.page_at(PAGE_SIZE).data, a.cap.page_at(13 * PAGE_SIZE).data);  // both pages of 7s
   // Size: the header page, the unique payloads, 32 bytes per payload or Missing hash and 8 per
   // entry (under 1% of the payloads when pages are distinct).
-  EXPECT_EQ(written.file_size, PAGE_SIZE + written.unique_pages * (PAGE_SIZE + 32) + 8 * written.stored_pages);
+  EXPECT_EQ(written.file_size,
+            PAGE_SIZE + written.unique_pages * (PAGE_SIZE + 32) + 8 * written.stored_pages);
   // Writing to a cap served from the archive copies; the mapping is never written.
   DataCap copy = a.cap;
   copy.write(PAGE_SIZE + 3, Bytes(2, 0xee));
@@ -86,7 +89,8 @@ TEST(Archive, DirtyCapWithMissingAndZeroPagesRoundTrips) {
       EXPECT_EQ(a.info.digest, d);
       EXPECT_EQ(a.cap.dirty_page_count(), c->dirty_page_count());
       EXPECT_TRUE(a.cap.page_slot(50).is_missing());
-      EXPECT_EQ(a.cap.page_slot(4).kind(), c->page_slot(4).kind());  // Loaded zero, or Empty once flushed
+      EXPECT_EQ(a.cap.page_slot(4).kind(),
+                c->page_slot(4).kind());  // Loaded zero, or Empty once flushed
       EXPECT_EQ(a.cap.flush().hash_tree_root(d), c->flush().hash_tree_root(d));
       EXPECT_EQ(a.info.missing_pages, 1u);
       std::filesystem::remove(path);
@@ -122,7 +126,8 @@ TEST(Archive, EveryTruncationAndEveryFlippedByteIsADecodeError) {
   // Truncations (every length across the header, a sample elsewhere).
   for (std::size_t len = 0; len < good.size(); len += (len < PAGE_SIZE + 64 ? 1 : 97)) {
     write_all(bad, Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len)));
-    EXPECT_THROW((void)open_archive(bad, ArchiveVerify::structure), DecodeError) << "length " << len;
+    EXPECT_THROW((void)open_archive(bad, ArchiveVerify::structure), DecodeError)
+        << "length " << len;
   }
   Bytes longer = good;
   longer.push_back(0);

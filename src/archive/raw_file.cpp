@@ -13,8 +13,8 @@
 #include <optional>
 #include <string>
 
-#include "datacap/archive.hpp"
 #include "archive/file_reads.hpp"
+#include "datacap/archive.hpp"
 #include "datacap/error.hpp"
 #include "page/page_node.hpp"
 #include "tree/merkle.hpp"
@@ -39,14 +39,17 @@ struct Fd {
   }
 };
 
-std::uint64_t round_up_pages(std::uint64_t bytes) { return bytes / PAGE_SIZE + (bytes % PAGE_SIZE != 0 ? 1 : 0); }
+std::uint64_t round_up_pages(std::uint64_t bytes) {
+  return bytes / PAGE_SIZE + (bytes % PAGE_SIZE != 0 ? 1 : 0);
+}
 
 // The size of a cap of `len` input bytes and a requested `size`: max of the two, whole pages,
 // at least one page.
 std::uint64_t cap_len_for(std::uint64_t len, std::uint64_t size, const std::string& path) {
   const std::uint64_t pages = std::max<std::uint64_t>(1, round_up_pages(std::max(len, size)));
   if (pages > MAX_PAGE_COUNT) {
-    throw OutOfRange(path + ": size " + std::to_string(std::max(len, size)) + " is beyond 2^32 pages");
+    throw OutOfRange(path + ": size " + std::to_string(std::max(len, size)) +
+                     " is beyond 2^32 pages");
   }
   return pages * PAGE_SIZE;
 }
@@ -79,8 +82,8 @@ void check_unchanged_size(int fd, std::uint64_t len, const std::string& name) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw IoError(name, "cannot stat: " + system_message());
   if (static_cast<std::uint64_t>(st.st_size) != len) {
-    throw IoError(name, "file changed size while being read (" + std::to_string(len) + " bytes, then " +
-                            std::to_string(st.st_size) + ")");
+    throw IoError(name, "file changed size while being read (" + std::to_string(len) +
+                            " bytes, then " + std::to_string(st.st_size) + ")");
   }
 }
 
@@ -136,9 +139,13 @@ std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sin
     }
     if (!extent) break;
     for (std::uint64_t off = extent->first; off < extent->end;) {
-      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(READ_BUFFER, extent->end - off));
-      const std::size_t n = read_fully(fd.fd, buffer.get(), want, static_cast<std::int64_t>(off), name);
-      if (n != want) throw IoError(name, "file shrank while being read (" + std::to_string(len) + " bytes, then " + std::to_string(off + n) + ")");
+      const auto want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(READ_BUFFER, extent->end - off));
+      const std::size_t n =
+          read_fully(fd.fd, buffer.get(), want, static_cast<std::int64_t>(off), name);
+      if (n != want)
+        throw IoError(name, "file shrank while being read (" + std::to_string(len) +
+                                " bytes, then " + std::to_string(off + n) + ")");
       emit(n);
       off += n;
       if (sink.on_progress) sink.on_progress(off, len);
@@ -174,7 +181,8 @@ DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t
     }
   };
   sink.on_zero_pages = [&](std::uint64_t n) {
-    if (n > MAX_PAGE_COUNT - std::min(page, MAX_PAGE_COUNT)) throw OutOfRange(name + ": input is beyond 2^32 pages");
+    if (n > MAX_PAGE_COUNT - std::min(page, MAX_PAGE_COUNT))
+      throw OutOfRange(name + ": input is beyond 2^32 pages");
     page += n;
   };
   const std::uint64_t len = stream_file_pages(path, sink);
@@ -223,7 +231,8 @@ DataCap map_raw_file(const std::string& path, std::uint64_t size) {
       const std::uint8_t* p = bytes + off;
       // The last page may be partial: the mapping reads zeros past the end of the file.
       if (detail::is_zero_page(p)) continue;
-      slab.set_page_slot(off / PAGE_SIZE, detail::PageNode::adopt_slot(detail::PageNode::borrowed(file, p)));
+      slab.set_page_slot(off / PAGE_SIZE,
+                         detail::PageNode::adopt_slot(detail::PageNode::borrowed(file, p)));
     }
     pos = extent->end;
   }

@@ -26,8 +26,7 @@ std::uint64_t rounded_content_len(std::uint64_t len, const char* context) {
 }
 
 std::string range_text(std::uint64_t off, std::uint64_t len) {
-  return "[" + std::to_string(off) + ", " + std::to_string(off) + " + " + std::to_string(len) +
-         ")";
+  return "[" + std::to_string(off) + ", " + std::to_string(off) + " + " + std::to_string(len) + ")";
 }
 
 bool all_zero(std::span<const std::uint8_t> bytes) noexcept {
@@ -71,9 +70,7 @@ DataCap::~DataCap() { detail::tree_release(overlay_); }
 
 // ---- construction ------------------------------------------------------------------------
 
-DataCap DataCap::zeroed(std::uint64_t content_len) {
-  return from_backing(PageSlab(content_len));
-}
+DataCap DataCap::zeroed(std::uint64_t content_len) { return from_backing(PageSlab(content_len)); }
 
 DataCap DataCap::from_backing(PageSlab backing) noexcept {
   DataCap cap;
@@ -165,7 +162,8 @@ PageSlot DataCap::page_slot(std::uint64_t page_index) const {
     throw OutOfRange("page_slot: page_index " + std::to_string(page_index) + " >= page_count " +
                      std::to_string(page_count()));
   }
-  PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
+  PageNode* node =
+      effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
   return PageNode::share_slot(node);
 }
 
@@ -176,7 +174,8 @@ PageResolution DataCap::page_at(std::uint64_t off) const {
   }
   PageResolution r;
   r.page_index = static_cast<std::uint32_t>(off / PAGE_SIZE);
-  PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), r.page_index);
+  PageNode* node =
+      effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), r.page_index);
   if (node == nullptr) {
     r.kind = PageResolution::Kind::zero;
     r.data = zero_page();
@@ -201,12 +200,12 @@ void DataCap::copy_into(std::uint64_t start, std::span<std::uint8_t> out) const 
     const std::uint64_t page_index = off / PAGE_SIZE;
     const std::size_t in_page = static_cast<std::size_t>(off % PAGE_SIZE);
     const std::size_t n = std::min(PAGE_SIZE - in_page, out.size() - done);
-    PageNode* node = effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
+    PageNode* node =
+        effective_node(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
     if (node == nullptr) {
       std::memset(out.data() + done, 0, n);
     } else if (node->is_missing()) {
-      throw MissingPage("copy_into", static_cast<std::uint32_t>(page_index),
-                        node->missing_hash());
+      throw MissingPage("copy_into", static_cast<std::uint32_t>(page_index), node->missing_hash());
     } else {
       std::memcpy(out.data() + done, node->data + in_page, n);
     }
@@ -220,8 +219,8 @@ namespace {
 void check_page_write(const char* context, std::uint64_t off, std::size_t len,
                       std::uint64_t content_len) {
   if (off >= content_len) {
-    throw OutOfRange(std::string(context) + ": offset " + std::to_string(off) +
-                     " >= content_len " + std::to_string(content_len));
+    throw OutOfRange(std::string(context) + ": offset " + std::to_string(off) + " >= content_len " +
+                     std::to_string(content_len));
   }
   if (len > PAGE_SIZE) {
     throw OutOfRange(std::string(context) + ": content of " + std::to_string(len) +
@@ -315,7 +314,8 @@ void DataCap::write(std::uint64_t off, std::span<const std::uint8_t> bytes) {
   };
   // What a failed allocation leaves: the overlay nodes made for pages not yet written.
   const auto undo_paths = [&](std::uint64_t to_page) noexcept {
-    for (std::uint64_t p = first_page; p <= to_page; ++p) detail::tree_prune_path(overlay_, levels, p);
+    for (std::uint64_t p = first_page; p <= to_page; ++p)
+      detail::tree_prune_path(overlay_, levels, p);
   };
   if (first_page == last_page) {
     try {
@@ -361,8 +361,8 @@ void DataCap::insert_overlay_page(std::uint64_t page_index, PageSlot slot) {
 void DataCap::elide_pages(std::span<const std::uint64_t> page_indices) {
   for (const std::uint64_t page_index : page_indices) {
     if (page_index >= page_count()) {
-      throw OutOfRange("elide_pages: page_index " + std::to_string(page_index) +
-                       " >= page_count " + std::to_string(page_count()));
+      throw OutOfRange("elide_pages: page_index " + std::to_string(page_index) + " >= page_count " +
+                       std::to_string(page_count()));
     }
   }
   // Built aside and committed at the end (strong guarantee: a failed allocation, or a lazily
@@ -393,13 +393,15 @@ std::vector<std::uint64_t> DataCap::missing_pages() const {
     if (node->is_missing()) out.push_back(page_index);
   };
   if (overlay_ == nullptr) {
-    detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(), collect);
+    detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
+                          collect);
     return out;
   }
   detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(), collect);
   detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
                         [&](std::uint64_t page_index, PageNode* node) {
-                          if (node->is_missing() && !is_dirty(page_index)) out.push_back(page_index);
+                          if (node->is_missing() && !is_dirty(page_index))
+                            out.push_back(page_index);
                         });
   std::sort(out.begin(), out.end());
   return out;
@@ -419,7 +421,8 @@ void DataCap::resolve_missing(std::span<const ResolvedPage> pages) {
       throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) +
                             " has no bytes (null PageRef)");
     }
-    const PageNode* node = detail::tree_get_either(overlay_, detail::SlabAccess::root(backing_), backing_.levels(), page_index);
+    const PageNode* node = detail::tree_get_either(overlay_, detail::SlabAccess::root(backing_),
+                                                   backing_.levels(), page_index);
     if (node == nullptr || !node->is_missing()) {
       throw InvalidArgument("resolve_missing: page " + std::to_string(page_index) + " is " +
                             (node == nullptr ? "Empty" : "Loaded") + ", not Missing");
@@ -458,7 +461,8 @@ namespace {
 // one reference, and its cached hashes come along; elsewhere the stored pages are placed one by
 // one (and the destination's old pages in the range cleared).
 void place_range(PageSlab& dst, const PageSlab& src, std::uint64_t d, std::uint64_t s,
-                 std::uint64_t count, detail::TreeNode*& dst_root, const detail::TreeNode* src_root) {
+                 std::uint64_t count, detail::TreeNode*& dst_root,
+                 const detail::TreeNode* src_root) {
   while (count > 0) {
     int g = -1;
     for (unsigned level = 0; level < std::min(dst.levels(), src.levels()); ++level) {
@@ -470,7 +474,8 @@ void place_range(PageSlab& dst, const PageSlab& src, std::uint64_t d, std::uint6
     const auto level = static_cast<unsigned>(g);
     const std::uint64_t span = std::uint64_t{1} << (detail::FANOUT_LOG2 * (level + 1));
     while (count >= span) {
-      auto* node = const_cast<detail::TreeNode*>(detail::tree_node_at(src_root, src.levels(), s, level));
+      auto* node =
+          const_cast<detail::TreeNode*>(detail::tree_node_at(src_root, src.levels(), s, level));
       if (node != nullptr) node->retain();
       detail::tree_set_subtree(dst_root, dst.levels(), d, level, node);
       d += span;
@@ -481,7 +486,8 @@ void place_range(PageSlab& dst, const PageSlab& src, std::uint64_t d, std::uint6
   if (count == 0) return;
   // The unaligned rest, page by page over what is stored.
   std::vector<std::uint64_t> cleared;
-  detail::tree_for_each(dst_root, dst.levels(), d, d + count, [&](std::uint64_t i, PageNode*) { cleared.push_back(i); });
+  detail::tree_for_each(dst_root, dst.levels(), d, d + count,
+                        [&](std::uint64_t i, PageNode*) { cleared.push_back(i); });
   for (std::uint64_t i : cleared) detail::tree_set(dst_root, dst.levels(), i, nullptr);
   detail::tree_for_each(src_root, src.levels(), s, s + count, [&](std::uint64_t i, PageNode* node) {
     node->retain();
@@ -502,10 +508,12 @@ void DataCap::place_shared(std::uint64_t dst_off, const DataCap& src) {
   const DataCap source = src;  // O(1); also makes place_shared(…, *this) safe
   PageSlab next = backing_;    // built aside, committed at the end (strong guarantee)
   // The source backing is canonical already; its overlay pages are folded in canonically.
-  place_range(next, source.backing_, dst_page, 0, n, detail::SlabAccess::root(next), detail::SlabAccess::root(source.backing_));
-  detail::tree_for_each(source.overlay_, source.backing_.levels(), 0, n, [&](std::uint64_t i, PageNode* node) {
-    next.set_page_slot(dst_page + i, PageNode::share_slot(node));
-  });
+  place_range(next, source.backing_, dst_page, 0, n, detail::SlabAccess::root(next),
+              detail::SlabAccess::root(source.backing_));
+  detail::tree_for_each(source.overlay_, source.backing_.levels(), 0, n,
+                        [&](std::uint64_t i, PageNode* node) {
+                          next.set_page_slot(dst_page + i, PageNode::share_slot(node));
+                        });
   backing_ = std::move(next);
 }
 

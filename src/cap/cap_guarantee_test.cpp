@@ -2,15 +2,15 @@
 // unchanged) and the effective-page iterator.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
-#include "datacap/datacap.hpp"
 #include "cap/cap_access.hpp"
+#include "datacap/datacap.hpp"
 #include "page/page_pool.hpp"
 #include "support/seed.hpp"
 
@@ -52,7 +52,8 @@ void expect_same(const Snapshot& a, const Snapshot& b, const std::string& where)
 DataCap mixed_cap(std::mt19937_64& rng, std::uint64_t pages) {
   Bytes bytes(pages * PAGE_SIZE);
   for (std::uint64_t p = 0; p < pages; p += 2) {
-    for (std::size_t i = 0; i < PAGE_SIZE; i += 64) bytes[p * PAGE_SIZE + i] = static_cast<std::uint8_t>(rng() | 1);
+    for (std::size_t i = 0; i < PAGE_SIZE; i += 64)
+      bytes[p * PAGE_SIZE + i] = static_cast<std::uint8_t>(rng() | 1);
   }
   DataCap cap = DataCap::from_bytes(bytes);
   for (int k = 0; k < 6; ++k) {
@@ -74,19 +75,22 @@ TEST(CapGuarantee, AWriteThatRunsOutOfMemoryLeavesTheCapAsItWas) {
     const std::uint64_t pages = (off + data.size() - 1) / PAGE_SIZE - off / PAGE_SIZE + 1;
     // Fail at every allocation the write makes, then let it succeed.
     bool succeeded = false;
-    for (std::int64_t fail_at = 0; fail_at <= static_cast<std::int64_t>(pages) && !succeeded; ++fail_at) {
+    for (std::int64_t fail_at = 0; fail_at <= static_cast<std::int64_t>(pages) && !succeeded;
+         ++fail_at) {
       detail::fail_page_allocations_after(fail_at);
       try {
         cap.write(off, data);
         succeeded = true;
       } catch (const std::bad_alloc&) {
         detail::check_cap_invariants(cap);  // no overlay node left without a page below it
-        expect_same(snapshot(cap), before, "round " + std::to_string(round) + " failing allocation " +
-                                               std::to_string(fail_at));
+        expect_same(
+            snapshot(cap), before,
+            "round " + std::to_string(round) + " failing allocation " + std::to_string(fail_at));
       }
       detail::fail_page_allocations_after(-1);
     }
-    ASSERT_TRUE(succeeded) << "a write of " << pages << " pages made more than " << pages << " page allocations";
+    ASSERT_TRUE(succeeded) << "a write of " << pages << " pages made more than " << pages
+                           << " page allocations";
     Bytes expected = before.bytes;
     std::copy(data.begin(), data.end(), expected.begin() + static_cast<std::ptrdiff_t>(off));
     EXPECT_EQ(all_bytes(cap), expected);
@@ -103,7 +107,8 @@ TEST(CapGuarantee, AFailedWriteLeavesNoEmptyOverlayNodes) {
       cap.write(7, Bytes(3, 1));                          // an overlay elsewhere
       const Hash32 before = cap.flush().hash_tree_root();
       detail::fail_page_allocations_after(fail_at);
-      EXPECT_THROW(cap.write(250000 * PAGE_SIZE - 5, Bytes(pages * PAGE_SIZE - 10, 9)), std::bad_alloc);
+      EXPECT_THROW(cap.write(250000 * PAGE_SIZE - 5, Bytes(pages * PAGE_SIZE - 10, 9)),
+                   std::bad_alloc);
       detail::fail_page_allocations_after(-1);
       detail::check_cap_invariants(cap);
       EXPECT_EQ(cap.dirty_page_count(), 1u);
@@ -185,13 +190,15 @@ TEST(CapPages, ForEachPageVisitsTheEffectivePagesInOrder) {
   for (int round = 0; round < 30; ++round) {
     const std::uint64_t pages = 1 + rng() % 5000;
     DataCap cap(DataCap::zeroed(pages * PAGE_SIZE));
-    for (int k = 0; k < 40; ++k) cap.put_page((rng() % pages) * PAGE_SIZE, Bytes(8, static_cast<std::uint8_t>(rng() | 1)));
+    for (int k = 0; k < 40; ++k)
+      cap.put_page((rng() % pages) * PAGE_SIZE, Bytes(8, static_cast<std::uint8_t>(rng() | 1)));
     for (int k = 0; k < 40; ++k) {
       const std::uint64_t p = rng() % pages;
       if (rng() % 4 == 0) {
         cap.write_page(p * PAGE_SIZE, {});  // a zero overlay page shadowing the backing
       } else {
-        cap.write(p * PAGE_SIZE + rng() % PAGE_SIZE, Bytes(1, static_cast<std::uint8_t>(rng() | 1)));
+        cap.write(p * PAGE_SIZE + rng() % PAGE_SIZE,
+                  Bytes(1, static_cast<std::uint8_t>(rng() | 1)));
       }
     }
     if (round % 3 == 0) cap.elide_pages(std::vector<std::uint64_t>{rng() % pages, rng() % pages});

@@ -20,13 +20,15 @@ class SszReader {
   [[nodiscard]] std::size_t offset() const noexcept { return at_; }
   [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - at_; }
 
-  [[noreturn]] void fail(const std::string& field, std::size_t offset, const std::string& what) const {
+  [[noreturn]] void fail(const std::string& field, std::size_t offset,
+                         const std::string& what) const {
     throw DecodeError(type_ + (field.empty() ? "" : "." + field), offset, what);
   }
 
   void need(const char* field, std::size_t n) const {
     if (remaining() < n) {
-      fail(field, at_, "needs " + std::to_string(n) + " bytes, " + std::to_string(remaining()) + " left");
+      fail(field, at_,
+           "needs " + std::to_string(n) + " bytes, " + std::to_string(remaining()) + " left");
     }
   }
 

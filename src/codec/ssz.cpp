@@ -38,7 +38,8 @@ PageRef read_page_bytes(SszReader& r, Digest digest) {
   const std::uint32_t offset = r.u32("bytes");
   // The offset counts from the start of the PageBytes container.
   if (offset != PAGE_BYTES_FIXED) {
-    r.fail("bytes", offset_at, "offset " + std::to_string(offset) + " != 36 (the fixed part's length)");
+    r.fail("bytes", offset_at,
+           "offset " + std::to_string(offset) + " != 36 (the fixed part's length)");
   }
   const std::size_t bytes_at = r.offset();
   const auto bytes = r.rest();
@@ -47,8 +48,9 @@ PageRef read_page_bytes(SszReader& r, Digest digest) {
   }
   PageRef page = PageRef::copy_of(bytes);
   if (page.root(digest) != hash) {
-    r.fail("hash", start, "does not match the page's " + std::string(to_string(digest)) + " root " +
-                              to_hex(page.root(digest)));
+    r.fail("hash", start,
+           "does not match the page's " + std::string(to_string(digest)) + " root " +
+               to_hex(page.root(digest)));
   }
   return page;
 }
@@ -102,7 +104,8 @@ PageSlot decode_page_slot(std::span<const std::uint8_t> bytes, Digest digest) {
       return PageSlot::missing(hash);
     }
     default:
-      r.fail("selector", 0, "unknown selector " + std::to_string(selector) + " (expected 0, 1 or 2)");
+      r.fail("selector", 0,
+             "unknown selector " + std::to_string(selector) + " (expected 0, 1 or 2)");
   }
 }
 
@@ -142,11 +145,13 @@ DataDesc decode_data_desc(std::span<const std::uint8_t> bytes) {
   const std::size_t offset_at = r.offset();
   const std::uint32_t offset = r.u32("pages");
   if (offset != DATA_DESC_FIXED) {
-    r.fail("pages", offset_at, "offset " + std::to_string(offset) + " != 12 (the fixed part's length)");
+    r.fail("pages", offset_at,
+           "offset " + std::to_string(offset) + " != 12 (the fixed part's length)");
   }
   const std::size_t list_at = r.offset();
   if (r.remaining() % ARENA_PAGE_REF_SIZE != 0) {
-    r.fail("pages", list_at, std::to_string(r.remaining()) + " bytes is not a whole number of 12-byte ArenaPageRefs");
+    r.fail("pages", list_at,
+           std::to_string(r.remaining()) + " bytes is not a whole number of 12-byte ArenaPageRefs");
   }
   // The count is backed by the input's own length: no allocation beyond what was sent.
   desc.pages.reserve(r.remaining() / ARENA_PAGE_REF_SIZE);

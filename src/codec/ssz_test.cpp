@@ -9,7 +9,10 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-Bytes le32(std::uint32_t v) { return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 24)}; }
+Bytes le32(std::uint32_t v) {
+  return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
+          static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 24)};
+}
 Bytes cat(std::initializer_list<Bytes> parts) {
   Bytes out;
   for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
@@ -17,7 +20,8 @@ Bytes cat(std::initializer_list<Bytes> parts) {
 }
 Bytes hash_bytes(const Hash32& h) { return Bytes(h.begin(), h.end()); }
 
-void expect_decode_error(const std::function<void()>& f, const std::string& field, std::uint64_t offset) {
+void expect_decode_error(const std::function<void()>& f, const std::string& field,
+                         std::uint64_t offset) {
   try {
     f();
     ADD_FAILURE() << "no DecodeError; expected one for " << field;
@@ -32,7 +36,8 @@ TEST(Ssz, PageSlotEveryVariantByteForByte) {
   EXPECT_EQ(encode_page_slot(PageSlot::empty()), Bytes{0x00});
   const Bytes hello = {'h', 'e', 'l', 'l', 'o'};
   const PageRef page = PageRef::copy_of(hello);
-  const Hash32 root = hash_from_hex("c586e42b289729e1b2b732a06a085910c0b19378b66b8dc1bde2cf86b87572a6");
+  const Hash32 root =
+      hash_from_hex("c586e42b289729e1b2b732a06a085910c0b19378b66b8dc1bde2cf86b87572a6");
   const Bytes loaded = cat({{0x01}, hash_bytes(root), le32(36), hello});
   EXPECT_EQ(encode_page_slot(PageSlot::loaded(page)), loaded);
   Hash32 h{};
@@ -61,7 +66,8 @@ TEST(Ssz, PageBytesTrimsTrailingZerosAndAcceptsAnyLength) {
   EXPECT_EQ(decode_page_bytes(encoded).root(), page.root());
   // BLAKE2b-256 hashes are checked under that digest.
   const Bytes blake = encode_page_bytes(page, Digest::blake2b256);
-  EXPECT_EQ(decode_page_bytes(blake, Digest::blake2b256).root(Digest::blake2b256), page.root(Digest::blake2b256));
+  EXPECT_EQ(decode_page_bytes(blake, Digest::blake2b256).root(Digest::blake2b256),
+            page.root(Digest::blake2b256));
   EXPECT_THROW((void)decode_page_bytes(blake, Digest::sha256), DecodeError);
 }
 
@@ -73,9 +79,17 @@ TEST(Ssz, PageSlotErrorsNameFieldAndOffset) {
   expect_decode_error([] { (void)decode_page_slot(Bytes{0x03}); }, "PageSlot.selector", 0);
   expect_decode_error([] { (void)decode_page_slot(Bytes{0x00, 0x00}); }, "PageSlot", 1);
   expect_decode_error([] { (void)decode_page_slot(Bytes(20, 0x02)); }, "PageSlot.Missing.hash", 1);
-  expect_decode_error([] { Bytes b(34, 0); b[0] = 2; (void)decode_page_slot(b); }, "PageSlot", 33);
-  expect_decode_error([&] { (void)decode_page_slot(Bytes(good.begin(), good.begin() + 20)); }, "PageSlot.hash", 1);
-  expect_decode_error([&] { (void)decode_page_slot(Bytes(good.begin(), good.begin() + 35)); }, "PageSlot.bytes", 33);
+  expect_decode_error(
+      [] {
+        Bytes b(34, 0);
+        b[0] = 2;
+        (void)decode_page_slot(b);
+      },
+      "PageSlot", 33);
+  expect_decode_error([&] { (void)decode_page_slot(Bytes(good.begin(), good.begin() + 20)); },
+                      "PageSlot.hash", 1);
+  expect_decode_error([&] { (void)decode_page_slot(Bytes(good.begin(), good.begin() + 35)); },
+                      "PageSlot.bytes", 33);
   Bytes bad_offset = good;
   bad_offset[33] = 37;
   expect_decode_error([&] { (void)decode_page_slot(bad_offset); }, "PageSlot.bytes", 33);
@@ -92,16 +106,24 @@ TEST(Ssz, ArenaPageRefByteForByte) {
   const auto encoded = encode_arena_page_ref(ref);
   EXPECT_EQ(Bytes(encoded.begin(), encoded.end()), expected);
   EXPECT_EQ(decode_arena_page_ref(expected), ref);
-  expect_decode_error([&] { (void)decode_arena_page_ref(Bytes(expected.begin(), expected.begin() + 9)); }, "ArenaPageRef.len", 8);
-  expect_decode_error([&] { Bytes b = expected; b.push_back(0); (void)decode_arena_page_ref(b); }, "ArenaPageRef", 12);
+  expect_decode_error(
+      [&] { (void)decode_arena_page_ref(Bytes(expected.begin(), expected.begin() + 9)); },
+      "ArenaPageRef.len", 8);
+  expect_decode_error(
+      [&] {
+        Bytes b = expected;
+        b.push_back(0);
+        (void)decode_arena_page_ref(b);
+      },
+      "ArenaPageRef", 12);
 }
 
 TEST(Ssz, DataDescByteForByte) {
   DataDesc desc;
   desc.size = 3 * PAGE_SIZE;
   desc.pages = {{0, 0, 5}, {2, 5, 4096}};
-  const Bytes expected = cat({Bytes{0x00, 0x30, 0, 0, 0, 0, 0, 0}, le32(12), le32(0), le32(0), le32(5),
-                              le32(2), le32(5), le32(4096)});
+  const Bytes expected = cat({Bytes{0x00, 0x30, 0, 0, 0, 0, 0, 0}, le32(12), le32(0), le32(0),
+                              le32(5), le32(2), le32(5), le32(4096)});
   EXPECT_EQ(encode_data_desc(desc), expected);
   EXPECT_EQ(decode_data_desc(expected), desc);
   DataDesc empty;
@@ -128,7 +150,10 @@ TEST(Ssz, EveryTruncationAndEveryFlippedByteIsATypedErrorOrAValidValue) {
     for (std::size_t cut = 0; cut < input->size(); ++cut) {
       const Bytes truncated(input->begin(), input->begin() + static_cast<std::ptrdiff_t>(cut));
       try {
-        if (input == &loaded) (void)decode_page_slot(truncated); else (void)decode_data_desc(truncated);
+        if (input == &loaded)
+          (void)decode_page_slot(truncated);
+        else
+          (void)decode_data_desc(truncated);
       } catch (const DecodeError&) {
       }
     }
@@ -136,7 +161,10 @@ TEST(Ssz, EveryTruncationAndEveryFlippedByteIsATypedErrorOrAValidValue) {
       Bytes flipped = *input;
       flipped[at] ^= 0x5a;
       try {
-        if (input == &loaded) (void)decode_page_slot(flipped); else (void)decode_data_desc(flipped);
+        if (input == &loaded)
+          (void)decode_page_slot(flipped);
+        else
+          (void)decode_data_desc(flipped);
       } catch (const DecodeError&) {
       }
     }

@@ -43,7 +43,7 @@ unsigned char* map_region() {
 
 void* pool_chunk(std::size_t bytes) {
   bytes = (bytes + 63) / 64 * 64;
-  if (bytes > REGION / 4) return ::operator new(bytes, std::align_val_t{64});
+  if (bytes > REGION / 4) return ::operator new (bytes, std::align_val_t{64});
   Arena& a = arena();
   std::lock_guard<std::mutex> lock(a.mu);
   if (bytes > a.left) {  // the old region's rest (less than this chunk) stays unused

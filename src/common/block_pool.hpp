@@ -75,7 +75,7 @@ class BlockPool {
   }
 
  private:
-  static constexpr std::size_t BATCH = 64;        // blocks per batch, and per carved chunk
+  static constexpr std::size_t BATCH = 64;         // blocks per batch, and per carved chunk
   static constexpr std::size_t LOCAL_BATCHES = 4;  // full batches a thread keeps before sharing
 
   // A free block. Free blocks form chains through `next`; the first block of a chain that is
@@ -119,7 +119,7 @@ class BlockPool {
   static void* shared_take_one() {
     std::size_t count = 0;
     Block* head = shared_take_batch(count);
-    if (head == nullptr) return ::operator new(SIZE, std::align_val_t{64});  // a block of its own
+    if (head == nullptr) return ::operator new (SIZE, std::align_val_t{64});  // a block of its own
     if (count > 1) shared_give(head->next, count - 1);
     return head;
   }
@@ -128,11 +128,11 @@ class BlockPool {
   // below returns its blocks when the thread ends and marks it dead, after which the thread
   // (e.g. static destructors at exit) uses the shared list directly.
   struct Local {
-    Block* head;                // the current chain, count blocks (< BATCH)
+    Block* head;  // the current chain, count blocks (< BATCH)
     std::size_t count;
-    Block* full;                // full batches kept here, linked through next_batch
+    Block* full;  // full batches kept here, linked through next_batch
     std::size_t full_count;
-    unsigned char* carve;       // the unused rest of the newest chunk
+    unsigned char* carve;  // the unused rest of the newest chunk
     std::size_t carve_left;
     bool dead;
 
@@ -216,13 +216,13 @@ class BlockPool {
 };
 
 // Class-scope operator new/delete that route a type through its BlockPool.
-#define DATACAP_POOLED(Type)                                                                      \
-  static void* operator new(std::size_t size) {                                                   \
-    (void)size;                                                                                   \
-    return ::datacap::detail::BlockPool<(sizeof(Type) + 7) / 8 * 8>::allocate();                  \
-  }                                                                                               \
-  static void operator delete(void* p) noexcept {                                                 \
-    ::datacap::detail::BlockPool<(sizeof(Type) + 7) / 8 * 8>::release(p);                         \
+#define DATACAP_POOLED(Type)                                                     \
+  static void* operator new(std::size_t size) {                                  \
+    (void)size;                                                                  \
+    return ::datacap::detail::BlockPool<(sizeof(Type) + 7) / 8 * 8>::allocate(); \
+  }                                                                              \
+  static void operator delete(void* p) noexcept {                                \
+    ::datacap::detail::BlockPool<(sizeof(Type) + 7) / 8 * 8>::release(p);        \
   }
 
 }  // namespace datacap::detail

@@ -2,8 +2,8 @@
 #include <string>
 #include <string_view>
 
-#include "datacap/error.hpp"
 #include "common/little_endian.hpp"
+#include "datacap/error.hpp"
 #include "datacap/types.hpp"
 
 namespace datacap {

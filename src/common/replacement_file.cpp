@@ -33,18 +33,21 @@ OutputTarget resolve_output(const std::string& path) {
   if (named && !out.exists) {
     // Replacing a dangling link would lose the link; writing through it would create a file
     // nobody named.
-    throw IoError(path, "is a symbolic link to a file that does not exist (" + system_message() + ")");
+    throw IoError(path,
+                  "is a symbolic link to a file that does not exist (" + system_message() + ")");
   }
   if (out.exists) out.mode = st.st_mode;
   if (out.exists && S_ISLNK(link.st_mode)) {
-    const std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+    const std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr),
+                                                           &std::free);
     if (!real) throw IoError(path, "cannot resolve the symbolic link: " + system_message());
     out.target = real.get();
   }
   return out;
 }
 
-ReplacementFile::ReplacementFile(const OutputTarget& target) : path_(target.path), target_(target.target) {
+ReplacementFile::ReplacementFile(const OutputTarget& target)
+    : path_(target.path), target_(target.target) {
   for (int attempt = 0; fd_ < 0 && attempt < 100; ++attempt) {
     tmp_ = target_;
     tmp_ += ".tmp-";
@@ -112,7 +115,8 @@ void ReplacementFile::commit() {
   if (dfd >= 0) {
     const bool synced = ::fsync(dfd) == 0 || errno == EINVAL;
     ::close(dfd);
-    if (!synced) throw IoError(path_, "cannot sync its directory after the rename: " + system_message());
+    if (!synced)
+      throw IoError(path_, "cannot sync its directory after the rename: " + system_message());
   }
 }
 

@@ -24,9 +24,7 @@ namespace {
 // failure here is just that: its provider, named by openssl.cnf and loaded from disk, cannot be
 // fetched), and unlike invalid_argument it does not blame the caller (the CLI exits with a
 // runtime error, not a usage error).
-[[noreturn]] void digest_failure(const std::string& what) {
-  throw Error(ErrorKind::io, what);
-}
+[[noreturn]] void digest_failure(const std::string& what) { throw Error(ErrorKind::io, what); }
 
 struct EvpContextDeleter {
   void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }

@@ -20,8 +20,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "datacap/error.hpp"
 #include "common/thread_pool.hpp"
+#include "datacap/error.hpp"
 
 namespace datacap {
 namespace detail {
@@ -48,8 +48,8 @@ CpuFeatures detect() {
   const bool ssse3 = (ecx >> 9) & 1, sse41 = (ecx >> 19) & 1, osxsave = (ecx >> 27) & 1,
              avx = (ecx >> 28) & 1;
   const std::uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-  const bool ymm_state = (xcr0 & 0x6) == 0x6;     // XMM + YMM
-  const bool zmm_state = (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;    // XMM + YMM
+  const bool zmm_state = (xcr0 & 0xe6) == 0xe6;  // + opmask, ZMM_Hi256, Hi16_ZMM
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   const bool avx2 = (ebx >> 5) & 1, avx512f = (ebx >> 16) & 1, sha = (ebx >> 29) & 1,
              avx512bw = (ebx >> 30) & 1;
@@ -102,17 +102,22 @@ Isa choose() {
 
 HashPairsFn sha256_kernel_for(Isa isa) noexcept {
   switch (isa) {
-    case Isa::portable: return sha256_portable_x1;
+    case Isa::portable:
+      return sha256_portable_x1;
 #if DATACAP_HAVE_AVX2
-    case Isa::avx2: return cpu().avx2 ? sha256_avx2_x8 : nullptr;
+    case Isa::avx2:
+      return cpu().avx2 ? sha256_avx2_x8 : nullptr;
 #endif
 #if DATACAP_HAVE_AVX512
-    case Isa::avx512: return cpu().avx512 ? sha256_avx512_x16 : nullptr;
+    case Isa::avx512:
+      return cpu().avx512 ? sha256_avx512_x16 : nullptr;
 #endif
 #if DATACAP_HAVE_SHANI
-    case Isa::shani: return cpu().shani ? sha256_shani_x2 : nullptr;
+    case Isa::shani:
+      return cpu().shani ? sha256_shani_x2 : nullptr;
 #endif
-    default: return nullptr;  // not compiled in (or not an Isa)
+    default:
+      return nullptr;  // not compiled in (or not an Isa)
   }
 }
 
@@ -165,10 +170,14 @@ void sha256_pairs(std::uint8_t* out, const std::uint8_t* in, std::size_t count) 
 
 const char* to_string(Isa isa) noexcept {
   switch (isa) {
-    case Isa::portable: return "portable";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    case Isa::shani: return "shani";
+    case Isa::portable:
+      return "portable";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::shani:
+      return "shani";
   }
   return "?";
 }

@@ -107,6 +107,8 @@ __attribute__((target("avx2"))) void BM_Avx2PortCeiling(benchmark::State& state)
   const __m256i bytes = _mm256_set1_epi32(0x00030201);
   for (auto _ : state) {
     for (long r = 0; r < ROUNDS; ++r) {
+// One line per operation kind (macros that clang-format would run together).
+// clang-format off
 #define DATACAP_EACH(op) op(v0) op(v1) op(v2) op(v3) op(v4) op(v5) op(v6) op(v7) op(v8) op(v9) op(v10)
 #define DATACAP_SHIFT(a) a = _mm256_srli_epi32(a, 3);
 #define DATACAP_XOR(a) a = _mm256_xor_si256(a, x);
@@ -115,40 +117,52 @@ __attribute__((target("avx2"))) void BM_Avx2PortCeiling(benchmark::State& state)
       DATACAP_EACH(DATACAP_XOR) DATACAP_XOR(v11)
       DATACAP_EACH(DATACAP_ADD)
       v11 = _mm256_shuffle_epi8(v11, bytes);
+// clang-format on
 #undef DATACAP_ADD
 #undef DATACAP_XOR
 #undef DATACAP_SHIFT
 #undef DATACAP_EACH
       // Keeps the 36 operations as written (no folding across rounds) and in registers.
-      asm volatile("" : "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3), "+x"(v4), "+x"(v5), "+x"(v6), "+x"(v7),
-                   "+x"(v8), "+x"(v9), "+x"(v10), "+x"(v11));
+      asm volatile(""
+                   : "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3), "+x"(v4), "+x"(v5), "+x"(v6), "+x"(v7),
+                     "+x"(v8), "+x"(v9), "+x"(v10), "+x"(v11));
     }
   }
-  __m256i all = _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(v0, v1), _mm256_xor_si256(v2, v3)),
-                                 _mm256_xor_si256(_mm256_xor_si256(v4, v5), _mm256_xor_si256(v6, v7)));
-  all = _mm256_xor_si256(all, _mm256_xor_si256(_mm256_xor_si256(v8, v9), _mm256_xor_si256(v10, v11)));
+  __m256i all =
+      _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(v0, v1), _mm256_xor_si256(v2, v3)),
+                       _mm256_xor_si256(_mm256_xor_si256(v4, v5), _mm256_xor_si256(v6, v7)));
+  all =
+      _mm256_xor_si256(all, _mm256_xor_si256(_mm256_xor_si256(v8, v9), _mm256_xor_si256(v10, v11)));
   benchmark::DoNotOptimize(all);
-  state.counters["ops/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * ROUNDS * OPS_PER_ROUND,
-                                               benchmark::Counter::kIsRate);
+  state.counters["ops/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * ROUNDS * OPS_PER_ROUND,
+                         benchmark::Counter::kIsRate);
 }
 #endif
 
 // One registration per ISA this CPU has (a missing ISA is simply not listed).
 const bool registered = [] {
   for (Isa isa : available_isas()) {
-    benchmark::RegisterBenchmark((std::string("BM_PairHash/") + to_string(isa)).c_str(),
-                                 [isa](benchmark::State& s) { pair_hash(s, sha256_kernel_for(isa)); })
+    benchmark::RegisterBenchmark(
+        (std::string("BM_PairHash/") + to_string(isa)).c_str(),
+        [isa](benchmark::State& s) { pair_hash(s, sha256_kernel_for(isa)); })
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark((std::string("BM_PageRoot/") + to_string(isa)).c_str(),
                                  [isa](benchmark::State& s) { page_root_bench(s, isa); })
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((std::string("BM_PairHashSmall/") + to_string(isa)).c_str(),
-                                 [isa](benchmark::State& s) { pair_hash_small(s, sha256_kernel_for(isa)); })
-        ->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Arg(16);
+    benchmark::RegisterBenchmark(
+        (std::string("BM_PairHashSmall/") + to_string(isa)).c_str(),
+        [isa](benchmark::State& s) { pair_hash_small(s, sha256_kernel_for(isa)); })
+        ->Arg(1)
+        ->Arg(2)
+        ->Arg(4)
+        ->Arg(8)
+        ->Arg(16);
   }
 #if DATACAP_HAVE_AVX2
   if (isa_available(Isa::avx2)) {
-    benchmark::RegisterBenchmark("BM_Avx2PortCeiling", BM_Avx2PortCeiling)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("BM_Avx2PortCeiling", BM_Avx2PortCeiling)
+        ->Unit(benchmark::kMillisecond);
   }
 #endif
   return true;

@@ -45,9 +45,12 @@ TEST_P(Kernel, MatchesOpenSSLAndPortableAtEveryCountAroundTheLaneWidths) {
     std::vector<std::uint8_t> got(32 * count + 32, 0xAB), portable(32 * count);
     kernel()(got.data(), in.data(), count);
     sha256_portable_x1(portable.data(), in.data(), count);
-    EXPECT_EQ(std::vector<std::uint8_t>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(32 * count)), portable);
+    EXPECT_EQ(std::vector<std::uint8_t>(got.begin(),
+                                        got.begin() + static_cast<std::ptrdiff_t>(32 * count)),
+              portable);
     EXPECT_EQ(portable, openssl_pairs(in, count));
-    for (std::size_t k = 32 * count; k < got.size(); ++k) ASSERT_EQ(got[k], 0xAB) << "wrote past the end";
+    for (std::size_t k = 32 * count; k < got.size(); ++k)
+      ASSERT_EQ(got[k], 0xAB) << "wrote past the end";
   }
 }
 
@@ -58,7 +61,9 @@ TEST_P(Kernel, InPlaceGivesTheSameBytes) {
     for (auto& b : buf) b = static_cast<std::uint8_t>(rng());
     const std::vector<std::uint8_t> expected = openssl_pairs(buf, count);
     kernel()(buf.data(), buf.data(), count);
-    EXPECT_EQ(std::vector<std::uint8_t>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(32 * count)), expected)
+    EXPECT_EQ(std::vector<std::uint8_t>(buf.begin(),
+                                        buf.begin() + static_cast<std::ptrdiff_t>(32 * count)),
+              expected)
         << count;
   }
 }
@@ -94,8 +99,9 @@ TEST(Dispatch, NamesAndErrors) {
 // A kernel left out of the build (DATACAP_NO_<ISA>, DATACAP_PORTABLE_ONLY, a CPU other than
 // x86) is unavailable whatever the CPU has, yet its name still parses, and pinning it is refused.
 TEST(Dispatch, KernelsLeftOutOfTheBuildAreUnavailable) {
-  const std::pair<Isa, bool> compiled[] = {
-      {Isa::avx2, DATACAP_HAVE_AVX2}, {Isa::avx512, DATACAP_HAVE_AVX512}, {Isa::shani, DATACAP_HAVE_SHANI}};
+  const std::pair<Isa, bool> compiled[] = {{Isa::avx2, DATACAP_HAVE_AVX2},
+                                           {Isa::avx512, DATACAP_HAVE_AVX512},
+                                           {Isa::shani, DATACAP_HAVE_SHANI}};
   for (const auto& [isa, in_build] : compiled) {
     SCOPED_TRACE(to_string(isa));
     EXPECT_EQ(parse_isa(to_string(isa)), isa);

@@ -41,13 +41,17 @@ constexpr std::uint32_t ROUND0_T1 =
 constexpr std::uint32_t ROUND0_T2 =
     big_sigma0(H0[0]) + ((H0[0] & H0[1]) ^ (H0[0] & H0[2]) ^ (H0[1] & H0[2]));
 // E0, A0, and a ^ b of round 0 (the next round's b ^ c).
-constexpr std::array<Broadcast, 3> ROUND0_LANES =
-    broadcast(std::array<std::uint32_t, 3>{H0[3] + ROUND0_T1, ROUND0_T1 + ROUND0_T2, H0[0] ^ H0[1]});
+constexpr std::array<Broadcast, 3> ROUND0_LANES = broadcast(
+    std::array<std::uint32_t, 3>{H0[3] + ROUND0_T1, ROUND0_T1 + ROUND0_T2, H0[0] ^ H0[1]});
 
-inline __m256i lanes(const Broadcast& b) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(b.lane)); }
+inline __m256i lanes(const Broadcast& b) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(b.lane));
+}
 
 inline __m256i add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
-inline __m256i xor3(__m256i a, __m256i b, __m256i c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+inline __m256i xor3(__m256i a, __m256i b, __m256i c) {
+  return _mm256_xor_si256(_mm256_xor_si256(a, b), c);
+}
 template <int N>
 inline __m256i ror(__m256i x) {
   return _mm256_or_si256(_mm256_srli_epi32(x, N), _mm256_slli_epi32(x, 32 - N));
@@ -66,8 +70,8 @@ inline __m256i ror(__m256i x) {
 // the three distinct residues mod 8 it needs.
 inline __m256i rotr24(__m256i x) {
   // Byte k of each lane takes byte k - 1 (mod 4): a left rotation by 8, which is ROTR24.
-  const __m256i bytes = _mm256_set_epi8(14, 13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3,
-                                        14, 13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3);
+  const __m256i bytes = _mm256_set_epi8(14, 13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3, 14,
+                                        13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3);
   return _mm256_shuffle_epi8(x, bytes);
 }
 inline __m256i big_sigma1_lanes(__m256i e) {
@@ -77,27 +81,26 @@ inline __m256i big_sigma1_lanes(__m256i e) {
 
 // Maj(a,b,c) = ((a ^ b) & (b ^ c)) ^ b, and a ^ b of this round is b ^ c of the next: carrying
 // it over (in `ab`, `bc`) saves an operation per round.
-#define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                 \
-  do {                                                                                            \
-    const __m256i s1 = big_sigma1_lanes(e);                                                       \
-    const __m256i ch = _mm256_xor_si256(_mm256_and_si256(_mm256_xor_si256(f, g), e), g);          \
-    const __m256i t1 = add(add(h, s1), add(ch, kw));                                              \
-    const __m256i s0 = xor3(ror<2>(a), ror<13>(a), ror<22>(a));                                   \
-    ab = _mm256_xor_si256(a, b);                                                                  \
-    const __m256i maj = _mm256_xor_si256(_mm256_and_si256(ab, bc), b);                            \
-    bc = ab;                                                                                      \
-    d = add(d, t1);                                                                               \
-    h = add(t1, add(s0, maj));                                                                    \
+#define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                        \
+  do {                                                                                   \
+    const __m256i s1 = big_sigma1_lanes(e);                                              \
+    const __m256i ch = _mm256_xor_si256(_mm256_and_si256(_mm256_xor_si256(f, g), e), g); \
+    const __m256i t1 = add(add(h, s1), add(ch, kw));                                     \
+    const __m256i s0 = xor3(ror<2>(a), ror<13>(a), ror<22>(a));                          \
+    ab = _mm256_xor_si256(a, b);                                                         \
+    const __m256i maj = _mm256_xor_si256(_mm256_and_si256(ab, bc), b);                   \
+    bc = ab;                                                                             \
+    d = add(d, t1);                                                                      \
+    h = add(t1, add(s0, maj));                                                           \
   } while (0)
-
 
 inline __m256i sigma0(__m256i x) { return xor3(ror<7>(x), ror<18>(x), _mm256_srli_epi32(x, 3)); }
 inline __m256i sigma1(__m256i x) { return xor3(ror<17>(x), ror<19>(x), _mm256_srli_epi32(x, 10)); }
 
 // Hashes exactly 8 messages at in[0 .. 512) into out[0 .. 256).
 inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
-  const __m256i bswap = _mm256_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
-                                        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+  const __m256i bswap = _mm256_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3, 12,
+                                        13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
   const __m256i in_index = _mm256_set_epi32(112, 96, 80, 64, 48, 32, 16, 0);
   __m256i w[16];
   for (int t = 0; t < 16; ++t) {
@@ -107,15 +110,17 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
   const Broadcast* const k_lanes = opaque(K_LANES.data());
   const Broadcast* const padding_kw_lanes = opaque(PADDING_KW_LANES.data());
   const Broadcast* const h0_lanes = opaque(H0_LANES.data());
-  __m256i a = lanes(h0_lanes[0]), b = lanes(h0_lanes[1]), c = lanes(h0_lanes[2]), d = lanes(h0_lanes[3]);
-  __m256i e = lanes(h0_lanes[4]), f = lanes(h0_lanes[5]), g = lanes(h0_lanes[6]), h = lanes(h0_lanes[7]);
+  __m256i a = lanes(h0_lanes[0]), b = lanes(h0_lanes[1]), c = lanes(h0_lanes[2]),
+          d = lanes(h0_lanes[3]);
+  __m256i e = lanes(h0_lanes[4]), f = lanes(h0_lanes[5]), g = lanes(h0_lanes[6]),
+          h = lanes(h0_lanes[7]);
 
   const Broadcast* const round0_lanes = opaque(ROUND0_LANES.data());
   // Round 0 folded (see ROUND0_LANES), then rounds 1 .. 7 as usual.
   d = add(w[0], lanes(round0_lanes[0]));
   h = add(w[0], lanes(round0_lanes[1]));
   __m256i ab, bc = lanes(round0_lanes[2]);
-#define KW(j) add(w[(j) & 15], lanes(k_lanes[(j)]))
+#define KW(j) add(w[(j)&15], lanes(k_lanes[(j)]))
   DATACAP_ROUND(h, a, b, c, d, e, f, g, KW(1));
   DATACAP_ROUND(g, h, a, b, c, d, e, f, KW(2));
   DATACAP_ROUND(f, g, h, a, b, c, d, e, KW(3));
@@ -132,14 +137,18 @@ inline void hash8(std::uint8_t* out, const std::uint8_t* in) noexcept {
                         add(sigma0(w[(j - 15) & 15]), w[j & 15]));
       }
     }
-#define KW(j) add(w[(j) & 15], lanes(k_lanes[(j)]))
+#define KW(j) add(w[(j)&15], lanes(k_lanes[(j)]))
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
-  a = add(a, lanes(h0_lanes[0])); b = add(b, lanes(h0_lanes[1]));
-  c = add(c, lanes(h0_lanes[2])); d = add(d, lanes(h0_lanes[3]));
-  e = add(e, lanes(h0_lanes[4])); f = add(f, lanes(h0_lanes[5]));
-  g = add(g, lanes(h0_lanes[6])); h = add(h, lanes(h0_lanes[7]));
+  a = add(a, lanes(h0_lanes[0]));
+  b = add(b, lanes(h0_lanes[1]));
+  c = add(c, lanes(h0_lanes[2]));
+  d = add(d, lanes(h0_lanes[3]));
+  e = add(e, lanes(h0_lanes[4]));
+  f = add(f, lanes(h0_lanes[5]));
+  g = add(g, lanes(h0_lanes[6]));
+  h = add(h, lanes(h0_lanes[7]));
 
   const __m256i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;
   bc = _mm256_xor_si256(b, c);

@@ -28,17 +28,16 @@ constexpr int MAJ = 0xE8;  // majority
 
 inline __m512i add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
 
-#define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                  \
-  do {                                                                                             \
-    const __m512i s1 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(e, 6), _mm512_ror_epi32(e, 11),  \
-                                                 _mm512_ror_epi32(e, 25), XOR3);                   \
-    const __m512i t1 = add(add(h, s1), add(_mm512_ternarylogic_epi32(e, f, g, CH), kw));           \
-    const __m512i s0 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(a, 2), _mm512_ror_epi32(a, 13),  \
-                                                 _mm512_ror_epi32(a, 22), XOR3);                   \
-    d = add(d, t1);                                                                                \
-    h = add(t1, add(s0, _mm512_ternarylogic_epi32(a, b, c, MAJ)));                                 \
+#define DATACAP_ROUND(a, b, c, d, e, f, g, h, kw)                                                 \
+  do {                                                                                            \
+    const __m512i s1 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(e, 6), _mm512_ror_epi32(e, 11), \
+                                                 _mm512_ror_epi32(e, 25), XOR3);                  \
+    const __m512i t1 = add(add(h, s1), add(_mm512_ternarylogic_epi32(e, f, g, CH), kw));          \
+    const __m512i s0 = _mm512_ternarylogic_epi32(_mm512_ror_epi32(a, 2), _mm512_ror_epi32(a, 13), \
+                                                 _mm512_ror_epi32(a, 22), XOR3);                  \
+    d = add(d, t1);                                                                               \
+    h = add(t1, add(s0, _mm512_ternarylogic_epi32(a, b, c, MAJ)));                                \
   } while (0)
-
 
 inline __m512i sigma0(__m512i x) {
   return _mm512_ternarylogic_epi32(_mm512_ror_epi32(x, 7), _mm512_ror_epi32(x, 18),
@@ -55,8 +54,8 @@ inline void transpose_lanes(__m512i a, __m512i b, __m512i c, __m512i d, __m512i 
   const __m512i ab_hi = _mm512_shuffle_i32x4(a, b, 0xEE);  // a2 a3 b2 b3
   const __m512i cd_lo = _mm512_shuffle_i32x4(c, d, 0x44);  // c0 c1 d0 d1
   const __m512i cd_hi = _mm512_shuffle_i32x4(c, d, 0xEE);  // c2 c3 d2 d3
-  out[0] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);  // a0 b0 c0 d0
-  out[1] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);  // a1 b1 c1 d1
+  out[0] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);       // a0 b0 c0 d0
+  out[1] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);       // a1 b1 c1 d1
   out[2] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
   out[3] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
 }
@@ -107,19 +106,24 @@ inline void transpose_out(const __m512i state[8], std::uint8_t* out) {
 // Hashes exactly 16 messages at in[0 .. 1024) into out[0 .. 512).
 inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
   // Byte order: SHA-256 words are big-endian; swap within each 32-bit lane.
-  const __m512i bswap = _mm512_broadcast_i32x4(
-      _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
+  const __m512i bswap =
+      _mm512_broadcast_i32x4(_mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
   const std::uint32_t* const k_table = opaque(K.data());
   const std::uint32_t* const padding_kw_table = opaque(PADDING_KW.data());
   __m512i rows[16];
-  for (int m = 0; m < 16; ++m) rows[m] = _mm512_shuffle_epi8(_mm512_loadu_si512(in + 64 * m), bswap);
+  for (int m = 0; m < 16; ++m)
+    rows[m] = _mm512_shuffle_epi8(_mm512_loadu_si512(in + 64 * m), bswap);
   __m512i w[16];
   transpose_in(rows, w);
   const std::uint32_t* const h0 = opaque(H0.data());
-  __m512i a = _mm512_set1_epi32(static_cast<int>(h0[0])), b = _mm512_set1_epi32(static_cast<int>(h0[1]));
-  __m512i c = _mm512_set1_epi32(static_cast<int>(h0[2])), d = _mm512_set1_epi32(static_cast<int>(h0[3]));
-  __m512i e = _mm512_set1_epi32(static_cast<int>(h0[4])), f = _mm512_set1_epi32(static_cast<int>(h0[5]));
-  __m512i g = _mm512_set1_epi32(static_cast<int>(h0[6])), h = _mm512_set1_epi32(static_cast<int>(h0[7]));
+  __m512i a = _mm512_set1_epi32(static_cast<int>(h0[0])),
+          b = _mm512_set1_epi32(static_cast<int>(h0[1]));
+  __m512i c = _mm512_set1_epi32(static_cast<int>(h0[2])),
+          d = _mm512_set1_epi32(static_cast<int>(h0[3]));
+  __m512i e = _mm512_set1_epi32(static_cast<int>(h0[4])),
+          f = _mm512_set1_epi32(static_cast<int>(h0[5]));
+  __m512i g = _mm512_set1_epi32(static_cast<int>(h0[6])),
+          h = _mm512_set1_epi32(static_cast<int>(h0[7]));
 
   // Block 1: the message, with its schedule computed in a rolling window of 16 words.
 #pragma GCC unroll 8
@@ -130,14 +134,18 @@ inline void hash16(std::uint8_t* out, const std::uint8_t* in) noexcept {
                         add(sigma0(w[(j - 15) & 15]), w[j & 15]));
       }
     }
-#define KW(j) add(w[(j) & 15], _mm512_set1_epi32(static_cast<int>(k_table[(j)])))
+#define KW(j) add(w[(j)&15], _mm512_set1_epi32(static_cast<int>(k_table[(j)])))
     DATACAP_EIGHT_ROUNDS(t);
 #undef KW
   }
-  a = add(a, _mm512_set1_epi32(static_cast<int>(h0[0]))); b = add(b, _mm512_set1_epi32(static_cast<int>(h0[1])));
-  c = add(c, _mm512_set1_epi32(static_cast<int>(h0[2]))); d = add(d, _mm512_set1_epi32(static_cast<int>(h0[3])));
-  e = add(e, _mm512_set1_epi32(static_cast<int>(h0[4]))); f = add(f, _mm512_set1_epi32(static_cast<int>(h0[5])));
-  g = add(g, _mm512_set1_epi32(static_cast<int>(h0[6]))); h = add(h, _mm512_set1_epi32(static_cast<int>(h0[7])));
+  a = add(a, _mm512_set1_epi32(static_cast<int>(h0[0])));
+  b = add(b, _mm512_set1_epi32(static_cast<int>(h0[1])));
+  c = add(c, _mm512_set1_epi32(static_cast<int>(h0[2])));
+  d = add(d, _mm512_set1_epi32(static_cast<int>(h0[3])));
+  e = add(e, _mm512_set1_epi32(static_cast<int>(h0[4])));
+  f = add(f, _mm512_set1_epi32(static_cast<int>(h0[5])));
+  g = add(g, _mm512_set1_epi32(static_cast<int>(h0[6])));
+  h = add(h, _mm512_set1_epi32(static_cast<int>(h0[7])));
 
   // Block 2: the constant padding block; K + W comes precomputed.
   const __m512i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;

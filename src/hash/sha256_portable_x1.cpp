@@ -35,7 +35,14 @@ inline void rounds(std::uint32_t s[8], const std::uint32_t kw[64]) {
     b = a;
     a = t1 + t2;
   }
-  s[0] += a; s[1] += b; s[2] += c; s[3] += d; s[4] += e; s[5] += f; s[6] += g; s[7] += h;
+  s[0] += a;
+  s[1] += b;
+  s[2] += c;
+  s[3] += d;
+  s[4] += e;
+  s[5] += f;
+  s[6] += g;
+  s[7] += h;
 }
 
 }  // namespace

@@ -33,7 +33,9 @@ inline void rounds4(State& s, __m128i kw) {
   s.abef = _mm_sha256rnds2_epu32(s.abef, s.cdgh, _mm_shuffle_epi32(kw, 0x0E));
 }
 
-inline __m128i k4(int group) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(K.data() + 4 * group)); }
+inline __m128i k4(int group) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(K.data() + 4 * group));
+}
 inline __m128i padding_kw4(int group) {
   return _mm_loadu_si128(reinterpret_cast<const __m128i*>(PADDING_KW.data() + 4 * group));
 }
@@ -65,8 +67,10 @@ inline void hash2(std::uint8_t* out_x, std::uint8_t* out_y, const std::uint8_t* 
   const State init = initial_state();
   __m128i mx[4], my[4];
   for (int i = 0; i < 4; ++i) {
-    mx[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in_x + 16 * i)), mask);
-    my[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in_y + 16 * i)), mask);
+    mx[i] =
+        _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in_x + 16 * i)), mask);
+    my[i] =
+        _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in_y + 16 * i)), mask);
   }
   State x = init, y = init;
   for (int g = 0; g < 16; ++g) {
@@ -98,7 +102,8 @@ inline void hash2(std::uint8_t* out_x, std::uint8_t* out_y, const std::uint8_t* 
 
 void sha256_shani_x2(std::uint8_t* out, const std::uint8_t* in, std::size_t count) noexcept {
   std::size_t i = 0;
-  for (; i + 2 <= count; i += 2) hash2(out + 32 * i, out + 32 * i + 32, in + 64 * i, in + 64 * i + 64);
+  for (; i + 2 <= count; i += 2)
+    hash2(out + 32 * i, out + 32 * i + 32, in + 64 * i, in + 64 * i + 64);
   if (i < count) {
     alignas(16) std::uint8_t scratch[32];
     hash2(out + 32 * i, scratch, in + 64 * i, in + 64 * i);

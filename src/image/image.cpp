@@ -10,9 +10,8 @@ namespace datacap {
 // ---- DataDesc ----------------------------------------------------------------------------
 
 void DataDesc::validate(std::uint64_t arena_len) const {
-  auto fail = [](ValidationRule rule, std::uint64_t value, std::uint64_t index, const std::string& what) {
-    throw ValidationError(rule, value, index, what);
-  };
+  auto fail = [](ValidationRule rule, std::uint64_t value, std::uint64_t index,
+                 const std::string& what) { throw ValidationError(rule, value, index, what); };
   if (size % PAGE_SIZE != 0) {
     fail(ValidationRule::size_not_page_multiple, size, 0,
          "DataDesc.size: " + std::to_string(size) + " is not a multiple of PAGE_SIZE (4096)");
@@ -37,15 +36,16 @@ void DataDesc::validate(std::uint64_t arena_len) const {
     if (pages[i].page_index >= page_count) {
       fail(ValidationRule::page_index_out_of_range, pages[i].page_index, i,
            "DataDesc.pages[" + std::to_string(i) + "]: page_index " +
-               std::to_string(pages[i].page_index) + " >= page_count " + std::to_string(page_count));
+               std::to_string(pages[i].page_index) + " >= page_count " +
+               std::to_string(page_count));
     }
   }
   for (std::size_t i = 1; i < pages.size(); ++i) {
     if (pages[i].page_index <= pages[i - 1].page_index) {
       fail(ValidationRule::pages_not_ascending, pages[i].page_index, i,
            "DataDesc.pages[" + std::to_string(i) + "]: page_index " +
-               std::to_string(pages[i].page_index) + " is not above pages[" + std::to_string(i - 1) +
-               "].page_index " + std::to_string(pages[i - 1].page_index));
+               std::to_string(pages[i].page_index) + " is not above pages[" +
+               std::to_string(i - 1) + "].page_index " + std::to_string(pages[i - 1].page_index));
     }
   }
 }
@@ -116,21 +116,23 @@ ImageMemory::ImageMemory(std::span<const std::uint8_t> arena, std::span<const Da
                           " is not a multiple of PAGE_SIZE (4096)");
   }
   if (layout.extent / PAGE_SIZE > MAX_PAGE_COUNT) {
-    throw OutOfRange("ImageLayout.extent: " + std::to_string(layout.extent) + " exceeds 2^32 pages");
+    throw OutOfRange("ImageLayout.extent: " + std::to_string(layout.extent) +
+                     " exceeds 2^32 pages");
   }
   for (std::size_t i = 0; i < layout.mappings.size(); ++i) {
     const ImageMapping& m = layout.mappings[i];
     const std::string where = "ImageLayout.mappings[" + std::to_string(i) + "]";
     if (m.offset % PAGE_SIZE != 0) {
-      throw InvalidArgument(where + ": offset " + std::to_string(m.offset) + " is not page-aligned");
+      throw InvalidArgument(where + ": offset " + std::to_string(m.offset) +
+                            " is not page-aligned");
     }
     if (m.offset >= layout.extent) {
       throw OutOfRange(where + ": offset " + std::to_string(m.offset) + " >= extent " +
                        std::to_string(layout.extent));
     }
     if (m.data_index >= data.size()) {
-      throw OutOfRange(where + ": data_index " + std::to_string(m.data_index) + " >= " +
-                       std::to_string(data.size()) + " descriptors");
+      throw OutOfRange(where + ": data_index " + std::to_string(m.data_index) +
+                       " >= " + std::to_string(data.size()) + " descriptors");
     }
   }
   std::vector<DataCap> caps;
@@ -145,7 +147,8 @@ ImageMemory::ImageMemory(std::span<const std::uint8_t> arena, std::span<const Da
 
 DataCap ImageMemory::instantiate() const {
   DataCap instance = DataCap::zeroed(layout_.extent);
-  for (const ImageMapping& m : layout_.mappings) instance.place_shared(m.offset, caps_[m.data_index]);
+  for (const ImageMapping& m : layout_.mappings)
+    instance.place_shared(m.offset, caps_[m.data_index]);
   return instance;
 }
 

@@ -11,8 +11,8 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-void expect_rule(const DataDesc& desc, std::uint64_t arena_len, ValidationRule rule, std::uint64_t value,
-                 std::uint64_t index) {
+void expect_rule(const DataDesc& desc, std::uint64_t arena_len, ValidationRule rule,
+                 std::uint64_t value, std::uint64_t index) {
   try {
     desc.validate(arena_len);
     ADD_FAILURE() << "no ValidationError; expected " << to_string(rule);
@@ -66,7 +66,8 @@ TEST(DataDesc, ToDataCapDependsOnlyOnPageContent) {
   DataDesc a, b;
   a.size = b.size = 3 * PAGE_SIZE;
   a.pages = {{0, 0, 3}, {2, 3, 2}};
-  b.pages = {{0, 3, 3}, {2, 0, 2}};  // other layout, same content; b's page 0 window includes no trailing zero
+  b.pages = {{0, 3, 3},
+             {2, 0, 2}};  // other layout, same content; b's page 0 window includes no trailing zero
   const DataCap ca = a.to_data_cap(arena_a), cb = b.to_data_cap(arena_b);
   EXPECT_EQ(ca.hash_tree_root(), cb.hash_tree_root());
   Bytes flat(3 * PAGE_SIZE, 0);
@@ -77,14 +78,16 @@ TEST(DataDesc, ToDataCapDependsOnlyOnPageContent) {
 TEST(ImageBuilder, ElidesZerosTrimsTailsDedupsAndRoundTrips) {
   Bytes region(10 * PAGE_SIZE, 0);
   for (int p : {1, 4, 7}) {
-    for (int i = 0; i < 100; ++i) region[static_cast<std::size_t>(p) * PAGE_SIZE + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i + 1);
+    for (int i = 0; i < 100; ++i)
+      region[static_cast<std::size_t>(p) * PAGE_SIZE + static_cast<std::size_t>(i)] =
+          static_cast<std::uint8_t>(i + 1);
   }
   region[9 * PAGE_SIZE + 4095] = 5;  // a full-length window
   ImageBuilder builder;
   const DataDesc d1 = builder.add_bytes(region, 16 * PAGE_SIZE);
   EXPECT_EQ(d1.size, 16 * PAGE_SIZE);
   ASSERT_EQ(d1.pages.size(), 4u);
-  EXPECT_EQ(d1.pages[0].len, 100u);  // trailing zeros trimmed
+  EXPECT_EQ(d1.pages[0].len, 100u);                         // trailing zeros trimmed
   EXPECT_EQ(d1.pages[0].arena_off, d1.pages[1].arena_off);  // identical pages share a window
   EXPECT_EQ(d1.pages[3].len, 4096u);
   EXPECT_EQ(builder.unique_pages(), 2u);
@@ -95,8 +98,9 @@ TEST(ImageBuilder, ElidesZerosTrimsTailsDedupsAndRoundTrips) {
   cap.write_page(PAGE_SIZE, {});  // zero page shadowing a non-zero one: elided
   const DataDesc d2 = builder.add_cap(cap);
   EXPECT_EQ(builder.unique_pages(), 3u);
-  for (const auto& [desc, expected] : {std::pair{d1, DataCap::from_bytes_sized(region, 16 * PAGE_SIZE)},
-                                       std::pair{d2, cap.flush()}}) {
+  for (const auto& [desc, expected] :
+       {std::pair{d1, DataCap::from_bytes_sized(region, 16 * PAGE_SIZE)},
+        std::pair{d2, cap.flush()}}) {
     EXPECT_NO_THROW(desc.validate(builder.arena().size()));
     EXPECT_EQ(desc.to_data_cap(builder.arena()).hash_tree_root(), expected.hash_tree_root());
     EXPECT_EQ(decode_data_desc(encode_data_desc(desc)), desc);
@@ -115,7 +119,8 @@ TEST(ImageMemory, InstancesSharePhysicalPagesAndCopyOnlyWhatTheyWrite) {
   const std::vector<DataDesc> descs = {builder.add_bytes(code), builder.add_bytes(data)};
   ImageLayout layout;
   layout.extent = 1024 * PAGE_SIZE;
-  layout.mappings = {{0, 0}, {512 * PAGE_SIZE, 1}, {1000 * PAGE_SIZE, 0}};  // the last one is clamped
+  layout.mappings = {
+      {0, 0}, {512 * PAGE_SIZE, 1}, {1000 * PAGE_SIZE, 0}};  // the last one is clamped
   const ImageMemory image(builder.arena(), descs, layout);
   std::vector<DataCap> instances;
   for (int i = 0; i < 8; ++i) instances.push_back(image.instantiate());
@@ -129,15 +134,18 @@ TEST(ImageMemory, InstancesSharePhysicalPagesAndCopyOnlyWhatTheyWrite) {
   // Same physical pages, by address.
   for (std::uint64_t p : {0, 5, 299}) {
     const std::uint8_t* image_page = image.data_caps()[0].page_at(p * PAGE_SIZE).data;
-    for (const DataCap& inst : instances) EXPECT_EQ(inst.page_at(p * PAGE_SIZE).data, image_page) << p;
+    for (const DataCap& inst : instances)
+      EXPECT_EQ(inst.page_at(p * PAGE_SIZE).data, image_page) << p;
   }
-  EXPECT_EQ(instances[3].page_at(513 * PAGE_SIZE).data, image.data_caps()[1].page_at(PAGE_SIZE).data);
+  EXPECT_EQ(instances[3].page_at(513 * PAGE_SIZE).data,
+            image.data_caps()[1].page_at(PAGE_SIZE).data);
   // Each copies only what it writes.
   const std::uint64_t live = live_page_count();
   instances[2].write(7 * PAGE_SIZE + 1, Bytes(3, 1));
   EXPECT_EQ(live_page_count(), live + 1);
   EXPECT_NE(instances[2].page_at(7 * PAGE_SIZE).data, instances[1].page_at(7 * PAGE_SIZE).data);
-  EXPECT_EQ(instances[1].page_at(7 * PAGE_SIZE).data, image.data_caps()[0].page_at(7 * PAGE_SIZE).data);
+  EXPECT_EQ(instances[1].page_at(7 * PAGE_SIZE).data,
+            image.data_caps()[0].page_at(7 * PAGE_SIZE).data);
   EXPECT_EQ(instances[1].hash_tree_root(), expected);
   EXPECT_NE(instances[2].flush().hash_tree_root(), expected);
 }
@@ -154,7 +162,9 @@ TEST(ImageMemory, LayoutErrors) {
   EXPECT_THROW(make(PAGE_SIZE, {{0, 1}}), OutOfRange);
   DataDesc broken = descs[0];
   broken.pages[0].len = 0;
-  EXPECT_THROW(ImageMemory(builder.arena(), std::vector<DataDesc>{broken}, ImageLayout{PAGE_SIZE, {}}), ValidationError);
+  EXPECT_THROW(
+      ImageMemory(builder.arena(), std::vector<DataDesc>{broken}, ImageLayout{PAGE_SIZE, {}}),
+      ValidationError);
 }
 
 }  // namespace

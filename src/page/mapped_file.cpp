@@ -22,7 +22,7 @@ MappedFile* MappedFile::map_readonly(int fd, std::size_t len, const std::string&
 void MappedFile::release() noexcept {
   if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     if (heap) {
-      ::operator delete(base, std::align_val_t{PAGE_SIZE});
+      ::operator delete (base, std::align_val_t{PAGE_SIZE});
     } else {
       ::munmap(base, len);
     }

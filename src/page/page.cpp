@@ -71,7 +71,8 @@ void PageNode::publish_root(Digest digest, const Hash32& root) {
   }
   auto* fresh = new Hash32(root);
   Hash32* expected = nullptr;
-  if (!blake2b_root.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) delete fresh;
+  if (!blake2b_root.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel))
+    delete fresh;
 }
 
 void PageNode::invalidate_roots() noexcept {
@@ -207,9 +208,12 @@ bool operator==(const PageSlot& a, const PageSlot& b) noexcept {
 
 const char* to_string(PageSlot::Kind kind) noexcept {
   switch (kind) {
-    case PageSlot::Kind::empty: return "Empty";
-    case PageSlot::Kind::loaded: return "Loaded";
-    case PageSlot::Kind::missing: return "Missing";
+    case PageSlot::Kind::empty:
+      return "Empty";
+    case PageSlot::Kind::loaded:
+      return "Loaded";
+    case PageSlot::Kind::missing:
+      return "Missing";
   }
   return "?";
 }

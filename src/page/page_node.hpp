@@ -4,9 +4,9 @@
 #include <atomic>
 #include <cstdint>
 
+#include "common/block_pool.hpp"
 #include "datacap/hash.hpp"
 #include "datacap/page.hpp"
-#include "common/block_pool.hpp"
 #include "page/mapped_file.hpp"
 
 namespace datacap::detail {

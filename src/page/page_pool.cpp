@@ -66,7 +66,8 @@ class PagePool {
 
  private:
   void refill() {
-    void* chunk = ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* chunk =
+        ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (chunk == MAP_FAILED) throw std::bad_alloc();
     free_.reserve(free_.size() + CHUNK_PAGES);
     auto* base = static_cast<std::uint8_t*>(chunk);

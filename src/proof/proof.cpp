@@ -74,9 +74,9 @@ std::vector<std::uint64_t> leaf_gindices(std::uint64_t content_len,
   for (std::size_t k = 0; k < page_indices.size(); ++k) {
     check_page_index(context, page_count, page_indices[k]);
     if (k > 0 && page_indices[k] <= page_indices[k - 1]) {
-      throw InvalidArgument(std::string(context) + ": page_indices[" + std::to_string(k) + "] = " +
-                            std::to_string(page_indices[k]) + " is not above its predecessor " +
-                            std::to_string(page_indices[k - 1]));
+      throw InvalidArgument(std::string(context) + ": page_indices[" + std::to_string(k) +
+                            "] = " + std::to_string(page_indices[k]) +
+                            " is not above its predecessor " + std::to_string(page_indices[k - 1]));
     }
     gindices.push_back(page_gindex(page_count, page_indices[k]));
   }
@@ -190,11 +190,12 @@ MultiProof prove_pages(const DataCap& cap, std::span<const std::uint64_t> page_i
   proof.page_indices.assign(page_indices.begin(), page_indices.end());
   proof.leaves.reserve(page_indices.size());
   for (const std::uint64_t page_index : page_indices) {
-    proof.leaves.push_back(
-        detail::tree_subtree_root(SlabAccess::root(backing), backing.levels(), 0, page_index, digest));
+    proof.leaves.push_back(detail::tree_subtree_root(SlabAccess::root(backing), backing.levels(), 0,
+                                                     page_index, digest));
   }
   proof.helpers.reserve(helper_gindices.size());
-  for (const std::uint64_t g : helper_gindices) proof.helpers.push_back(node_at_gindex(cap, depth, g, digest));
+  for (const std::uint64_t g : helper_gindices)
+    proof.helpers.push_back(node_at_gindex(cap, depth, g, digest));
   return proof;
 }
 
@@ -209,13 +210,15 @@ bool verify_multiproof(const MultiProof& proof, const Hash32& root, Digest diges
     gindices.reserve(proof.page_indices.size());
     for (std::size_t k = 0; k < proof.page_indices.size(); ++k) {
       const std::uint64_t page_index = proof.page_indices[k];
-      if (page_index >= page_count || (k > 0 && page_index <= proof.page_indices[k - 1])) return false;
+      if (page_index >= page_count || (k > 0 && page_index <= proof.page_indices[k - 1]))
+        return false;
       gindices.push_back((std::uint64_t{3} << pages_depth(page_count)) + page_index);
     }
     // The size root is the last helper; it must be the size's.
     if (proof.helpers.empty() || proof.helpers.back() != size_root(proof.content_len)) return false;
     Hash32 folded;
-    if (!fold_multiproof(std::move(gindices), proof.leaves, proof.helpers, digest, folded)) return false;
+    if (!fold_multiproof(std::move(gindices), proof.leaves, proof.helpers, digest, folded))
+      return false;
     return folded == root;
   } catch (...) {
     return false;
@@ -227,9 +230,9 @@ RangeProof prove_range(const DataCap& cap, std::uint64_t offset, std::uint64_t l
   require_clean(cap, "prove_range");
   if (length == 0) throw InvalidArgument("prove_range: length is 0");
   if (offset > cap.content_len() || length > cap.content_len() - offset) {
-    throw OutOfRange("prove_range: range [" + std::to_string(offset) + ", " + std::to_string(offset) +
-                     " + " + std::to_string(length) + ") ends past content_len " +
-                     std::to_string(cap.content_len()));
+    throw OutOfRange("prove_range: range [" + std::to_string(offset) + ", " +
+                     std::to_string(offset) + " + " + std::to_string(length) +
+                     ") ends past content_len " + std::to_string(cap.content_len()));
   }
   const std::uint64_t first = offset / PAGE_SIZE;
   const std::uint64_t last = (offset + length - 1) / PAGE_SIZE;
@@ -254,7 +257,8 @@ bool verify_range_proof(const RangeProof& proof, const Hash32& root, Digest dige
     }
     const std::uint64_t first = proof.offset / PAGE_SIZE;
     const std::uint64_t last = (proof.offset + proof.length - 1) / PAGE_SIZE;
-    if (pages.page_indices.size() != last - first + 1 || pages.leaves.size() != pages.page_indices.size() ||
+    if (pages.page_indices.size() != last - first + 1 ||
+        pages.leaves.size() != pages.page_indices.size() ||
         proof.page_bytes.size() != pages.page_indices.size() * PAGE_SIZE) {
       return false;
     }
@@ -262,7 +266,8 @@ bool verify_range_proof(const RangeProof& proof, const Hash32& root, Digest dige
       if (pages.page_indices[k] != first + k) return false;
       const std::span<const std::uint8_t> bytes(proof.page_bytes.data() + k * PAGE_SIZE, PAGE_SIZE);
       if (pages.leaves[k] == Hash32{}) {  // Empty: the bytes must be zeros
-        if (std::any_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b != 0; })) return false;
+        if (std::any_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b != 0; }))
+          return false;
       } else if (page_root(digest, bytes) != pages.leaves[k]) {
         return false;
       }
@@ -279,8 +284,9 @@ std::vector<std::uint64_t> diff_pages(const DataCap& a, const DataCap& b, Digest
   (void)a.hash_tree_root(digest);
   (void)b.hash_tree_root(digest);
   std::vector<std::uint64_t> out;
-  detail::tree_diff(SlabAccess::root(a.backing()), a.backing().levels(), SlabAccess::root(b.backing()),
-                    b.backing().levels(), std::max(a.page_count(), b.page_count()), digest, out);
+  detail::tree_diff(SlabAccess::root(a.backing()), a.backing().levels(),
+                    SlabAccess::root(b.backing()), b.backing().levels(),
+                    std::max(a.page_count(), b.page_count()), digest, out);
   return out;
 }
 

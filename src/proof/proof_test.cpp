@@ -27,7 +27,8 @@ struct Sample {
   std::set<std::uint64_t> missing;
 };
 
-Sample random_sample(std::mt19937_64& rng, std::uint64_t page_count, double loaded, double missing) {
+Sample random_sample(std::mt19937_64& rng, std::uint64_t page_count, double loaded,
+                     double missing) {
   Sample s;
   s.cap = DataCap::zeroed(page_count * PAGE_SIZE);
   s.leaves.assign(page_count, Hash32{});
@@ -41,7 +42,8 @@ Sample random_sample(std::mt19937_64& rng, std::uint64_t page_count, double load
       page.resize(1 + rng() % PAGE_SIZE);  // a trailing-zero tail, sometimes
       page.resize(PAGE_SIZE, 0);
       s.cap.put_page(p * PAGE_SIZE, page);
-      std::copy(page.begin(), page.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(p * PAGE_SIZE));
+      std::copy(page.begin(), page.end(),
+                s.bytes.begin() + static_cast<std::ptrdiff_t>(p * PAGE_SIZE));
       s.leaves[p] = naive_page_root(Digest::sha256, page);
     } else if (c < loaded + missing) {
       Hash32 h;
@@ -71,7 +73,8 @@ class NaiveTree {
       v = pair(at(2), at(3));
     } else if (g == 2) {
       v = Hash32{};
-      for (int i = 0; i < 8; ++i) v[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(content_len_ >> (8 * i));
+      for (int i = 0; i < 8; ++i)
+        v[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(content_len_ >> (8 * i));
     } else {
       unsigned t = 0;  // levels below the pages root
       while ((std::uint64_t{3} << (t + 1)) <= g) ++t;
@@ -160,7 +163,8 @@ TEST(Proof, BranchesAndHelpersMatchTheTextbookTree) {
       EXPECT_EQ(proof.leaf, tree.at(g));
       ASSERT_EQ(proof.branch.size(), d + 1u);
       std::uint64_t x = g;
-      for (std::size_t k = 0; k < proof.branch.size(); ++k, x /= 2) EXPECT_EQ(proof.branch[k], tree.at(x ^ 1)) << k;
+      for (std::size_t k = 0; k < proof.branch.size(); ++k, x /= 2)
+        EXPECT_EQ(proof.branch[k], tree.at(x ^ 1)) << k;
       EXPECT_TRUE(verify_page_proof(proof, root));
     }
     for (int trial = 0; trial < 6; ++trial) {
@@ -170,12 +174,15 @@ TEST(Proof, BranchesAndHelpersMatchTheTextbookTree) {
       const std::vector<std::uint64_t> pages(chosen.begin(), chosen.end());
       std::vector<std::uint64_t> gindices;
       for (std::uint64_t p : pages) gindices.push_back(page_gindex(page_count, p));
-      const std::vector<std::uint64_t> helpers = multiproof_helper_gindices(s.cap.content_len(), pages);
+      const std::vector<std::uint64_t> helpers =
+          multiproof_helper_gindices(s.cap.content_len(), pages);
       ASSERT_EQ(helpers, naive_helpers(gindices));
       const MultiProof proof = prove_pages(s.cap, pages);
       ASSERT_EQ(proof.helpers.size(), helpers.size());
-      for (std::size_t k = 0; k < helpers.size(); ++k) EXPECT_EQ(proof.helpers[k], tree.at(helpers[k]));
-      for (std::size_t k = 0; k < pages.size(); ++k) EXPECT_EQ(proof.leaves[k], tree.at(gindices[k]));
+      for (std::size_t k = 0; k < helpers.size(); ++k)
+        EXPECT_EQ(proof.helpers[k], tree.at(helpers[k]));
+      for (std::size_t k = 0; k < pages.size(); ++k)
+        EXPECT_EQ(proof.leaves[k], tree.at(gindices[k]));
       EXPECT_TRUE(verify_multiproof(proof, root));
     }
   }
@@ -254,12 +261,14 @@ TEST(Proof, RangeProofsCarryTheBytesAndCheckThem) {
   const Hash32 root = s.cap.hash_tree_root();
   for (int trial = 0; trial < 30; ++trial) {
     const std::uint64_t offset = rng() % s.cap.content_len();
-    const std::uint64_t length = 1 + rng() % std::min<std::uint64_t>(s.cap.content_len() - offset, 5 * PAGE_SIZE);
+    const std::uint64_t length =
+        1 + rng() % std::min<std::uint64_t>(s.cap.content_len() - offset, 5 * PAGE_SIZE);
     const RangeProof proof = prove_range(s.cap, offset, length);
     ASSERT_TRUE(verify_range_proof(proof, root)) << offset << "+" << length;
     const auto got = proof.bytes();
     ASSERT_EQ(got.size(), length);
-    EXPECT_TRUE(std::equal(got.begin(), got.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(offset)));
+    EXPECT_TRUE(
+        std::equal(got.begin(), got.end(), s.bytes.begin() + static_cast<std::ptrdiff_t>(offset)));
     RangeProof t = proof;
     t.page_bytes[rng() % t.page_bytes.size()] ^= 1;
     EXPECT_FALSE(verify_range_proof(t, root));
@@ -340,8 +349,8 @@ TEST(Diff, MatchesThePageByPageComparison) {
     if (trial % 5 == 4) {  // a different size: a fresh, unshared cap of other depth
       b = random_sample(rng, 1 + rng() % 5000, 0.5, 0.0);
     }
-    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + std::to_string(a.leaves.size()) + " vs " +
-                 std::to_string(b.leaves.size()) + " pages");
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + std::to_string(a.leaves.size()) +
+                 " vs " + std::to_string(b.leaves.size()) + " pages");
     EXPECT_EQ(diff_pages(a.cap, b.cap), naive_diff(a, b));
     EXPECT_EQ(diff_pages(b.cap, a.cap), naive_diff(b, a));
     EXPECT_TRUE(diff_pages(a.cap, a.cap).empty());

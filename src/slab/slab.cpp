@@ -93,9 +93,13 @@ void PageSlab::for_each_stored(
 
 std::uint64_t PageSlab::stored_page_count() const { return detail::tree_count(root_); }
 
-std::uint64_t PageSlab::metadata_bytes() const noexcept { return detail::tree_metadata_bytes(root_); }
+std::uint64_t PageSlab::metadata_bytes() const noexcept {
+  return detail::tree_metadata_bytes(root_);
+}
 
-std::uint64_t PageSlab::exclusive_bytes() const noexcept { return detail::tree_exclusive_bytes(root_); }
+std::uint64_t PageSlab::exclusive_bytes() const noexcept {
+  return detail::tree_exclusive_bytes(root_);
+}
 
 Hash32 PageSlab::pages_root(Digest digest) const {
   return detail::tree_pages_root(root_, levels_, page_count(), digest);

@@ -89,7 +89,8 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep
     for (std::size_t d = 0; d < DIGEST_COUNT; ++d) {
       NodeHashes* nh = node->hashes[d].load(std::memory_order_acquire);
       if (nh == nullptr || nh->state.load(std::memory_order_acquire) != NodeHashes::READY) continue;
-      auto* mine = new NodeHashes;  // default-initialized: h is about to be copied over, not zeroed first
+      auto* mine =
+          new NodeHashes;  // default-initialized: h is about to be copied over, not zeroed first
       std::memcpy(mine->h, nh->h, sizeof mine->h);
       if (static_cast<int>(d) == keep) {  // the child's root is unchanged: still complete
         mine->dirty.store(0, std::memory_order_relaxed);
@@ -176,7 +177,8 @@ std::uint64_t count_rec(const TreeNode* node) noexcept {
 void TreeNode::destroy() noexcept {
   for (auto& nh : hashes) delete nh.load(std::memory_order_relaxed);
   if (origin != nullptr) {
-    for (std::uint64_t m = owned; m != 0; m &= m - 1) release_child(child[__builtin_ctzll(m)], level);
+    for (std::uint64_t m = owned; m != 0; m &= m - 1)
+      release_child(child[__builtin_ctzll(m)], level);
     origin->release();
     delete this;
     return;
@@ -222,8 +224,8 @@ namespace {
 // Makes every node on page_index's path unique (creating missing ones, marking the path dirty
 // except in digest `keep`) and returns the leaf; with `path`, path[l] is the node at level l.
 // The leaf's slot for page_index is not yet owned by it: see own_slot and put_page.
-TreeNode* unique_leaf(TreeNode*& root, unsigned levels, std::uint64_t page_index, int keep = KEEP_NONE,
-                      TreeNode** path = nullptr) {
+TreeNode* unique_leaf(TreeNode*& root, unsigned levels, std::uint64_t page_index,
+                      int keep = KEEP_NONE, TreeNode** path = nullptr) {
   void* root_link = root;
   TreeNode* node = make_unique(root_link, levels - 1, child_index(page_index, levels - 1), keep);
   root = node;
@@ -255,7 +257,8 @@ inline void put_page(TreeNode* leaf, std::size_t j, PageNode* adopted) noexcept 
 // Stores `adopted` (non-null; its reference moves in) at page_index on a unique path. If a path
 // copy fails to allocate, `adopted` is released and the content is unchanged (the copies made
 // so far are content-equal).
-void set_page(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted, int keep) {
+void set_page(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNode* adopted,
+              int keep) {
   TreeNode* leaf = nullptr;
   try {
     leaf = unique_leaf(root, levels, page_index, keep);
@@ -286,7 +289,9 @@ void tree_prune_path(TreeNode*& root, unsigned levels, std::uint64_t page_index)
       TreeNode* parent = path[level + 1];
       const std::size_t j = child_index(page_index, level + 1);
       // Only a reference the parent holds itself may go (a borrowed one is the origin's).
-      if (!parent->unique() || (parent->origin != nullptr && (parent->owned & (std::uint64_t{1} << j)) == 0)) return;
+      if (!parent->unique() ||
+          (parent->origin != nullptr && (parent->owned & (std::uint64_t{1} << j)) == 0))
+        return;
       node->release();
       parent->child[j] = nullptr;
     } else {
@@ -326,12 +331,14 @@ inline void prefetch_node_body(const TreeNode* node) noexcept {
   if (node == nullptr) return;
   constexpr std::size_t LINE = 64;
   const auto* bytes = reinterpret_cast<const unsigned char*>(node);
-  for (std::size_t off = LINE; off < sizeof(TreeNode); off += LINE) __builtin_prefetch(bytes + off, 0, 1);
+  for (std::size_t off = LINE; off < sizeof(TreeNode); off += LINE)
+    __builtin_prefetch(bytes + off, 0, 1);
   for (const auto& slot : node->hashes) {
     const NodeHashes* nh = slot.load(std::memory_order_relaxed);
     if (nh == nullptr) continue;
     const auto* h = reinterpret_cast<const unsigned char*>(nh);
-    for (std::size_t off = 0; off < sizeof(NodeHashes); off += LINE) __builtin_prefetch(h + off, 0, 1);
+    for (std::size_t off = 0; off < sizeof(NodeHashes); off += LINE)
+      __builtin_prefetch(h + off, 0, 1);
   }
 }
 
@@ -372,8 +379,8 @@ bool merge_rec(void*& link, unsigned level, TreeNode* ov, std::uint64_t base,
     prefetch_node_body(ahead(rest, 1));
     own_slot(node, j);
     auto* ov_child = static_cast<TreeNode*>(oc);
-    const bool consume_child = consume && (ov->origin == nullptr || (ov->owned >> j & 1) != 0) &&
-                               ov_child->unique();
+    const bool consume_child =
+        consume && (ov->origin == nullptr || (ov->owned >> j & 1) != 0) && ov_child->unique();
     if (merge_rec(node->child[j], level - 1, ov_child, base + j * span, adopt, consume_child)) {
       static_cast<TreeNode*>(node->child[j])->release();  // unique: frees it
       node->child[j] = nullptr;
@@ -393,7 +400,8 @@ void tree_merge(TreeNode*& root, unsigned levels, const TreeNode* overlay,
   if (overlay == nullptr || levels == 0) return;
   void* root_link = root;
   // Not consumed: merge_rec only reads the overlay when told not to consume it.
-  const bool emptied = merge_rec(root_link, levels - 1, const_cast<TreeNode*>(overlay), 0, adopt, false);
+  const bool emptied =
+      merge_rec(root_link, levels - 1, const_cast<TreeNode*>(overlay), 0, adopt, false);
   root = static_cast<TreeNode*>(root_link);
   if (emptied) {
     root->release();
@@ -434,7 +442,8 @@ void tree_replace_same_root(TreeNode*& root, unsigned levels, std::uint64_t page
 TreeNode* tree_leaf_for_write(TreeNode*& root, unsigned levels, std::uint64_t page_index) {
   void*& link = tree_link_for_write(root, levels, page_index);
   // The link is a slot of the leaf's child array: step back to the node that holds it.
-  auto* slots = reinterpret_cast<std::uint8_t*>(&link) - sizeof(void*) * (page_index & (FANOUT - 1));
+  auto* slots =
+      reinterpret_cast<std::uint8_t*>(&link) - sizeof(void*) * (page_index & (FANOUT - 1));
   auto* leaf = reinterpret_cast<TreeNode*>(slots - offsetof(TreeNode, child));
   own_all(leaf);  // the builder writes any of its slots
   return leaf;
@@ -448,7 +457,8 @@ void tree_set(TreeNode*& root, unsigned levels, std::uint64_t page_index, PageNo
   if (tree_get(root, levels, page_index) == nullptr) return;
   // Clear the slot on a unique path, then drop nodes that became all-null, bottom up.
   TreeNode* path[MAX_LEVELS];
-  put_page(unique_leaf(root, levels, page_index, KEEP_NONE, path), page_index & (FANOUT - 1), nullptr);
+  put_page(unique_leaf(root, levels, page_index, KEEP_NONE, path), page_index & (FANOUT - 1),
+           nullptr);
   for (unsigned level = 0; level < levels; ++level) {
     if (!all_null(path[level])) return;
     path[level]->release();  // unique: frees it
@@ -482,7 +492,8 @@ void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page
   root = node;
   for (unsigned l = levels - 1; l > level + 1; --l) {
     own_slot(node, child_index(first_page, l));
-    node = make_unique(node->child[child_index(first_page, l)], l - 1, child_index(first_page, l - 1));
+    node =
+        make_unique(node->child[child_index(first_page, l)], l - 1, child_index(first_page, l - 1));
   }
   own_slot(node, child_index(first_page, level + 1));
   void*& link = node->child[child_index(first_page, level + 1)];
@@ -541,7 +552,6 @@ std::uint64_t tree_bytes(const TreeNode* node, bool exclusive) noexcept {
 }  // namespace
 
 std::uint64_t tree_metadata_bytes(const TreeNode* root) noexcept { return tree_bytes(root, false); }
-
 
 std::uint64_t tree_exclusive_bytes(const TreeNode* root) noexcept { return tree_bytes(root, true); }
 

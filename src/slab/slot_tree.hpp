@@ -28,9 +28,9 @@
 #include <functional>
 #include <vector>
 
+#include "common/block_pool.hpp"
 #include "datacap/hash.hpp"
 #include "datacap/slab.hpp"
-#include "common/block_pool.hpp"
 #include "page/page_node.hpp"
 
 namespace datacap::detail {
@@ -55,7 +55,7 @@ struct TreeNode {
   TreeNode& operator=(const TreeNode&) = delete;
 
   std::atomic<std::uint32_t> refs{1};
-  std::uint8_t level;                                   // 0: children are PageNode*
+  std::uint8_t level;                                  // 0: children are PageNode*
   std::atomic<NodeHashes*> hashes[DIGEST_COUNT] = {};  // allocated on first root
   // Copy-on-write without touching the children: a path copy of a shared node borrows that
   // node's children, kept alive by one reference on `origin`, and holds references of its own

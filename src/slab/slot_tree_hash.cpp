@@ -23,9 +23,9 @@
 namespace datacap::detail {
 namespace {
 
-constexpr std::size_t PAGE_TASK = 64;  // pages per parallel task
-constexpr std::size_t NODE_TASK = 32;  // nodes per parallel task
-constexpr std::size_t LEAF_CHUNK = 64;  // leaves settled together (batched, cache-resident)
+constexpr std::size_t PAGE_TASK = 64;     // pages per parallel task
+constexpr std::size_t NODE_TASK = 32;     // nodes per parallel task
+constexpr std::size_t LEAF_CHUNK = 64;    // leaves settled together (batched, cache-resident)
 constexpr std::size_t PAGE_CHUNK = 1024;  // pages hashed together when leaves are settled
 
 NodeHashes* hashes_of(TreeNode* node, Digest digest) {
@@ -134,13 +134,14 @@ void compute_claimed(const std::vector<TreeNode*>& nodes, Digest digest) {
     targets.clear();
     for (std::size_t n = 0; n < nodes.size(); ++n) {
       TreeNode* node = nodes[n];
-      NodeHashes* nh = node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_relaxed);
+      NodeHashes* nh =
+          node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_relaxed);
       // Entries of this heap level above something dirty below.
-      const std::uint64_t below = heap_level + 1 == FANOUT_LOG2
-                                      ? nh->dirty.load(std::memory_order_relaxed)
-                                      : masks[n];
+      const std::uint64_t below =
+          heap_level + 1 == FANOUT_LOG2 ? nh->dirty.load(std::memory_order_relaxed) : masks[n];
       std::uint64_t mask = 0;
-      for (std::uint64_t b = below; b != 0; b &= b - 1) mask |= std::uint64_t{1} << (__builtin_ctzll(b) >> 1);
+      for (std::uint64_t b = below; b != 0; b &= b - 1)
+        mask |= std::uint64_t{1} << (__builtin_ctzll(b) >> 1);
       masks[n] = mask;
       for (std::uint64_t b = mask; b != 0; b &= b - 1) {
         const std::size_t k = static_cast<std::size_t>(__builtin_ctzll(b));
@@ -165,7 +166,8 @@ void compute_claimed(const std::vector<TreeNode*>& nodes, Digest digest) {
       }
     }
     hash_pairs(digest, batch.data(), batch.data(), targets.size());
-    for (std::size_t i = 0; i < targets.size(); ++i) std::memcpy(targets[i]->data(), batch.data() + 32 * i, 32);
+    for (std::size_t i = 0; i < targets.size(); ++i)
+      std::memcpy(targets[i]->data(), batch.data() + 32 * i, 32);
   }
 }
 
@@ -176,7 +178,8 @@ void compute_level(const std::vector<TreeNode*>& nodes, Digest digest) {
   for (TreeNode* node : nodes) {
     NodeHashes* nh = node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire);
     std::uint8_t expected = NodeHashes::EMPTY;
-    if (nh->state.compare_exchange_strong(expected, NodeHashes::WRITING, std::memory_order_acquire)) {
+    if (nh->state.compare_exchange_strong(expected, NodeHashes::WRITING,
+                                          std::memory_order_acquire)) {
       mine.push_back(node);
     } else if (expected == NodeHashes::WRITING) {
       theirs.push_back(node);
@@ -187,8 +190,9 @@ void compute_level(const std::vector<TreeNode*>& nodes, Digest digest) {
   } catch (...) {
     // Give the claims back so that no thread waits on them; the nodes stay uncomputed.
     for (TreeNode* node : mine) {
-      node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_relaxed)->state.store(
-          NodeHashes::EMPTY, std::memory_order_release);
+      node->hashes[static_cast<std::size_t>(digest)]
+          .load(std::memory_order_relaxed)
+          ->state.store(NodeHashes::EMPTY, std::memory_order_release);
     }
     throw;
   }
@@ -212,7 +216,8 @@ void compute_nodes(const std::vector<TreeNode*>& nodes, Digest digest) {
   }
   parallel_for(tasks, [&](std::size_t t) {
     const auto begin = nodes.begin() + static_cast<std::ptrdiff_t>(t * NODE_TASK);
-    const auto end = nodes.begin() + static_cast<std::ptrdiff_t>(std::min(nodes.size(), (t + 1) * NODE_TASK));
+    const auto end =
+        nodes.begin() + static_cast<std::ptrdiff_t>(std::min(nodes.size(), (t + 1) * NODE_TASK));
     compute_level(std::vector<TreeNode*>(begin, end), digest);
   });
 }
@@ -249,15 +254,19 @@ Hash32 tree_pages_root(const TreeNode* root, unsigned levels, std::uint64_t page
   const unsigned top = depth - FANOUT_LOG2 * (levels - 1);
   if (top == 0) return child_value(node, 0, digest);  // a one-page cap: its page is the root
   ensure_hashes(node, digest);
-  return node->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire)->h[std::size_t{1} << (FANOUT_LOG2 - top)];
+  return node->hashes[static_cast<std::size_t>(digest)]
+      .load(std::memory_order_acquire)
+      ->h[std::size_t{1} << (FANOUT_LOG2 - top)];
 }
 
-
-void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest) { hash_pages(pages, digest); }
+void hash_page_roots(const std::vector<PageNode*>& pages, Digest digest) {
+  hash_pages(pages, digest);
+}
 
 bool tree_root_cached(const TreeNode* root, Digest digest) noexcept {
   if (root == nullptr) return true;
-  const NodeHashes* nh = root->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire);
+  const NodeHashes* nh =
+      root->hashes[static_cast<std::size_t>(digest)].load(std::memory_order_acquire);
   return nh != nullptr && is_ready(nh);
 }
 
@@ -320,8 +329,10 @@ void diff_child(const DiffSide& a, const DiffSide& b, unsigned level, std::uint6
   const std::uint64_t first = base + (std::uint64_t{j} << (FANOUT_LOG2 * level));
   if (first >= ctx.limit) return;
   if (level == 0) {
-    auto* pa = a.node == nullptr || a.above_root ? nullptr : static_cast<PageNode*>(a.node->child[j]);
-    auto* pb = b.node == nullptr || b.above_root ? nullptr : static_cast<PageNode*>(b.node->child[j]);
+    auto* pa =
+        a.node == nullptr || a.above_root ? nullptr : static_cast<PageNode*>(a.node->child[j]);
+    auto* pb =
+        b.node == nullptr || b.above_root ? nullptr : static_cast<PageNode*>(b.node->child[j]);
     if (pa == pb) return;
     if (slot_root(pa, ctx.digest) != slot_root(pb, ctx.digest)) ctx.out->push_back(first);
     return;
@@ -345,7 +356,8 @@ void diff_heap(const DiffSide& a, const NodeHashes* ha, const DiffSide& b, const
     diff_child(a, b, level, base, entry - FANOUT, ctx);
     return;
   }
-  const unsigned height = FANOUT_LOG2 * (level + 1) - (31 - static_cast<unsigned>(__builtin_clz(static_cast<unsigned>(entry))));
+  const unsigned height = FANOUT_LOG2 * (level + 1) -
+                          (31 - static_cast<unsigned>(__builtin_clz(static_cast<unsigned>(entry))));
   const Hash32& zero = zero_hash(ctx.digest, height);
   const Hash32& va = ha == nullptr ? zero : ha->h[entry];
   const Hash32& vb = hb == nullptr ? zero : hb->h[entry];
@@ -358,8 +370,8 @@ void diff_nodes(const DiffSide& a, const DiffSide& b, unsigned level, std::uint6
                 const DiffContext& ctx) {
   if (!a.above_root && !b.above_root) {
     if (a.node == b.node) return;
-    diff_heap(a, ready_hashes(a.node, ctx.digest), b, ready_hashes(b.node, ctx.digest), level,
-              base, 1, ctx);
+    diff_heap(a, ready_hashes(a.node, ctx.digest), b, ready_hashes(b.node, ctx.digest), level, base,
+              1, ctx);
     return;
   }
   for (std::size_t j = 0; j < FANOUT; ++j) diff_child(a, b, level, base, j, ctx);

@@ -75,7 +75,9 @@ class LmdbStore final : public PageStore {
 constexpr std::size_t PAGE_HEAD = PAGE_SIZE - 16;  // one LMDB overflow page after its header
 constexpr std::string_view FORMAT = "datacap-page-store-1";
 
-MDB_val val_of(const void* data, std::size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
+MDB_val val_of(const void* data, std::size_t size) {
+  return MDB_val{size, const_cast<void*>(data)};
+}
 MDB_val key_of(const Hash32& h) { return val_of(h.data(), h.size()); }
 
 Hash32 hash_of(const MDB_val& v) {
@@ -95,16 +97,17 @@ constexpr std::size_t LMDB_PAGE_HEADER = 16;  // pgno u64, pad u16, flags u16, l
 constexpr std::size_t LMDB_META_LEN = 136;    // sizeof(MDB_meta)
 constexpr std::size_t META_MAGIC = 0, META_VERSION = 4, META_DBS = 24, META_LAST_PGNO = 120,
                       META_TXNID = 128;
-constexpr std::size_t DB_LEN = 48, DB_PAD = 0, DB_ROOT = 40;  // MDB_db; the free tree's pad is the page size
-constexpr std::uint16_t P_BRANCH = 0x01, P_LEAF = 0x02, P_OVERFLOW = 0x04, P_META = 0x08, P_DIRTY = 0x10,
-                        P_LEAF2 = 0x20;
+constexpr std::size_t DB_LEN = 48, DB_PAD = 0,
+                      DB_ROOT = 40;  // MDB_db; the free tree's pad is the page size
+constexpr std::uint16_t P_BRANCH = 0x01, P_LEAF = 0x02, P_OVERFLOW = 0x04, P_META = 0x08,
+                        P_DIRTY = 0x10, P_LEAF2 = 0x20;
 constexpr std::uint16_t F_BIGDATA = 0x01;  // a leaf node whose value is on overflow pages
 constexpr std::uint32_t LMDB_MAGIC = 0xBEEFC0DE;
 constexpr std::uint32_t LMDB_DATA_VERSION = 1;
 constexpr std::uint64_t P_INVALID = ~std::uint64_t{0};  // the root of an empty tree
 constexpr std::uint64_t NUM_METAS = 2;
 constexpr std::string_view FREE_TREE = "free";  // the name TreeWalker::walk knows FREE_DBI by
-constexpr int LMDB_MAX_DEPTH = 32;  // CURSOR_STACK: LMDB refuses deeper trees
+constexpr int LMDB_MAX_DEPTH = 32;              // CURSOR_STACK: LMDB refuses deeper trees
 // LMDB uses the OS page size, at most 32 KiB (MAX_PAGESIZE) and in any case below 64 KiB
 // (node offsets are 16-bit); accepting [512, 65536] rejects only impossible sizes.
 constexpr std::uint32_t LMDB_MIN_PAGE = 512, LMDB_MAX_PAGE = 65536;
@@ -112,8 +115,8 @@ constexpr std::uint32_t LMDB_MIN_PAGE = 512, LMDB_MAX_PAGE = 65536;
 // them, a handful; past this many, the walk is not worth it: the file was truncated.
 constexpr std::uint64_t MAX_UNWRITTEN_PAGES = std::uint64_t{1} << 20;
 
-constexpr bool LMDB_LAYOUT_KNOWN = sizeof(std::size_t) == 8 && sizeof(void*) == 8 &&
-                                   std::endian::native == std::endian::little;
+constexpr bool LMDB_LAYOUT_KNOWN =
+    sizeof(std::size_t) == 8 && sizeof(void*) == 8 && std::endian::native == std::endian::little;
 
 // A field of one of LMDB's structs, which LMDB writes in the host's byte order (not the
 // little-endian wire format of common/little_endian.hpp): read only where LMDB_LAYOUT_KNOWN.
@@ -139,7 +142,7 @@ class DataFile {
       if (errno == ENOENT) return;
       throw IoError(file, std::string("cannot open: ") + std::strerror(errno));
     }
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd_, &st) != 0) {
       const int err = errno;
       ::close(fd_);
@@ -150,8 +153,9 @@ class DataFile {
   // The length now: a file read after another process's commit holds at least that commit's
   // pages (LMDB writes them before the meta page that names them).
   void refresh_len() {
-    struct stat st{};
-    if (::fstat(fd_, &st) != 0) throw IoError(file_, std::string("cannot stat: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0)
+      throw IoError(file_, std::string("cannot stat: ") + std::strerror(errno));
     len_ = static_cast<std::uint64_t>(st.st_size);
   }
   ~DataFile() {
@@ -167,15 +171,17 @@ class DataFile {
   // Bytes [at, at + n): a DecodeError when they lie past the end of the file.
   void read(std::uint64_t at, void* out, std::size_t n, const std::string& what) const {
     if (at > len_ || n > len_ - at) {
-      throw DecodeError(file_ + ": " + what, at,
-                        "ends past the end of the file (" + std::to_string(len_) + " bytes): truncated");
+      throw DecodeError(
+          file_ + ": " + what, at,
+          "ends past the end of the file (" + std::to_string(len_) + " bytes): truncated");
     }
     auto* p = static_cast<std::uint8_t*>(out);
     while (n > 0) {
       const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(at));
       if (got < 0 && errno == EINTR) continue;
       if (got < 0) throw IoError(file_, std::string("cannot read: ") + std::strerror(errno));
-      if (got == 0) throw DecodeError(file_ + ": " + what, at, "the file ended while being read: truncated");
+      if (got == 0)
+        throw DecodeError(file_ + ": " + what, at, "the file ended while being read: truncated");
       p += got;
       at += static_cast<std::uint64_t>(got);
       n -= static_cast<std::size_t>(got);
@@ -245,13 +251,15 @@ MetaPage parse_meta(const std::uint8_t* page, std::uint64_t index) {
     m.fault = "LMDB data version " + std::to_string(version) + ", expected 1";
   } else if (pgno != index) {
     m.fault = "holds page number " + std::to_string(pgno);
-  } else if (!std::has_single_bit(m.page_size) || m.page_size < LMDB_MIN_PAGE || m.page_size > LMDB_MAX_PAGE) {
+  } else if (!std::has_single_bit(m.page_size) || m.page_size < LMDB_MIN_PAGE ||
+             m.page_size > LMDB_MAX_PAGE) {
     m.fault = "page size " + std::to_string(m.page_size) + " is not a power of two in [512, 65536]";
   } else if (m.last_pgno < NUM_METAS - 1 || m.last_pgno > (std::uint64_t{1} << 48)) {
     m.fault = "last page number " + std::to_string(m.last_pgno) + " is out of range";
   } else if (!root_ok(m.free_db.root) || !root_ok(m.main_db.root)) {
     m.fault = "a tree root (free " + std::to_string(m.free_db.root) + ", main " +
-              std::to_string(m.main_db.root) + ") is not a page in [2, " + std::to_string(m.last_pgno) + "]";
+              std::to_string(m.main_db.root) + ") is not a page in [2, " +
+              std::to_string(m.last_pgno) + "]";
   }
   return m;
 }
@@ -265,8 +273,9 @@ struct Metas {
 Metas read_metas(const DataFile& in) {
   const std::string& file = in.file();
   if (in.len() < LMDB_PAGE_HEADER + LMDB_META_LEN) {
-    throw DecodeError(file, in.len(), "the file is " + std::to_string(in.len()) +
-                                          " bytes, shorter than LMDB's meta page: truncated");
+    throw DecodeError(file, in.len(),
+                      "the file is " + std::to_string(in.len()) +
+                          " bytes, shorter than LMDB's meta page: truncated");
   }
   Metas out;
   std::uint8_t buf[LMDB_PAGE_HEADER + LMDB_META_LEN];
@@ -277,16 +286,18 @@ Metas read_metas(const DataFile& in) {
   const std::uint32_t page_size = out.meta[0].page_size;
   if (in.len() < NUM_METAS * page_size) {
     throw DecodeError(file, in.len(),
-                      "the file is " + std::to_string(in.len()) + " bytes, shorter than LMDB's two meta pages of " +
+                      "the file is " + std::to_string(in.len()) +
+                          " bytes, shorter than LMDB's two meta pages of " +
                           std::to_string(page_size) + " bytes: truncated");
   }
   in.read(page_size, buf, sizeof buf, "meta page 1");
   out.meta[1] = parse_meta(buf, 1);
   if (out.meta[1].fault.empty() && out.meta[1].page_size != page_size) {
-    out.meta[1].fault = "page size " + std::to_string(out.meta[1].page_size) + ", meta page 0 says " +
-                        std::to_string(page_size);
+    out.meta[1].fault = "page size " + std::to_string(out.meta[1].page_size) +
+                        ", meta page 0 says " + std::to_string(page_size);
   }
-  if (!out.meta[1].fault.empty()) throw DecodeError(file + ": meta page 1", page_size, out.meta[1].fault);
+  if (!out.meta[1].fault.empty())
+    throw DecodeError(file + ": meta page 1", page_size, out.meta[1].fault);
   out.newest = out.meta[0].txnid < out.meta[1].txnid ? 1 : 0;  // mdb_env_pick_meta
   return out;
 }
@@ -338,7 +349,8 @@ class TreeWalker {
       return true;
     }
     fault("tree '" + name + "': page " + std::to_string(e.overflow_pgno) + ": not the first of " +
-          std::to_string(count) + " overflow pages of a value of " + std::to_string(e.value_len) + " bytes");
+          std::to_string(count) + " overflow pages of a value of " + std::to_string(e.value_len) +
+          " bytes");
     return false;
   }
 
@@ -346,7 +358,8 @@ class TreeWalker {
   // for every damage found. True when the tree is sound. `name` is "free" for the free-page
   // tree (LMDB's FREE_DBI), "main" for the main tree, else a named database's.
   template <typename Entry, typename Fault>
-  bool walk(const std::string& name, const DbRecord& db, bool read_values, Entry&& entry, Fault&& fault) {
+  bool walk(const std::string& name, const DbRecord& db, bool read_values, Entry&& entry,
+            Fault&& fault) {
     bool sound = true;
     const bool free_tree = name == FREE_TREE;
     const auto bad = [&](std::uint64_t pgno, const std::string& what) {
@@ -354,7 +367,8 @@ class TreeWalker {
       fault("tree '" + name + "': page " + std::to_string(pgno) + ": " + what);
     };
     if (db.root == P_INVALID) {
-      if (db.depth != 0 || db.entries != 0) bad(db.root, "an empty tree whose record says depth " + std::to_string(db.depth));
+      if (db.depth != 0 || db.entries != 0)
+        bad(db.root, "an empty tree whose record says depth " + std::to_string(db.depth));
       return sound;
     }
     if (db.root < NUM_METAS || db.root > last_pgno_ || db.depth == 0 || db.depth > LMDB_MAX_DEPTH) {
@@ -388,13 +402,14 @@ class TreeWalker {
       }
       // P_DIRTY is never written (mdb_page_flush clears it): on a mapped page it makes a write
       // modify the page in place (mdb_page_touch) — in LMDB's read-only map, a SIGSEGV.
-      if (branch == ((flags & P_LEAF) != 0) || (flags & (P_OVERFLOW | P_META | P_LEAF2 | P_DIRTY)) != 0) {
+      if (branch == ((flags & P_LEAF) != 0) ||
+          (flags & (P_OVERFLOW | P_META | P_LEAF2 | P_DIRTY)) != 0) {
         bad(pgno, "not a branch or leaf page (flags " + hex_of(flags) + ")");
         continue;
       }
       if (branch == (level == db.depth)) {
-        bad(pgno, std::string(branch ? "a branch" : "a leaf") + " page at level " + std::to_string(level) +
-                      " of a tree of depth " + std::to_string(db.depth));
+        bad(pgno, std::string(branch ? "a branch" : "a leaf") + " page at level " +
+                      std::to_string(level) + " of a tree of depth " + std::to_string(db.depth));
         continue;
       }
       if (lower <= LMDB_PAGE_HEADER || lower > upper || upper > page_size_ || lower % 2 != 0) {
@@ -415,8 +430,9 @@ class TreeWalker {
         // mid-rebalance, ITS#8336): LMDB collapses a root branch left with one child and merges
         // or refills any other branch page below two keys (mdb_rebalance). The page is still
         // read: its one child is walked.
-        bad(pgno, "a branch page with " + std::to_string(nodes) +
-                      " key (LMDB asserts that a branch page outside the free-page tree has at least 2)");
+        bad(pgno,
+            "a branch page with " + std::to_string(nodes) +
+                " key (LMDB asserts that a branch page outside the free-page tree has at least 2)");
       }
       ++(branch ? counted.branch_pages : counted.leaf_pages);
       std::vector<std::uint64_t> children;
@@ -462,8 +478,8 @@ class TreeWalker {
           e.overflow_pgno = first;
           const std::uint64_t count = overflow_pages(e.value_len);
           if (first < NUM_METAS || first > last_pgno_ || count - 1 > last_pgno_ - first) {
-            bad(pgno, node_name + "'s value is said to be on pages " + std::to_string(first) + " to " +
-                          std::to_string(first + count - 1));
+            bad(pgno, node_name + "'s value is said to be on pages " + std::to_string(first) +
+                          " to " + std::to_string(first + count - 1));
             continue;
           }
           if (!claim(first, count)) {
@@ -484,11 +500,12 @@ class TreeWalker {
               continue;
             }
             if (!overflow_header_sound(overflow.data(), first, count)) {
-              bad(first, "not the first of " + std::to_string(count) + " overflow pages of " + node_name +
-                             " of page " + std::to_string(pgno));
+              bad(first, "not the first of " + std::to_string(count) + " overflow pages of " +
+                             node_name + " of page " + std::to_string(pgno));
               continue;
             }
-            e.value = std::span<const std::uint8_t>(overflow.data() + LMDB_PAGE_HEADER, e.value_len);
+            e.value =
+                std::span<const std::uint8_t>(overflow.data() + LMDB_PAGE_HEADER, e.value_len);
           }
         } else {
           if (value_at + e.value_len > page_size_) {
@@ -498,7 +515,8 @@ class TreeWalker {
           e.value = std::span<const std::uint8_t>(page.data() + value_at, e.value_len);
         }
         if (have_previous && !ascending(previous, e.key, integer_keys)) {
-          bad(pgno, node_name + "'s key is not above the previous key (LMDB's searches would miss keys)");
+          bad(pgno,
+              node_name + "'s key is not above the previous key (LMDB's searches would miss keys)");
         }
         previous.assign(e.key.begin(), e.key.end());
         have_previous = true;
@@ -506,15 +524,18 @@ class TreeWalker {
         entry(e);
       }
       // Depth first, left to right: keys come in order.
-      for (auto it = children.rbegin(); it != children.rend(); ++it) stack.emplace_back(*it, level + 1);
+      for (auto it = children.rbegin(); it != children.rend(); ++it)
+        stack.emplace_back(*it, level + 1);
     }
     if (sound && (counted.branch_pages != db.branch_pages || counted.leaf_pages != db.leaf_pages ||
                   counted.overflow_pages != db.overflow_pages || counted.entries != db.entries)) {
       bad(db.root, "the tree holds " + std::to_string(counted.branch_pages) + " branch, " +
-                       std::to_string(counted.leaf_pages) + " leaf, " + std::to_string(counted.overflow_pages) +
-                       " overflow pages and " + std::to_string(counted.entries) + " entries; its record says " +
-                       std::to_string(db.branch_pages) + ", " + std::to_string(db.leaf_pages) + ", " +
-                       std::to_string(db.overflow_pages) + " and " + std::to_string(db.entries));
+                       std::to_string(counted.leaf_pages) + " leaf, " +
+                       std::to_string(counted.overflow_pages) + " overflow pages and " +
+                       std::to_string(counted.entries) + " entries; its record says " +
+                       std::to_string(db.branch_pages) + ", " + std::to_string(db.leaf_pages) +
+                       ", " + std::to_string(db.overflow_pages) + " and " +
+                       std::to_string(db.entries));
     }
     return sound;
   }
@@ -535,7 +556,8 @@ class TreeWalker {
   }
   // An overflow page's header as LMDB writes it: its own page number, P_OVERFLOW (and not
   // P_DIRTY, which mdb_page_flush clears), the page count of the value it starts.
-  static bool overflow_header_sound(const std::uint8_t* header, std::uint64_t first, std::uint64_t count) {
+  static bool overflow_header_sound(const std::uint8_t* header, std::uint64_t first,
+                                    std::uint64_t count) {
     const std::uint16_t flags = load<std::uint16_t>(header + 10);
     return load<std::uint64_t>(header) == first && (flags & (P_OVERFLOW | P_DIRTY)) == P_OVERFLOW &&
            load<std::uint32_t>(header + 12) == count;
@@ -552,7 +574,8 @@ class TreeWalker {
       if (!branch) {
         len += (load<std::uint16_t>(node + 4) & F_BIGDATA) != 0
                    ? 8
-                   : (std::size_t{load<std::uint16_t>(node)} | std::size_t{load<std::uint16_t>(node + 2)} << 16);
+                   : (std::size_t{load<std::uint16_t>(node)} |
+                      std::size_t{load<std::uint16_t>(node + 2)} << 16);
       }
       extents_.emplace_back(at, at + len + (len & 1));
     }
@@ -566,8 +589,10 @@ class TreeWalker {
   }
 
   // mdb_cmp_memn (bytes, then length), or mdb_cmp_int for the free-page tree's txnids.
-  static bool ascending(const std::vector<std::uint8_t>& a, std::span<const std::uint8_t> b, bool integer_keys) {
-    if (integer_keys && a.size() == 8 && b.size() == 8) return load<std::uint64_t>(a.data()) < load<std::uint64_t>(b.data());
+  static bool ascending(const std::vector<std::uint8_t>& a, std::span<const std::uint8_t> b,
+                        bool integer_keys) {
+    if (integer_keys && a.size() == 8 && b.size() == 8)
+      return load<std::uint64_t>(a.data()) < load<std::uint64_t>(b.data());
     const int c = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
     return c < 0 || (c == 0 && a.size() < b.size());
   }
@@ -584,14 +609,20 @@ class TreeWalker {
 template <typename Fn, typename Fault>
 bool walk_free_list(TreeWalker& walker, const DbRecord& free_db, Fn&& fn, Fault&& fault) {
   bool sound = true;
-  const bool tree_sound = walker.walk(std::string(FREE_TREE), free_db, true, [&](const TreeEntry& e) {
-    if (e.value.size() < 8 || e.value.size() % 8 != 0 || load<std::uint64_t>(e.value.data()) != e.value.size() / 8 - 1) {
-      sound = false;
-      fault("tree 'free': an entry of " + std::to_string(e.value.size()) + " bytes is not a list of page numbers");
-      return;
-    }
-    for (std::size_t k = 8; k < e.value.size(); k += 8) fn(load<std::uint64_t>(e.value.data() + k));
-  }, fault);
+  const bool tree_sound = walker.walk(
+      std::string(FREE_TREE), free_db, true,
+      [&](const TreeEntry& e) {
+        if (e.value.size() < 8 || e.value.size() % 8 != 0 ||
+            load<std::uint64_t>(e.value.data()) != e.value.size() / 8 - 1) {
+          sound = false;
+          fault("tree 'free': an entry of " + std::to_string(e.value.size()) +
+                " bytes is not a list of page numbers");
+          return;
+        }
+        for (std::size_t k = 8; k < e.value.size(); k += 8)
+          fn(load<std::uint64_t>(e.value.data() + k));
+      },
+      fault);
   return sound && tree_sound;
 }
 
@@ -603,8 +634,8 @@ std::vector<bool> free_page_map(TreeWalker& walker, const DbRecord& free_db, Fau
       walker, free_db,
       [&](std::uint64_t pgno) {
         if (pgno < NUM_METAS || pgno > walker.last_pgno()) {
-          fault("tree 'free': lists page " + std::to_string(pgno) + ", outside the snapshot (pages 2 to " +
-                std::to_string(walker.last_pgno()) + ")");
+          fault("tree 'free': lists page " + std::to_string(pgno) +
+                ", outside the snapshot (pages 2 to " + std::to_string(walker.last_pgno()) + ")");
         } else {
           free[pgno] = true;
         }
@@ -681,7 +712,9 @@ detail::LmdbFileCheck check_lmdb_file_once(const std::string& file) {
       [&](const std::string& what) {
         if (first_fault.empty()) first_fault = what;
       });
-  if (!sound) throw DecodeError(file, in.len(), truncated + " (and its free-page list is damaged: " + first_fault + ")");
+  if (!sound)
+    throw DecodeError(file, in.len(),
+                      truncated + " (and its free-page list is damaged: " + first_fault + ")");
   if (covered != absent) throw DecodeError(file, in.len(), truncated);
   out.unwritten_free_pages = absent;
   return out;
@@ -727,8 +760,10 @@ namespace {
 // store on stderr before the abort.
 void on_lmdb_assert(MDB_env* env, const char* msg) {
   const auto* path = static_cast<const std::string*>(mdb_env_get_userctx(env));
-  std::fprintf(stderr, "datacap: %s/data.mdb is damaged: LMDB's consistency check failed (%s); LMDB aborts\n",
-               path != nullptr ? path->c_str() : "?", msg);
+  std::fprintf(
+      stderr,
+      "datacap: %s/data.mdb is damaged: LMDB's consistency check failed (%s); LMDB aborts\n",
+      path != nullptr ? path->c_str() : "?", msg);
 }
 
 }  // namespace
@@ -755,8 +790,10 @@ struct LmdbStore::Impl {
   [[noreturn]] void fail(const std::string& what, int rc) const {
     if (rc == MDB_MAP_FULL) throw MapFull{};
     // LMDB's own findings of damage are about the file's bytes, not a refusal by the system.
-    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
-      throw DecodeError(path + "/data.mdb", 0, what + ": " + mdb_strerror(rc) + " (the file is damaged; see verify)");
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+        rc == MDB_VERSION_MISMATCH) {
+      throw DecodeError(path + "/data.mdb", 0,
+                        what + ": " + mdb_strerror(rc) + " (the file is damaged; see verify)");
     }
     throw IoError(path, what + ": " + mdb_strerror(rc));
   }
@@ -876,7 +913,8 @@ struct LmdbStore::Impl {
       // A page number beyond the file (and its few unwritten free pages) was truncated or
       // damaged since the file was checked; the walker's map of pages is sized by it.
       if (m.last_pgno > in.len() / m.page_size + MAX_UNWRITTEN_PAGES) {
-        throw DecodeError(in.file(), in.len(), "the file is shorter than the pages its meta page uses: truncated");
+        throw DecodeError(in.file(), in.len(),
+                          "the file is shorter than the pages its meta page uses: truncated");
       }
       out = m;
       return true;
@@ -887,25 +925,30 @@ struct LmdbStore::Impl {
   // Walks the main tree for the named databases' records. True when it is sound.
   template <typename Fault>
   bool walk_main(TreeWalker& walker, const DbRecord& main, NamedTrees& named, Fault&& fault) const {
-    const bool sound = walker.walk("main", main, true, [&](const TreeEntry& e) {
-      if ((e.node_flags & F_SUBDATA) == 0 || e.value.size() != DB_LEN) return;
-      const std::string_view name(reinterpret_cast<const char*>(e.key.data()), e.key.size());
-      const DbRecord db = parse_db(e.value.data());
-      // LMDB follows a database's root as soon as it is used: check it with the record.
-      if (db.root == P_INVALID ? db.depth != 0
-                               : db.root < NUM_METAS || db.root > walker.last_pgno() || db.depth == 0 ||
-                                     db.depth > LMDB_MAX_DEPTH) {
-        fault("tree 'main': database '" + std::string(name) + "' has root " + std::to_string(db.root) +
-              " at depth " + std::to_string(db.depth));
-        return;
-      }
-      if (name == "pages") named.pages = db;
-      if (name == "caps") named.caps = db;
-      if (name == "meta") named.meta = db;
-    }, fault);
-    for (const auto& [name, db] : {std::pair{"pages", &named.pages}, {"caps", &named.caps}, {"meta", &named.meta}}) {
+    const bool sound = walker.walk(
+        "main", main, true,
+        [&](const TreeEntry& e) {
+          if ((e.node_flags & F_SUBDATA) == 0 || e.value.size() != DB_LEN) return;
+          const std::string_view name(reinterpret_cast<const char*>(e.key.data()), e.key.size());
+          const DbRecord db = parse_db(e.value.data());
+          // LMDB follows a database's root as soon as it is used: check it with the record.
+          if (db.root == P_INVALID ? db.depth != 0
+                                   : db.root < NUM_METAS || db.root > walker.last_pgno() ||
+                                         db.depth == 0 || db.depth > LMDB_MAX_DEPTH) {
+            fault("tree 'main': database '" + std::string(name) + "' has root " +
+                  std::to_string(db.root) + " at depth " + std::to_string(db.depth));
+            return;
+          }
+          if (name == "pages") named.pages = db;
+          if (name == "caps") named.caps = db;
+          if (name == "meta") named.meta = db;
+        },
+        fault);
+    for (const auto& [name, db] :
+         {std::pair{"pages", &named.pages}, {"caps", &named.caps}, {"meta", &named.meta}}) {
       if (!db->has_value()) {
-        fault(std::string("tree 'main': no database '") + name + "' (not a datacap page store, or damaged)");
+        fault(std::string("tree 'main': no database '") + name +
+              "' (not a datacap page store, or damaged)");
       }
     }
     return sound && named.pages && named.caps && named.meta;
@@ -926,8 +969,10 @@ struct LmdbStore::Impl {
       if (snapshot_meta(*snap.file, mdb_txn_id(snap.txn->txn), snap.meta)) return;
       snap.txn.reset();
       if (attempt == 8) {
-        throw DecodeError(file, 0, "no valid meta page holds the snapshot being read (damaged, or overwritten by "
-                                   "other processes' commits faster than it can be read)");
+        throw DecodeError(
+            file, 0,
+            "no valid meta page holds the snapshot being read (damaged, or overwritten by "
+            "other processes' commits faster than it can be read)");
       }
       std::this_thread::yield();
     }
@@ -949,7 +994,8 @@ struct LmdbStore::Impl {
   // are not read). LMDB would follow a damaged pointer into a crash, trip an assertion (abort),
   // or hand out a page still in use and spread the damage. Throws DecodeError naming data.mdb,
   // the first damage and `refused`. O(branch and leaf pages read).
-  void check_structure(const DataFile& in, const MetaPage& meta, unsigned walk, const char* refused) const {
+  void check_structure(const DataFile& in, const MetaPage& meta, unsigned walk,
+                       const char* refused) const {
     TreeWalker walker(in, meta.page_size, meta.last_pgno);
     FaultCount faults;
     std::vector<bool> free;
@@ -957,11 +1003,15 @@ struct LmdbStore::Impl {
     NamedTrees named;
     if ((walk & MAIN_TREE) != 0) walk_main(walker, meta.main_db, named, faults);
     const auto ignore = [](const TreeEntry&) {};
-    if ((walk & CAPS_TREE) == CAPS_TREE && named.caps) walker.walk("caps", *named.caps, false, ignore, faults);
-    if ((walk & META_TREE) == META_TREE && named.meta) walker.walk("meta", *named.meta, false, ignore, faults);
-    if ((walk & PAGES_TREE) == PAGES_TREE && named.pages) walker.walk("pages", *named.pages, false, ignore, faults);
+    if ((walk & CAPS_TREE) == CAPS_TREE && named.caps)
+      walker.walk("caps", *named.caps, false, ignore, faults);
+    if ((walk & META_TREE) == META_TREE && named.meta)
+      walker.walk("meta", *named.meta, false, ignore, faults);
+    if ((walk & PAGES_TREE) == PAGES_TREE && named.pages)
+      walker.walk("pages", *named.pages, false, ignore, faults);
     if ((walk & FREE_LIST) != 0) check_free_overlap(walker, free, faults);
-    if (faults.count != 0) throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; " + refused);
+    if (faults.count != 0)
+      throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; " + refused);
   }
 
   // Whether a pages entry keeps the split rule (docs/format.md §3): why not, or empty. With
@@ -978,8 +1028,9 @@ struct LmdbStore::Impl {
     }
     if (trimmed) {
       const auto* last = tail != 0 ? static_cast<const std::uint8_t*>(key.mv_data) + key.mv_size - 1
-                         : head.mv_size != 0 ? static_cast<const std::uint8_t*>(head.mv_data) + head.mv_size - 1
-                                             : nullptr;
+                         : head.mv_size != 0
+                             ? static_cast<const std::uint8_t*>(head.mv_data) + head.mv_size - 1
+                             : nullptr;
       if (last != nullptr && *last == 0) return "stored with a trailing zero byte, not trimmed";
     }
     return {};
@@ -990,7 +1041,8 @@ struct LmdbStore::Impl {
     const std::size_t tail = key.mv_size - 32;
     PageNode* node = PageNode::allocate();
     std::memcpy(node->data, head.mv_data, head.mv_size);
-    if (tail != 0) std::memcpy(node->data + PAGE_HEAD, static_cast<const std::uint8_t*>(key.mv_data) + 32, tail);
+    if (tail != 0)
+      std::memcpy(node->data + PAGE_HEAD, static_cast<const std::uint8_t*>(key.mv_data) + 32, tail);
     const std::size_t used = head.mv_size + tail;
     std::memset(node->data + used, 0, PAGE_SIZE - used);
     return PageNode::adopt_ref(node);
@@ -1031,7 +1083,8 @@ class FileLock final : public PageStore::Lock {
 
 }  // namespace
 
-LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::make_unique<Impl>()) {
+LmdbStore::LmdbStore(const std::string& path, LmdbOptions options)
+    : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.path = path;
   s.read_only = options.read_only;
@@ -1043,7 +1096,8 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
   }
   // LMDB maps data.mdb and trusts its meta page: check the file first, with pread.
   const detail::LmdbFileCheck file = detail::check_lmdb_file(path + "/data.mdb");
-  if (!file.exists && options.read_only) throw IoError(path, "no store here: data.mdb does not exist");
+  if (!file.exists && options.read_only)
+    throw IoError(path, "no store here: data.mdb does not exist");
   // MDB_NOTLS: read transactions belong to the call, not the thread, so any thread may read.
   unsigned flags = MDB_NOTLS | (options.read_only ? MDB_RDONLY : 0u);
   // Reserve the map asked for; where address space is short (sanitizers, ulimit -v) settle for
@@ -1059,7 +1113,8 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
     if (rc == MDB_SUCCESS) break;
     mdb_env_close(s.env);
     s.env = nullptr;
-    if (options.read_only && (flags & MDB_NOLOCK) == 0 && (rc == EACCES || rc == EPERM || rc == EROFS)) {
+    if (options.read_only && (flags & MDB_NOLOCK) == 0 &&
+        (rc == EACCES || rc == EPERM || rc == EROFS)) {
       // lock.mdb cannot be opened for writing (a directory the user may only read): read
       // without LMDB's reader table. See LmdbOptions::read_only for what that costs.
       flags |= MDB_NOLOCK;
@@ -1074,10 +1129,12 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
     s.check(mdb_reader_check(s.env, &dead), "clear stale readers");  // after a killed process
     // Opens the three databases and checks (or, creating them, sets) the format marker.
     const auto open_databases = [&](MDB_txn* txn, bool create) {
-      for (const auto& [name, dbi] : {std::pair{"pages", &s.pages}, {"caps", &s.caps}, {"meta", &s.meta}}) {
+      for (const auto& [name, dbi] :
+           {std::pair{"pages", &s.pages}, {"caps", &s.caps}, {"meta", &s.meta}}) {
         const int rc = mdb_dbi_open(txn, name, create ? MDB_CREATE : 0u, dbi);
         if (rc == MDB_NOTFOUND) {
-          throw DecodeError(path + "/data.mdb", 0, std::string("no database '") + name + "': not a datacap page store");
+          throw DecodeError(path + "/data.mdb", 0,
+                            std::string("no database '") + name + "': not a datacap page store");
         }
         s.check(rc, "open a database");
       }
@@ -1096,7 +1153,8 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
         found.assign(static_cast<const char*>(v.mv_data), v.mv_size);
       }
       if (found != FORMAT) {
-        throw DecodeError(path + ": meta.format", 0, "store format '" + found + "', expected '" + std::string(FORMAT) + "'");
+        throw DecodeError(path + ": meta.format", 0,
+                          "store format '" + found + "', expected '" + std::string(FORMAT) + "'");
       }
     };
     bool fresh = false;
@@ -1116,7 +1174,9 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options) : impl_(std::
       }
     }
     if (fresh) {
-      if (s.read_only) throw DecodeError(path + "/data.mdb", 0, "an LMDB environment without databases: no page store yet");
+      if (s.read_only)
+        throw DecodeError(path + "/data.mdb", 0,
+                          "an LMDB environment without databases: no page store yet");
       s.write([&](Impl::Txn& txn) {
         open_databases(txn.txn, true);
         return true;
@@ -1242,7 +1302,8 @@ void LmdbStore::do_for_each_cap(
     s.check(rc, "list caps");
     if (k.mv_size != 32)
       throw DecodeError(s.path + ": caps", 0, "a key of " + std::to_string(k.mv_size) + " bytes");
-    fn(hash_of(k), std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size));
+    fn(hash_of(k),
+       std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size));
   }
 }
 
@@ -1272,18 +1333,23 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
     FaultCount faults;
     const auto refuse_if_damaged = [&] {
       if (faults.count != 0) {
-        throw DecodeError(in.file(), 0, faults.summary() + ": the store is damaged; gc changed nothing (see verify)");
+        throw DecodeError(
+            in.file(), 0,
+            faults.summary() + ": the store is damaged; gc changed nothing (see verify)");
       }
     };
     const std::vector<bool> free = free_page_map(walker, meta.free_db, faults);
     NamedTrees named;
     s.walk_main(walker, meta.main_db, named, faults);
     if (named.caps) {
-      walker.walk("caps", *named.caps, false, [&](const TreeEntry& e) {
-        if ((e.node_flags & F_BIGDATA) != 0 && !keeps_cap(e.key.data(), e.key.size())) {
-          walker.check_overflow_header("caps", e, faults);
-        }
-      }, faults);
+      walker.walk(
+          "caps", *named.caps, false,
+          [&](const TreeEntry& e) {
+            if ((e.node_flags & F_BIGDATA) != 0 && !keeps_cap(e.key.data(), e.key.size())) {
+              walker.check_overflow_header("caps", e, faults);
+            }
+          },
+          faults);
     }
     refuse_if_damaged();  // the main and caps trees, which find_cap reads
 
@@ -1295,19 +1361,23 @@ GcReport LmdbStore::do_gc(std::span<const Hash32> keep) {
       if (!s.find_cap(txn.txn, root, v)) throw NotFound(s.path + ": gc: keep", "cap", root);
       if (!kept.insert(root).second) continue;
       roots.clear();
-      record_page_roots(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size),
-                        roots, s.path, &root);
+      record_page_roots(
+          std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(v.mv_data), v.mv_size),
+          roots, s.path, &root);
       referenced.insert(roots.begin(), roots.end());
     }
     const auto keeps_page = [&](const void* key, std::size_t size) {
       return size >= 32 && referenced.count(root_of_key(key, size)) != 0;
     };
     if (named.pages) {
-      walker.walk("pages", *named.pages, false, [&](const TreeEntry& e) {
-        if ((e.node_flags & F_BIGDATA) != 0 && !keeps_page(e.key.data(), e.key.size())) {
-          walker.check_overflow_header("pages", e, faults);
-        }
-      }, faults);
+      walker.walk(
+          "pages", *named.pages, false,
+          [&](const TreeEntry& e) {
+            if ((e.node_flags & F_BIGDATA) != 0 && !keeps_page(e.key.data(), e.key.size())) {
+              walker.check_overflow_header("pages", e, faults);
+            }
+          },
+          faults);
     }
     check_free_overlap(walker, free, faults);
     refuse_if_damaged();
@@ -1393,21 +1463,26 @@ StoreVerifyReport LmdbStore::do_verify() const {
       keys.clear();
       batch.clear();
     };
-    pages_sound = walker.walk("pages", *named.pages, true, [&](const TreeEntry& e) {
-      ++report.pages;
-      const Hash32 root = root_of_key(e.key);
-      const MDB_val key = val_of(e.key.data(), e.key.size()), head = val_of(e.value.data(), e.value.size());
-      const std::string fault = Impl::split_fault(key, head, true);
-      if (!fault.empty()) {
-        ++report.bad_pages;
-        bad_pages.insert(root);
-        note(StoreProblem::Kind::bad_page, root, s.path + ": page " + to_hex(root) + ": " + fault);
-        return;
-      }
-      keys.push_back(root);
-      batch.push_back(Impl::assemble_page(key, head));
-      if (batch.size() == BATCH) check_batch();
-    }, tree_fault);
+    pages_sound = walker.walk(
+        "pages", *named.pages, true,
+        [&](const TreeEntry& e) {
+          ++report.pages;
+          const Hash32 root = root_of_key(e.key);
+          const MDB_val key = val_of(e.key.data(), e.key.size()),
+                        head = val_of(e.value.data(), e.value.size());
+          const std::string fault = Impl::split_fault(key, head, true);
+          if (!fault.empty()) {
+            ++report.bad_pages;
+            bad_pages.insert(root);
+            note(StoreProblem::Kind::bad_page, root,
+                 s.path + ": page " + to_hex(root) + ": " + fault);
+            return;
+          }
+          keys.push_back(root);
+          batch.push_back(Impl::assemble_page(key, head));
+          if (batch.size() == BATCH) check_batch();
+        },
+        tree_fault);
     check_batch();
   }
 
@@ -1418,55 +1493,63 @@ StoreVerifyReport LmdbStore::do_verify() const {
   if (named.caps) {
     std::optional<Impl::Cursor> pages;
     if (lookups) pages.emplace(s, snap.txn->txn, s.pages);
-    walker.walk("caps", *named.caps, true, [&](const TreeEntry& e) {
-      ++report.caps;
-      const Hash32 root = root_of_key(e.key);
-      if (e.key.size() != root.size()) {
-        ++report.bad_caps;
-        note(StoreProblem::Kind::bad_cap, root,
-             s.path + ": caps: a key of " + std::to_string(e.key.size()) + " bytes (32 expected)");
-        return;
-      }
-      detail::CapRecordView view;
-      try {
-        view = detail::parse_cap_record(e.value, s.path, &root);
-      } catch (const DecodeError& err) {
-        ++report.bad_caps;
-        note(StoreProblem::Kind::bad_cap, root, err.what());
-        return;
-      }
-      const Hash32 actual = detail::cap_record_root(view);
-      if (actual != root) {
-        ++report.bad_caps;
-        note(StoreProblem::Kind::bad_cap, root,
-             s.path + ": cap " + to_hex(root) + ": its page table gives root " + to_hex(actual));
-        return;
-      }
-      std::uint64_t damaged = 0, absent = 0, first_damaged = 0;
-      for (std::uint64_t k = 0; k < view.entry_count; ++k) {
-        const Hash32 page = view.entry_root(k);
-        if (bad_pages.count(page) != 0) {
-          if (damaged++ == 0) first_damaged = k;
-          continue;
-        }
-        if (!pages) continue;
-        MDB_val key, value;
-        if (!s.find_page(pages->cursor, page, key, value)) ++absent;
-      }
-      if (damaged != 0) {
-        report.damaged_page_refs += damaged;
-        note(StoreProblem::Kind::damaged_refs, root,
-             s.path + ": cap " + to_hex(root) + ": " + std::to_string(damaged) + " of its " +
-                 std::to_string(view.entry_count) + " pages are damaged (first: page " +
-                 std::to_string(view.entry_index(first_damaged)) + ", " + to_hex(view.entry_root(first_damaged)) + ")");
-      }
-      if (absent != 0) {
-        report.absent_page_refs += absent;
-        ++report.caps_with_absent_pages;
-      }
-    }, tree_fault);
+    walker.walk(
+        "caps", *named.caps, true,
+        [&](const TreeEntry& e) {
+          ++report.caps;
+          const Hash32 root = root_of_key(e.key);
+          if (e.key.size() != root.size()) {
+            ++report.bad_caps;
+            note(StoreProblem::Kind::bad_cap, root,
+                 s.path + ": caps: a key of " + std::to_string(e.key.size()) +
+                     " bytes (32 expected)");
+            return;
+          }
+          detail::CapRecordView view;
+          try {
+            view = detail::parse_cap_record(e.value, s.path, &root);
+          } catch (const DecodeError& err) {
+            ++report.bad_caps;
+            note(StoreProblem::Kind::bad_cap, root, err.what());
+            return;
+          }
+          const Hash32 actual = detail::cap_record_root(view);
+          if (actual != root) {
+            ++report.bad_caps;
+            note(
+                StoreProblem::Kind::bad_cap, root,
+                s.path + ": cap " + to_hex(root) + ": its page table gives root " + to_hex(actual));
+            return;
+          }
+          std::uint64_t damaged = 0, absent = 0, first_damaged = 0;
+          for (std::uint64_t k = 0; k < view.entry_count; ++k) {
+            const Hash32 page = view.entry_root(k);
+            if (bad_pages.count(page) != 0) {
+              if (damaged++ == 0) first_damaged = k;
+              continue;
+            }
+            if (!pages) continue;
+            MDB_val key, value;
+            if (!s.find_page(pages->cursor, page, key, value)) ++absent;
+          }
+          if (damaged != 0) {
+            report.damaged_page_refs += damaged;
+            note(StoreProblem::Kind::damaged_refs, root,
+                 s.path + ": cap " + to_hex(root) + ": " + std::to_string(damaged) + " of its " +
+                     std::to_string(view.entry_count) + " pages are damaged (first: page " +
+                     std::to_string(view.entry_index(first_damaged)) + ", " +
+                     to_hex(view.entry_root(first_damaged)) + ")");
+          }
+          if (absent != 0) {
+            report.absent_page_refs += absent;
+            ++report.caps_with_absent_pages;
+          }
+        },
+        tree_fault);
   }
-  if (named.meta) walker.walk("meta", *named.meta, true, [](const TreeEntry&) {}, tree_fault);
+  if (named.meta)
+    walker.walk(
+        "meta", *named.meta, true, [](const TreeEntry&) {}, tree_fault);
   if (!lookups) {
     note(StoreProblem::Kind::bad_tree, Hash32{},
          file + ": the pages the caps name were not looked up: the main or pages tree is damaged");

@@ -75,10 +75,13 @@ inline std::string cap_record_field(std::string_view store, const Hash32* cap_ro
 inline CapRecordView parse_cap_record(std::span<const std::uint8_t> record,
                                       std::string_view store = {},
                                       const Hash32* cap_root = nullptr) {
-  const auto field = [&](const std::string& name) { return cap_record_field(store, cap_root, name); };
+  const auto field = [&](const std::string& name) {
+    return cap_record_field(store, cap_root, name);
+  };
   if (record.size() < CAP_RECORD_HEADER) {
-    throw DecodeError(field("CapRecord"), 0, "record of " + std::to_string(record.size()) +
-                                                 " bytes is shorter than its 24-byte header");
+    throw DecodeError(
+        field("CapRecord"), 0,
+        "record of " + std::to_string(record.size()) + " bytes is shorter than its 24-byte header");
   }
   if (std::memcmp(record.data(), CAP_RECORD_MAGIC, sizeof CAP_RECORD_MAGIC) != 0) {
     throw DecodeError(field("CapRecord.magic"), 0, "not a version-1 cap record");
@@ -87,9 +90,9 @@ inline CapRecordView parse_cap_record(std::span<const std::uint8_t> record,
   view.content_len = get_le64(record.data() + 8);
   view.entry_count = get_le64(record.data() + 16);
   if (view.content_len % PAGE_SIZE != 0 || view.content_len / PAGE_SIZE > MAX_PAGE_COUNT) {
-    throw DecodeError(field("CapRecord.content_len"), 8,
-                      "size " + std::to_string(view.content_len) +
-                          " is not a page multiple within 2^32 pages");
+    throw DecodeError(
+        field("CapRecord.content_len"), 8,
+        "size " + std::to_string(view.content_len) + " is not a page multiple within 2^32 pages");
   }
   const std::uint64_t body = record.size() - CAP_RECORD_HEADER;
   if (body % CAP_RECORD_ENTRY != 0 || body / CAP_RECORD_ENTRY != view.entry_count) {

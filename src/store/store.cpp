@@ -1,11 +1,11 @@
 // The store-independent half of PageStore: hashing, cap records, streaming saves, loading,
 // hydration, the default verify; and the memory store (make_memory_store).
 #include <algorithm>
-#include <future>
 #include <cstring>
+#include <future>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -74,7 +74,8 @@ void PageStore::put_many(std::span<const PageRef> pages, std::span<Hash32> roots
                           std::to_string(roots.size()) + " roots");
   }
   for (std::size_t k = 0; k < pages.size(); ++k) {
-    if (!pages[k]) throw InvalidArgument("PageStore::put_many: pages[" + std::to_string(k) + "] is null");
+    if (!pages[k])
+      throw InvalidArgument("PageStore::put_many: pages[" + std::to_string(k) + "] is null");
   }
   ensure_roots(pages);
   std::vector<PageRecord> records;
@@ -256,7 +257,8 @@ struct PageStore::CapWriter::State {
     pending.clear();
     wait_for_write();
     if (!records.empty()) {
-      writing = std::async(std::launch::async, [this, batch = std::move(records)] { store.do_put_pages(batch); });
+      writing = std::async(std::launch::async,
+                           [this, batch = std::move(records)] { store.do_put_pages(batch); });
     }
   }
 
@@ -278,7 +280,8 @@ PageStore::CapWriter::~CapWriter() = default;
 
 void PageStore::CapWriter::add_page(std::uint64_t page_index, const PageRef& page) {
   state_->check_index("CapWriter::add_page", page_index);
-  if (!page) throw InvalidArgument("CapWriter::add_page: page " + std::to_string(page_index) + " is null");
+  if (!page)
+    throw InvalidArgument("CapWriter::add_page: page " + std::to_string(page_index) + " is null");
   if (page.is_zero()) {  // Empty: no entry (cheaper to see than to hash)
     state_->next_index = page_index + 1;
     state_->started = true;
@@ -373,13 +376,15 @@ void PageStore::export_cap(const Hash32& cap_root,
       const std::uint32_t page_index = view.entry_index(first + k);
       if (pages[k]) {
         const Hash32 actual = pages[k].root(Digest::sha256);
-        if (actual != roots[k]) throw IntegrityError(name() + ": cap " + to_hex(cap_root), page_index, roots[k], actual);
+        if (actual != roots[k])
+          throw IntegrityError(name() + ": cap " + to_hex(cap_root), page_index, roots[k], actual);
       }
       builder.append_zero_pages(page_index - builder.page_count());
       builder.append_page_root(roots[k]);
     }
     for (std::uint64_t k = 0; k < n; ++k) {
-      fn(view.entry_index(first + k), pages[k] ? PageSlot::loaded(pages[k]) : PageSlot::missing(roots[k]));
+      fn(view.entry_index(first + k),
+         pages[k] ? PageSlot::loaded(pages[k]) : PageSlot::missing(roots[k]));
     }
   }
   builder.append_zero_pages(view.content_len / PAGE_SIZE - builder.page_count());
@@ -393,7 +398,9 @@ void PageStore::export_cap(const Hash32& cap_root,
 DataCap PageStore::load_cap(const Hash32& cap_root) const {
   const SavedCap info = saved_cap(cap_root);
   PageSlab slab(info.content_len);
-  export_cap(cap_root, [&](std::uint64_t page_index, const PageSlot& slot) { slab.set_page_slot(page_index, slot); });
+  export_cap(cap_root, [&](std::uint64_t page_index, const PageSlot& slot) {
+    slab.set_page_slot(page_index, slot);
+  });
   return DataCap::from_backing(std::move(slab));
 }
 
@@ -407,7 +414,8 @@ HydrateReport hydrate_indices(DataCap& cap, const PageStore& store,
   if (missing.empty()) return report;
   std::vector<Hash32> hashes;
   hashes.reserve(missing.size());
-  for (const std::uint64_t page_index : missing) hashes.push_back(cap.page_slot(page_index).missing_hash());
+  for (const std::uint64_t page_index : missing)
+    hashes.push_back(cap.page_slot(page_index).missing_hash());
   std::vector<PageRef> fetched(missing.size());
   store.get_many(hashes, fetched);
   std::vector<DataCap::ResolvedPage> resolved;
@@ -432,7 +440,8 @@ HydrateReport hydrate(DataCap& cap, const PageStore& store) {
   return hydrate_indices(cap, store, cap.missing_pages());
 }
 
-HydrateReport hydrate(DataCap& cap, const PageStore& store, std::span<const std::uint64_t> page_indices) {
+HydrateReport hydrate(DataCap& cap, const PageStore& store,
+                      std::span<const std::uint64_t> page_indices) {
   std::vector<std::uint64_t> missing;
   for (const std::uint64_t page_index : page_indices) {
     if (page_index >= cap.page_count()) {

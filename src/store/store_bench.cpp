@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t GIB_PAGES = 262144;
 
 fs::path bench_dir(const char* name) {
-  return fs::temp_directory_path() / ("datacap_bench_" + std::string(name) + "_" + std::to_string(::getpid()));
+  return fs::temp_directory_path() /
+         ("datacap_bench_" + std::string(name) + "_" + std::to_string(::getpid()));
 }
 
 // First save of a freshly built cap (no cached hashes: page hashing included) into an empty
@@ -81,7 +82,13 @@ void BM_StorePutAgain(benchmark::State& state) {
   fs::remove_all(dir);
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * GIB_PAGES * PAGE_SIZE));
 }
-BENCHMARK(BM_StorePutAgain)->ArgName("case")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StorePutAgain)
+    ->ArgName("case")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // 1,000 random Missing pages of a 1 GiB cap resolved from the store: fetch, check each against
 // its hash, put it in place. Each iteration hydrates a fresh O(1) copy of the elided cap.

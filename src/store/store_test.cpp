@@ -43,8 +43,9 @@ DataCap random_cap(std::mt19937_64& rng, std::uint64_t n, std::vector<Bytes>* po
   for (std::uint64_t p = 0; p < n; ++p) {
     const auto c = rng() % 10;
     if (c < 2) continue;  // Empty
-    Bytes page = (c < 4 && pool != nullptr && !pool->empty()) ? (*pool)[rng() % pool->size()]
-                                                             : random_page(rng, 1 + rng() % PAGE_SIZE);
+    Bytes page = (c < 4 && pool != nullptr && !pool->empty())
+                     ? (*pool)[rng() % pool->size()]
+                     : random_page(rng, 1 + rng() % PAGE_SIZE);
     if (pool != nullptr) pool->push_back(page);
     cap.put_page(p * PAGE_SIZE, page);
   }
@@ -58,7 +59,8 @@ Bytes bytes_of(const DataCap& cap) {
 }
 
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("datacap_store_test_" + name + "_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("datacap_store_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   return dir;
 }
@@ -182,7 +184,8 @@ class Store : public ::testing::TestWithParam<Kind> {
       if (!store_) store_ = std::make_unique<MapStore>();
       return;
     }
-    if (dir_.empty()) dir_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    if (dir_.empty())
+      dir_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     store_.reset();
     store_ = open_lmdb_store(dir_.string());
   }
@@ -250,7 +253,8 @@ TEST_P(Store, SavedCapsLoadBackByRootWithTheirBytes) {
   }
   // The SPEC vectors too (a 2^20-page sparse cap among them).
   for (const auto& row : testing::read_manifest()) {
-    const DataCap cap = DataCap::from_bytes_sized(testing::read_file(testing::vectors_dir() + "/" + row.file), row.size_arg);
+    const DataCap cap = DataCap::from_bytes_sized(
+        testing::read_file(testing::vectors_dir() + "/" + row.file), row.size_arg);
     EXPECT_EQ(to_hex(store().save_cap(cap)), row.sha256_root) << row.file;
   }
   // The empty cap (size 0) has a root of its own.
@@ -271,13 +275,15 @@ TEST_P(Store, SavedCapsLoadBackByRootWithTheirBytes) {
     EXPECT_TRUE(cap.missing_pages().empty());
   }
   for (const auto& row : testing::read_manifest()) {
-    EXPECT_EQ(to_hex(store().load_cap(hash_from_hex(row.sha256_root)).hash_tree_root()), row.sha256_root);
+    EXPECT_EQ(to_hex(store().load_cap(hash_from_hex(row.sha256_root)).hash_tree_root()),
+              row.sha256_root);
   }
   const std::vector<SavedCap> listed = store().list_caps();
   EXPECT_TRUE(std::is_sorted(listed.begin(), listed.end(),
                              [](const SavedCap& a, const SavedCap& b) { return a.root < b.root; }));
   for (const auto& [root, bytes] : saved) {
-    const auto it = std::find_if(listed.begin(), listed.end(), [&](const SavedCap& c) { return c.root == root; });
+    const auto it = std::find_if(listed.begin(), listed.end(),
+                                 [&](const SavedCap& c) { return c.root == root; });
     ASSERT_NE(it, listed.end());
     EXPECT_EQ(it->content_len, bytes.size());
   }
@@ -299,7 +305,8 @@ TEST_P(Store, MissingPagesAreRecordedByHashAndLoadWhenTheStoreHasThem) {
   EXPECT_EQ(back.hash_tree_root(), root);
   EXPECT_EQ(back.missing_pages(), std::vector<std::uint64_t>(loaded.begin(), loaded.begin() + 3));
   // Once the store has the elided pages' bytes, loading gives them back Loaded.
-  for (int k = 0; k < 3; ++k) (void)store().put(cap.page_slot(loaded[static_cast<std::size_t>(k)]).page());
+  for (int k = 0; k < 3; ++k)
+    (void)store().put(cap.page_slot(loaded[static_cast<std::size_t>(k)]).page());
   back = store().load_cap(root);
   EXPECT_TRUE(back.missing_pages().empty());
   EXPECT_EQ(bytes_of(back), bytes);
@@ -328,7 +335,8 @@ TEST_P(Store, GcKeepsNamedCapsAndTheirPagesOnly) {
   EXPECT_EQ(report.pages_kept + report.pages_removed, before);
   std::set<Hash32> referenced;
   for (const DataCap* cap : {&a, &b}) {
-    cap->backing().for_each_stored([&](std::uint32_t, const PageSlot& s) { referenced.insert(s.root()); });
+    cap->backing().for_each_stored(
+        [&](std::uint32_t, const PageSlot& s) { referenced.insert(s.root()); });
   }
   EXPECT_EQ(report.pages_kept, referenced.size());
   EXPECT_EQ(store().page_count(), referenced.size());
@@ -526,12 +534,15 @@ class LyingStore final : public PageStore {
     if (!out.empty()) out[out.size() / 2] = answer_;
   }
   bool do_has_page(const Hash32&) const override { return true; }
-  void do_has_pages(std::span<const Hash32>, std::vector<bool>& out) const override { out.assign(out.size(), true); }
+  void do_has_pages(std::span<const Hash32>, std::vector<bool>& out) const override {
+    out.assign(out.size(), true);
+  }
   std::uint64_t do_page_count() const override { return 0; }
   void do_put_cap(const Hash32&, std::span<const std::uint8_t>) override {}
   bool do_has_cap(const Hash32&) const override { return false; }
   bool do_get_cap(const Hash32&, std::vector<std::uint8_t>&) const override { return false; }
-  void do_for_each_cap(const std::function<void(const Hash32&, std::span<const std::uint8_t>)>&) const override {}
+  void do_for_each_cap(
+      const std::function<void(const Hash32&, std::span<const std::uint8_t>)>&) const override {}
   GcReport do_gc(std::span<const Hash32>) override { return {}; }
   std::unique_ptr<Lock> do_lock(bool) const override { return std::make_unique<Lock>(); }
 
@@ -741,7 +752,8 @@ TEST(LmdbStore, TheMapGrowsWhenItFills) {
 }  // namespace
 }  // namespace datacap
 
-// ---- damaged LMDB files (CLI review, issue 11 items 8 and 10) ------------------------------------
+// ---- damaged LMDB files (CLI review, issue 11 items 8 and 10)
+// ------------------------------------
 
 namespace datacap {
 namespace {
@@ -756,7 +768,8 @@ DataCap full_random_cap(std::mt19937_64& rng, std::uint64_t n) {
 
 void write_file(const fs::path& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << path;
 }
 
@@ -764,7 +777,8 @@ void write_file(const fs::path& path, const Bytes& bytes) {
 void write_at(const fs::path& path, std::uint64_t offset, const Bytes& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY);
   ASSERT_GE(fd, 0) << path;
-  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)),
+            static_cast<ssize_t>(bytes.size()));
   ::close(fd);
 }
 
@@ -795,14 +809,17 @@ Bytes peek_lmdb(const fs::path& dir, const char* db, const Bytes& key) {
   MDB_val v{};
   Bytes out;
   if (mdb_get(txn, dbi, &k, &v) == 0) {
-    out.assign(static_cast<const std::uint8_t*>(v.mv_data), static_cast<const std::uint8_t*>(v.mv_data) + v.mv_size);
+    out.assign(static_cast<const std::uint8_t*>(v.mv_data),
+               static_cast<const std::uint8_t*>(v.mv_data) + v.mv_size);
   }
   mdb_txn_abort(txn);
   mdb_env_close(env);
   return out;
 }
 
-bool mentions(const std::string& message, const std::string& what) { return message.find(what) != std::string::npos; }
+bool mentions(const std::string& message, const std::string& what) {
+  return message.find(what) != std::string::npos;
+}
 
 // Opening must be a DecodeError that names data.mdb — and never a signal: the open runs in
 // this process, so a SIGBUS fails the whole test binary.
@@ -838,9 +855,10 @@ TEST(LmdbStore, ATruncatedDataFileIsATypedErrorNamingIt) {
   ASSERT_TRUE(intact.exists);
   EXPECT_EQ(intact.unwritten_free_pages, 0u);
   const std::vector<std::uint64_t> free = detail::lmdb_free_pages(data.string());
-  for (const std::uint64_t len : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{4096}, std::uint64_t{8192},
-                                  full / 2 / 4096 * 4096, full - 4096}) {
-    SCOPED_TRACE("data.mdb truncated to " + std::to_string(len) + " of " + std::to_string(full) + " bytes");
+  for (const std::uint64_t len : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{4096},
+                                  std::uint64_t{8192}, full / 2 / 4096 * 4096, full - 4096}) {
+    SCOPED_TRACE("data.mdb truncated to " + std::to_string(len) + " of " + std::to_string(full) +
+                 " bytes");
     write_file(data, Bytes(pristine.begin(), pristine.begin() + static_cast<std::ptrdiff_t>(len)));
     // Pages past the new end that the newest snapshot lists as free are never read (LMDB
     // leaves such pages unwritten itself); any other is the truncation that made `store ls`
@@ -877,7 +895,8 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
   // MDB_meta follows each meta page's 16-byte header: magic at +0, version at +4, the main
   // tree's root at +112, the last page number at +120, the txnid at +128.
   constexpr std::uint64_t PSIZE = 4096, META = 16;
-  const std::uint64_t newest = load_u64(pristine, PSIZE + META + 128) > load_u64(pristine, META + 128) ? PSIZE : 0;
+  const std::uint64_t newest =
+      load_u64(pristine, PSIZE + META + 128) > load_u64(pristine, META + 128) ? PSIZE : 0;
   const std::uint64_t last_pgno = load_u64(pristine, newest + META + 120);
   struct Damage {
     const char* what;
@@ -888,8 +907,10 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
   const std::vector<Damage> damages = {
       {"meta page 0's magic", META + 0, {0x00, 0x00}, "meta page 0"},
       {"meta page 1's data version", PSIZE + META + 4, {0x07}, "meta page 1"},
-      {"the newest meta page's main tree root", newest + META + 112, le64(last_pgno + 5), "tree root"},
-      {"the newest meta page's last page number", newest + META + 120, le64(last_pgno + 1000), "truncated"},
+      {"the newest meta page's main tree root", newest + META + 112, le64(last_pgno + 5),
+       "tree root"},
+      {"the newest meta page's last page number", newest + META + 120, le64(last_pgno + 1000),
+       "truncated"},
   };
   for (const Damage& d : damages) {
     SCOPED_TRACE(d.what);
@@ -989,16 +1010,19 @@ TEST(LmdbStore, AStoreTheUserCannotWriteOpensReadOnlyWithoutItsLockFile) {
     }
   };
   if (::geteuid() != 0) {
-    fs::permissions(dir / "lock.mdb", fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    fs::permissions(dir / "lock.mdb",
+                    fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
     fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
-                             fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+                             fs::perms::group_exec | fs::perms::others_read |
+                             fs::perms::others_exec);
     EXPECT_EQ(read_as_reader(), 0);
     fs::permissions(dir, fs::perms::owner_all, fs::perm_options::add);
     fs::permissions(dir / "lock.mdb", fs::perms::owner_write, fs::perm_options::add);
   } else {
     // Permission bits do not stop root: read as "nobody" in a child process (which touches no
     // thread pool: list, has and get only).
-    const auto readable = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read;
+    const auto readable = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                          fs::perms::others_read;
     fs::permissions(dir / "data.mdb", readable);
     fs::permissions(dir / "lock.mdb", readable);
     fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
@@ -1048,7 +1072,8 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   const fs::path dir = fresh_dir("verify_page");
   const DataCap cap = full_random_cap(rng, 20);
   const DataCap other = full_random_cap(rng, 5);
-  const Bytes victim_bytes(cap.page_slot(7).page().data(), cap.page_slot(7).page().data() + PAGE_SIZE);
+  const Bytes victim_bytes(cap.page_slot(7).page().data(),
+                           cap.page_slot(7).page().data() + PAGE_SIZE);
   const Hash32 victim = cap.page_slot(7).root();
   Hash32 root, other_root;
   {
@@ -1059,9 +1084,11 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   // Find the page's bytes in data.mdb (its first 64 bytes are random: one match) and change one.
   const fs::path data = dir / "data.mdb";
   const Bytes file = testing::read_file(data.string());
-  const auto at = std::search(file.begin(), file.end(), victim_bytes.begin(), victim_bytes.begin() + 64);
+  const auto at =
+      std::search(file.begin(), file.end(), victim_bytes.begin(), victim_bytes.begin() + 64);
   ASSERT_NE(at, file.end());
-  ASSERT_EQ(std::search(at + 1, file.end(), victim_bytes.begin(), victim_bytes.begin() + 64), file.end());
+  ASSERT_EQ(std::search(at + 1, file.end(), victim_bytes.begin(), victim_bytes.begin() + 64),
+            file.end());
   const std::uint64_t offset = static_cast<std::uint64_t>(at - file.begin()) + 100;
   write_at(data, offset, {static_cast<std::uint8_t>(file[offset] ^ 0x5A)});
 
@@ -1078,11 +1105,13 @@ TEST(LmdbStore, VerifyFindsAPageAlteredInPlace) {
   const StoreProblem& page = report.problems[0];
   EXPECT_EQ(page.kind, StoreProblem::Kind::bad_page);
   EXPECT_EQ(page.root, victim);
-  EXPECT_TRUE(mentions(page.message, dir.string()) && mentions(page.message, to_hex(victim))) << page.message;
+  EXPECT_TRUE(mentions(page.message, dir.string()) && mentions(page.message, to_hex(victim)))
+      << page.message;
   const StoreProblem& refs = report.problems[1];
   EXPECT_EQ(refs.kind, StoreProblem::Kind::damaged_refs);
   EXPECT_EQ(refs.root, root);
-  EXPECT_TRUE(mentions(refs.message, to_hex(root)) && mentions(refs.message, "page 7")) << refs.message;
+  EXPECT_TRUE(mentions(refs.message, to_hex(root)) && mentions(refs.message, "page 7"))
+      << refs.message;
   // Loading finds it too, naming the store and the cap.
   try {
     (void)store->load_cap(root);
@@ -1121,7 +1150,8 @@ TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
   std::set<Hash32> reported;
   for (const StoreProblem& p : report.problems) {
     EXPECT_EQ(p.kind, StoreProblem::Kind::bad_cap) << p.message;
-    EXPECT_TRUE(mentions(p.message, dir.string()) && mentions(p.message, to_hex(p.root))) << p.message;
+    EXPECT_TRUE(mentions(p.message, dir.string()) && mentions(p.message, to_hex(p.root)))
+        << p.message;
     reported.insert(p.root);
   }
   EXPECT_EQ(reported, (std::set<Hash32>{a, b}));
@@ -1162,8 +1192,8 @@ TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
   // The match must be a key: some node (its offset in the pointer array from +16 up to the page's
   // `lower` at +12) starts 8 bytes before it. A cap record holding the root is a value.
   std::uint64_t leaf = 0;
-  for (auto it = std::search(file.begin(), file.end(), known.begin(), known.end()); it != file.end();
-       it = std::search(it + 1, file.end(), known.begin(), known.end())) {
+  for (auto it = std::search(file.begin(), file.end(), known.begin(), known.end());
+       it != file.end(); it = std::search(it + 1, file.end(), known.begin(), known.end())) {
     const std::uint64_t at = static_cast<std::uint64_t>(it - file.begin());
     const std::uint64_t page = at / 4096 * 4096;
     if ((file[page + 10] & 0x02) == 0) continue;
@@ -1181,7 +1211,8 @@ TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
     (void)store->gc(keep);
     ADD_FAILURE() << "gc ran on a damaged tree";
   } catch (const DecodeError& e) {
-    EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), "tree 'pages'")) << e.what();
+    EXPECT_TRUE(mentions(e.what(), data.string()) && mentions(e.what(), "tree 'pages'"))
+        << e.what();
   }
   EXPECT_EQ(store->page_count(), pages);
   EXPECT_EQ(store->list_caps().size(), 2u);
@@ -1189,7 +1220,8 @@ TEST(LmdbStore, GcRefusesAStoreWithADamagedTreeAndChangesNothing) {
   EXPECT_GE(report.bad_trees, 1u);
   ASSERT_FALSE(report.problems.empty());
   EXPECT_EQ(report.problems[0].kind, StoreProblem::Kind::bad_tree);
-  EXPECT_TRUE(mentions(report.problems[0].message, std::to_string(leaf / 4096))) << report.problems[0].message;
+  EXPECT_TRUE(mentions(report.problems[0].message, std::to_string(leaf / 4096)))
+      << report.problems[0].message;
   fs::remove_all(dir);
 }
 
@@ -1214,14 +1246,16 @@ TEST(LmdbStore, AFileEndingOnUnwrittenFreePagesStillOpens) {
   const std::vector<std::uint64_t> free = detail::lmdb_free_pages(data.string());
   std::uint64_t first_free = before.last_pgno + 1;
   while (std::binary_search(free.begin(), free.end(), first_free - 1)) --first_free;
-  if (first_free > before.last_pgno) GTEST_SKIP() << "this LMDB left no free pages at the end of the file";
+  if (first_free > before.last_pgno)
+    GTEST_SKIP() << "this LMDB left no free pages at the end of the file";
   fs::resize_file(data, first_free * before.page_size);
   const Bytes ends_on_free = testing::read_file(data.string());
   // One page fewer cuts a page in use: refused.
   write_file(data, Bytes(ends_on_free.begin(), ends_on_free.end() - before.page_size));
   EXPECT_THROW((void)open_lmdb_store(dir.string()), DecodeError);
   write_file(data, ends_on_free);
-  EXPECT_EQ(detail::check_lmdb_file(data.string()).unwritten_free_pages, before.last_pgno + 1 - first_free);
+  EXPECT_EQ(detail::check_lmdb_file(data.string()).unwritten_free_pages,
+            before.last_pgno + 1 - first_free);
   {
     const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
     EXPECT_EQ(store->load_cap(kept).hash_tree_root(), kept);
@@ -1267,8 +1301,10 @@ std::uint64_t node_at(const Bytes& file, std::uint64_t pgno, std::size_t i) {
 // main tree, one leaf page in a store (three databases).
 std::uint64_t named_record_at(const Bytes& file, const std::string& name) {
   constexpr std::uint64_t META = 16, MAIN_DB = 24 + 48;
-  const std::uint64_t newest = load_u64(file, LMDB_PSIZE + META + 128) > load_u64(file, META + 128) ? LMDB_PSIZE : 0;
-  EXPECT_EQ(load_u16(file, newest + META + MAIN_DB + 6), 1u) << "the main tree is not one leaf page";
+  const std::uint64_t newest =
+      load_u64(file, LMDB_PSIZE + META + 128) > load_u64(file, META + 128) ? LMDB_PSIZE : 0;
+  EXPECT_EQ(load_u16(file, newest + META + MAIN_DB + 6), 1u)
+      << "the main tree is not one leaf page";
   const std::uint64_t main_root = load_u64(file, newest + META + MAIN_DB + 40);
   for (std::size_t i = 0; i < node_count(file, main_root); ++i) {
     const std::uint64_t node = node_at(file, main_root, i);
@@ -1296,7 +1332,8 @@ std::uint64_t leave_one_key_on_the_root(Bytes& file, const std::string& name) {
   std::uint64_t leaves = 0, entries = 0, overflow = 0;
   for (std::size_t i = 1; i < keys; ++i) {
     const std::uint64_t node = node_at(file, root, i);
-    const std::uint64_t child = load_u16(file, node) | std::uint64_t{load_u16(file, node + 2)} << 16 |
+    const std::uint64_t child = load_u16(file, node) |
+                                std::uint64_t{load_u16(file, node + 2)} << 16 |
                                 std::uint64_t{load_u16(file, node + 4)} << 32;
     EXPECT_EQ(file[child * LMDB_PSIZE + 10], 0x02) << "child " << child << " is not a leaf page";
     ++leaves;
@@ -1304,7 +1341,8 @@ std::uint64_t leave_one_key_on_the_root(Bytes& file, const std::string& name) {
       const std::uint64_t leaf_node = node_at(file, child, k);
       ++entries;
       if ((load_u16(file, leaf_node + 4) & 0x01) != 0) {  // F_BIGDATA: OVPAGES(size)
-        const std::uint64_t size = load_u16(file, leaf_node) | std::uint64_t{load_u16(file, leaf_node + 2)} << 16;
+        const std::uint64_t size =
+            load_u16(file, leaf_node) | std::uint64_t{load_u16(file, leaf_node + 2)} << 16;
         overflow += (16 - 1 + size) / LMDB_PSIZE + 1;
       }
     }
@@ -1313,10 +1351,11 @@ std::uint64_t leave_one_key_on_the_root(Bytes& file, const std::string& name) {
   const std::size_t len = (8u + load_u16(file, first + 6) + 1u) / 2 * 2;
   const Bytes node(file.begin() + static_cast<std::ptrdiff_t>(first),
                    file.begin() + static_cast<std::ptrdiff_t>(first + len));
-  std::copy(node.begin(), node.end(), file.begin() + static_cast<std::ptrdiff_t>(page + LMDB_PSIZE - len));
-  store_u16(file, page + 12, 16 + 2);                                            // lower: one pointer
-  store_u16(file, page + 14, static_cast<std::uint16_t>(LMDB_PSIZE - len));      // upper
-  store_u16(file, page + 16, static_cast<std::uint16_t>(LMDB_PSIZE - len));      // pointer 0
+  std::copy(node.begin(), node.end(),
+            file.begin() + static_cast<std::ptrdiff_t>(page + LMDB_PSIZE - len));
+  store_u16(file, page + 12, 16 + 2);                                        // lower: one pointer
+  store_u16(file, page + 14, static_cast<std::uint16_t>(LMDB_PSIZE - len));  // upper
+  store_u16(file, page + 16, static_cast<std::uint16_t>(LMDB_PSIZE - len));  // pointer 0
   store_u64(file, record + 16, load_u64(file, record + 16) - leaves);
   store_u64(file, record + 24, load_u64(file, record + 24) - overflow);
   store_u64(file, record + 32, load_u64(file, record + 32) - entries);
@@ -1334,7 +1373,8 @@ TEST(LmdbStore, ADamagedBranchPageOfTheMetaTreeIsRefusedOnOpening) {
   const Hash32 root = save_one_cap(dir, cap).first;
   const fs::path data = dir / "data.mdb";
   const Bytes pristine = testing::read_file(data.string());
-  ASSERT_EQ(load_u64(pristine, named_record_at(pristine, "meta") + 40), 3u) << "the meta tree's root moved";
+  ASSERT_EQ(load_u64(pristine, named_record_at(pristine, "meta") + 40), 3u)
+      << "the meta tree's root moved";
   ASSERT_EQ(pristine[3 * LMDB_PSIZE + 10], 0x02);
   write_at(data, 3 * LMDB_PSIZE + 10, {0x01});
   expect_refused(dir, "tree 'meta': page 3");
@@ -1373,7 +1413,8 @@ TEST(LmdbStore, ABranchPageWithOneKeyIsDamageNeverAnAssertion) {
     Bytes damaged = pristine;
     const std::uint64_t root_page = leave_one_key_on_the_root(damaged, tree);
     write_file(data, damaged);
-    const std::string expected = "tree '" + tree + "': page " + std::to_string(root_page) + ": a branch page with 1 key";
+    const std::string expected =
+        "tree '" + tree + "': page " + std::to_string(root_page) + ": a branch page with 1 key";
     const std::unique_ptr<PageStore> store =
         open_lmdb_store(dir.string());  // the main and meta trees are sound
     if (tree == "caps") {
@@ -1445,10 +1486,12 @@ TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
   for (const std::uint32_t count : {2u, 0x7fffffffu}) {
     SCOPED_TRACE("page count " + std::to_string(count));
     write_file(data, pristine);
-    write_at(data, header + 12, {static_cast<std::uint8_t>(count), static_cast<std::uint8_t>(count >> 8),
-                                 static_cast<std::uint8_t>(count >> 16), static_cast<std::uint8_t>(count >> 24)});
+    write_at(data, header + 12,
+             {static_cast<std::uint8_t>(count), static_cast<std::uint8_t>(count >> 8),
+              static_cast<std::uint8_t>(count >> 16), static_cast<std::uint8_t>(count >> 24)});
     const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
-    const std::string expected = "tree 'pages': page " + std::to_string(pgno) + ": not the first of 1 overflow pages";
+    const std::string expected =
+        "tree 'pages': page " + std::to_string(pgno) + ": not the first of 1 overflow pages";
     try {
       const std::vector<Hash32> keep = {keep_root};
       (void)store->gc(keep);
@@ -1461,7 +1504,8 @@ TEST(LmdbStore, GcChecksTheOverflowHeaderOfEachValueItDeletes) {
     const StoreVerifyReport report = store->verify();
     EXPECT_EQ(report.bad_trees, 1u);
     ASSERT_FALSE(report.problems.empty());
-    EXPECT_TRUE(mentions(report.problems[0].message, "page " + std::to_string(pgno) + ": not the first of 1 overflow"))
+    EXPECT_TRUE(mentions(report.problems[0].message,
+                         "page " + std::to_string(pgno) + ": not the first of 1 overflow"))
         << report.problems[0].message;
   }
   write_file(data, pristine);
@@ -1493,7 +1537,8 @@ TEST(LmdbStore, APageFlaggedDirtyIsDamage) {
   ASSERT_EQ(pristine[root * LMDB_PSIZE + 10], 0x02);  // one leaf page: both records
   write_at(data, root * LMDB_PSIZE + 10, {0x12});
   const std::unique_ptr<PageStore> store = open_lmdb_store(dir.string());
-  const std::string expected = "tree 'caps': page " + std::to_string(root) + ": not a branch or leaf page (flags 0x12)";
+  const std::string expected =
+      "tree 'caps': page " + std::to_string(root) + ": not a branch or leaf page (flags 0x12)";
   try {
     const std::vector<Hash32> keep = {keep_root};
     (void)store->gc(keep);
@@ -1530,7 +1575,8 @@ TEST(LmdbStore, TreesLmdbRebalancedPassTheWalk) {
     (void)store->gc(keep);
     roots = keep;
     const StoreVerifyReport report = store->verify();
-    EXPECT_FALSE(report.damaged()) << (report.problems.empty() ? "" : report.problems.front().message);
+    EXPECT_FALSE(report.damaged())
+        << (report.problems.empty() ? "" : report.problems.front().message);
     EXPECT_EQ(store->list_caps().size(),
               std::set<Hash32>(roots.begin(), roots.end()).size());  // caps may repeat
   }

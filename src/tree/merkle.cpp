@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <array>
-#include <vector>
 #include <cstring>
+#include <vector>
 
-#include "datacap/error.hpp"
 #include "common/little_endian.hpp"
 #include "common/thread_pool.hpp"
+#include "datacap/error.hpp"
 #include "hash/digest.hpp"
 
 namespace datacap {
@@ -61,7 +61,8 @@ void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned heigh
         batch_index[n++] = p;
       }
       hash_pairs(digest, batch, batch, n);
-      for (std::size_t j = 0; j < n; ++j) std::memcpy(nodes[batch_index[j]].data(), batch + 32 * j, 32);
+      for (std::size_t j = 0; j < n; ++j)
+        std::memcpy(nodes[batch_index[j]].data(), batch + 32 * j, 32);
     }
   }
 }
@@ -75,7 +76,8 @@ void page_roots(Digest digest, const std::uint8_t* const* pages, std::size_t cou
   alignas(64) std::uint8_t level[BATCH * HALF * 32];
   for (std::size_t base = 0; base < count; base += BATCH) {
     const std::size_t n = std::min(BATCH, count - base);
-    for (std::size_t p = 0; p < n; ++p) hash_pairs(digest, level + p * HALF * 32, pages[base + p], HALF);
+    for (std::size_t p = 0; p < n; ++p)
+      hash_pairs(digest, level + p * HALF * 32, pages[base + p], HALF);
     for (std::size_t width = HALF; width > 1; width /= 2) {
       // n pages × width hashes → n pages × width/2 hashes, in place.
       hash_pairs(digest, level, level, n * width / 2);
@@ -170,8 +172,8 @@ void CapRootBuilder::push(unsigned height, const Hash32& root) {
   while (!stack_.empty() && stack_.back().height == height) {
     const Hash32& left = stack_.back().root;
     const Hash32& z = zero_hash(digest_, height);
-    node = (left == z && node == z) ? zero_hash(digest_, height + 1)
-                                    : hash_pair(digest_, left, node);
+    node =
+        (left == z && node == z) ? zero_hash(digest_, height + 1) : hash_pair(digest_, left, node);
     stack_.pop_back();
     ++height;
   }
@@ -199,7 +201,8 @@ void CapRootBuilder::append_page(std::span<const std::uint8_t> bytes) {
 void CapRootBuilder::append_pages(std::span<const std::uint8_t> bytes) {
   const std::size_t whole = bytes.size() / PAGE_SIZE;
   const std::size_t count = whole + (bytes.size() % PAGE_SIZE != 0 ? 1 : 0);
-  if (count > MAX_PAGE_COUNT - page_count_) throw OutOfRange("CapRootBuilder: more than 2^32 pages");
+  if (count > MAX_PAGE_COUNT - page_count_)
+    throw OutOfRange("CapRootBuilder: more than 2^32 pages");
   // Roots of the non-zero whole pages, batched (and split across the pool when many); zero
   // pages are Empty leaves and cost nothing.
   std::vector<Hash32> roots(whole, Hash32{});

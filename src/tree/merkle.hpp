@@ -12,8 +12,7 @@ namespace datacap::detail {
 // Folds `count` nodes (a power of two) of height `height` in place, `levels` times, so that
 // nodes[0 .. count >> levels) hold the parents. A pair whose children are both zero[h] becomes
 // zero[h+1] without hashing; the other pairs are hashed in batches.
-void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned height,
-                 unsigned levels);
+void fold_levels(Digest digest, Hash32* nodes, std::size_t count, unsigned height, unsigned levels);
 
 // Page roots of `count` pages (each PAGE_SIZE bytes at pages[i]) into out[i], hashed level by
 // level across up to 16 pages at a time so that every SIMD lane stays busy, even on the top

@@ -22,7 +22,8 @@ struct CliRun {
 
 // Runs `datacap ARGS` through the shell (ARGS may redirect); captures stdout and stderr.
 inline CliRun run(const std::string& args) {
-  const std::string err_path = ::testing::TempDir() + "datacap_cli_err_" + std::to_string(::getpid()) + ".txt";
+  const std::string err_path =
+      ::testing::TempDir() + "datacap_cli_err_" + std::to_string(::getpid()) + ".txt";
   const std::string cmd = std::string(DATACAP_CLI_PATH) + " " + args + " 2>" + err_path;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("popen failed");

@@ -81,7 +81,8 @@ std::optional<ErrorKind> NaiveCap::write(std::uint64_t off, const Bytes& bytes) 
   for (std::uint64_t p = off / PAGE_SIZE; p * PAGE_SIZE < end; ++p) {
     auto e = effective(p);
     Bytes page = (e && !e->missing) ? e->bytes : Bytes(PAGE_SIZE, 0);
-    for (std::uint64_t a = std::max(off, p * PAGE_SIZE); a < std::min(end, (p + 1) * PAGE_SIZE); ++a) {
+    for (std::uint64_t a = std::max(off, p * PAGE_SIZE); a < std::min(end, (p + 1) * PAGE_SIZE);
+         ++a) {
       page[a - p * PAGE_SIZE] = bytes[a - off];
     }
     overlay[p] = NaiveSlot{false, page, {}};
@@ -171,8 +172,9 @@ NaiveCap naive_from_bytes_sized(const Bytes& content, std::uint64_t target) {
   len = std::max<std::uint64_t>((len + PAGE_SIZE - 1) / PAGE_SIZE, 1) * PAGE_SIZE;
   cap.size = len;
   for (std::size_t off = 0; off < content.size(); off += PAGE_SIZE) {
-    Bytes page(content.begin() + static_cast<std::ptrdiff_t>(off),
-               content.begin() + static_cast<std::ptrdiff_t>(std::min(content.size(), off + PAGE_SIZE)));
+    Bytes page(
+        content.begin() + static_cast<std::ptrdiff_t>(off),
+        content.begin() + static_cast<std::ptrdiff_t>(std::min(content.size(), off + PAGE_SIZE)));
     if (!is_zero(page)) cap.backing[off / PAGE_SIZE] = NaiveSlot{false, padded(page), {}};
   }
   return cap;

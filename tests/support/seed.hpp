@@ -13,7 +13,8 @@ namespace datacap::testing {
 
 inline std::uint64_t env_seed(std::uint64_t fallback) {
   std::uint64_t seed = fallback;
-  if (const char* env = std::getenv("DATACAP_SEED")) seed = std::strtoull(env, nullptr, 10) + fallback;
+  if (const char* env = std::getenv("DATACAP_SEED"))
+    seed = std::strtoull(env, nullptr, 10) + fallback;
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
   std::cerr << "[ seed     ] DATACAP_SEED-derived seed " << seed << "\n";
   return seed;

@@ -25,16 +25,21 @@ void print_info_json(const ArchiveInfo& info, bool verified) {
       "\"stored_pages\": %llu, \"unique_pages\": %llu, \"missing_pages\": %llu, "
       "\"dirty_pages\": %llu, \"flushed_loaded_pages\": %llu, \"flushed_missing_pages\": %llu, "
       "\"file_size\": %llu, \"verified\": %s}\n",
-      to_hex(info.root).c_str(), to_string(info.digest), static_cast<unsigned long long>(info.content_len),
-      static_cast<unsigned long long>(info.page_count), static_cast<unsigned long long>(info.stored_pages),
-      static_cast<unsigned long long>(info.unique_pages), static_cast<unsigned long long>(info.missing_pages),
-      static_cast<unsigned long long>(info.dirty_pages), static_cast<unsigned long long>(info.flushed_loaded_pages),
-      static_cast<unsigned long long>(info.flushed_missing_pages), static_cast<unsigned long long>(info.file_size),
-      verified ? "true" : "false");
+      to_hex(info.root).c_str(), to_string(info.digest),
+      static_cast<unsigned long long>(info.content_len),
+      static_cast<unsigned long long>(info.page_count),
+      static_cast<unsigned long long>(info.stored_pages),
+      static_cast<unsigned long long>(info.unique_pages),
+      static_cast<unsigned long long>(info.missing_pages),
+      static_cast<unsigned long long>(info.dirty_pages),
+      static_cast<unsigned long long>(info.flushed_loaded_pages),
+      static_cast<unsigned long long>(info.flushed_missing_pages),
+      static_cast<unsigned long long>(info.file_size), verified ? "true" : "false");
 }
 
 void add_max_memory(CLI::App& cmd, std::uint64_t& value) {
-  add_u64_option(cmd, "--max-memory", value, "memory allowed for the archive's tables (default 64 MiB + 64 × its size)");
+  add_u64_option(cmd, "--max-memory", value,
+                 "memory allowed for the archive's tables (default 64 MiB + 64 × its size)");
 }
 
 }  // namespace
@@ -46,12 +51,17 @@ void add_archive_commands(CLI::App& app) {
       std::uint64_t size = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = app.add_subcommand("pack", "Write FILE as a snapshot archive (streamed; any size)");
+    CLI::App* cmd =
+        app.add_subcommand("pack", "Write FILE as a snapshot archive (streamed; any size)");
     cmd->add_option("IN", o->in, "input file; '-' reads standard input")->required();
-    cmd->add_option("-o,--output", o->out, "archive to write (a regular file: written beside it and renamed into place)")
+    cmd->add_option("-o,--output", o->out,
+                    "archive to write (a regular file: written beside it and renamed into place)")
         ->required();
-    add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and the input's length, rounded up to a page");
-    cmd->add_option("--digest", o->digest, "sha256 (default) or blake2b256")->check(CLI::IsMember({"sha256", "blake2b256"}));
+    add_u64_option(
+        *cmd, "--size", o->size,
+        "cap size in bytes: the larger of this and the input's length, rounded up to a page");
+    cmd->add_option("--digest", o->digest, "sha256 (default) or blake2b256")
+        ->check(CLI::IsMember({"sha256", "blake2b256"}));
     cmd->callback([o] {
       OutputFile::check_path(o->out, {o->in});
       check_size_option(o->size);
@@ -75,7 +85,8 @@ void add_archive_commands(CLI::App& app) {
       std::uint64_t max_memory = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = app.add_subcommand("unpack", "Verify an archive, then write its effective bytes (full size) to OUT");
+    CLI::App* cmd = app.add_subcommand(
+        "unpack", "Verify an archive, then write its effective bytes (full size) to OUT");
     cmd->add_option("ARCHIVE", o->archive)->required();
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     add_max_memory(*cmd, o->max_memory);
@@ -84,7 +95,8 @@ void add_archive_commands(CLI::App& app) {
       const ArchiveReader reader = open_archive_reader(o->archive, o->max_memory);
       const ArchiveInfo& info = reader.info();
       if (info.flushed_missing_pages != 0) {
-        reader.for_each_page([](std::uint64_t, const std::uint8_t*) {});  // throws MissingPage naming the first
+        reader.for_each_page(
+            [](std::uint64_t, const std::uint8_t*) {});  // throws MissingPage naming the first
       }
       reader.verify();
       OutputFile out(o->out, {o->archive});
@@ -105,10 +117,12 @@ void add_archive_commands(CLI::App& app) {
       std::uint64_t max_memory = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = app.add_subcommand("info", "Describe an archive as JSON (structure checked; content not hashed)");
+    CLI::App* cmd = app.add_subcommand(
+        "info", "Describe an archive as JSON (structure checked; content not hashed)");
     cmd->add_option("ARCHIVE", o->path)->required();
     add_max_memory(*cmd, o->max_memory);
-    cmd->callback([o] { print_info_json(open_archive_reader(o->path, o->max_memory).info(), false); });
+    cmd->callback(
+        [o] { print_info_json(open_archive_reader(o->path, o->max_memory).info(), false); });
   }
   {
     struct Options {
@@ -116,7 +130,8 @@ void add_archive_commands(CLI::App& app) {
       std::uint64_t max_memory = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = app.add_subcommand("verify", "Check an archive's structure and every hash; exit 0 only if all hold");
+    CLI::App* cmd = app.add_subcommand(
+        "verify", "Check an archive's structure and every hash; exit 0 only if all hold");
     cmd->add_option("ARCHIVE", o->path)->required();
     add_max_memory(*cmd, o->max_memory);
     cmd->callback([o] {

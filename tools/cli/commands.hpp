@@ -22,8 +22,8 @@ void add_proof_commands(CLI::App& app);    // proof, verify-proof, diff
 // The digest to use for the archive at `path`: its own. A --digest given on the command line
 // (digest_option counted) that names another is a usage error, since the archive's page hashes
 // and root are under its own digest.
-Digest archive_digest_or_refuse(const ArchiveInfo& info, const CLI::Option* digest_option, const std::string& digest,
-                                const std::string& path);
+Digest archive_digest_or_refuse(const ArchiveInfo& info, const CLI::Option* digest_option,
+                                const std::string& digest, const std::string& path);
 
 // Ends a command with exit status 1 and no error line: `diff` found a difference.
 struct Difference {};

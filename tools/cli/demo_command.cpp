@@ -1,13 +1,13 @@
 // datacap demo: the main job. Builds a 64 MiB base image, spawns 1000 copies (MGMT_COPY), runs
 // a deterministic workload in each, flushes and roots each, and reports what it measured —
 // checking, not assuming, that every copy stayed isolated from the base and from the others.
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "cli/commands.hpp"
@@ -36,7 +36,8 @@ struct Rng {
   void fill(std::uint8_t* out, std::size_t len) {
     for (std::size_t i = 0; i < len; i += 8) {
       const std::uint64_t v = next();
-      for (std::size_t j = 0; j < 8 && i + j < len; ++j) out[i + j] = static_cast<std::uint8_t>(v >> (8 * j));
+      for (std::size_t j = 0; j < 8 && i + j < len; ++j)
+        out[i + j] = static_cast<std::uint8_t>(v >> (8 * j));
     }
   }
 };
@@ -155,8 +156,10 @@ void run_demo(std::uint64_t copies_n) {
         auto [it, fresh] = expected.try_emplace(p);
         if (fresh) it->second = base_page(p);
         const std::size_t in_page = off % PAGE_SIZE;
-        const std::size_t n = std::min<std::uint64_t>(PAGE_SIZE - in_page, w.off + w.bytes.size() - off);
-        std::copy_n(w.bytes.begin() + static_cast<std::ptrdiff_t>(off - w.off), n, it->second.begin() + static_cast<std::ptrdiff_t>(in_page));
+        const std::size_t n =
+            std::min<std::uint64_t>(PAGE_SIZE - in_page, w.off + w.bytes.size() - off);
+        std::copy_n(w.bytes.begin() + static_cast<std::ptrdiff_t>(off - w.off), n,
+                    it->second.begin() + static_cast<std::ptrdiff_t>(in_page));
         off += n;
       }
     }
@@ -173,8 +176,10 @@ void run_demo(std::uint64_t copies_n) {
       const PageResolution mine = copies[j].page_at(p * PAGE_SIZE);
       const PageResolution theirs = base.page_at(p * PAGE_SIZE);
       ++pages_checked;
-      if (mine.data != theirs.data) ++isolation_failures;
-      else ++shared_pages;
+      if (mine.data != theirs.data)
+        ++isolation_failures;
+      else
+        ++shared_pages;
     }
   }
   for (std::uint64_t i = 0; i < PAGES; ++i) {
@@ -196,32 +201,41 @@ void run_demo(std::uint64_t copies_n) {
   const double mib = 1 << 20;
   const double private_total = static_cast<double>(copies_n) * static_cast<double>(IMAGE_SIZE);
   const double resident = static_cast<double>(rss_end - rss_start);
-  std::printf("datacap demo: %llu copies of a 64 MiB base image\n", static_cast<unsigned long long>(copies_n));
-  std::printf("  base image       %llu pages, %llu stored (%llu Empty), built in %.1f ms, root in %.1f ms\n",
-              static_cast<unsigned long long>(PAGES), static_cast<unsigned long long>(base_pages),
-              static_cast<unsigned long long>(PAGES - base_pages), build_s * 1e3, base_root_s * 1e3);
+  std::printf("datacap demo: %llu copies of a 64 MiB base image\n",
+              static_cast<unsigned long long>(copies_n));
+  std::printf(
+      "  base image       %llu pages, %llu stored (%llu Empty), built in %.1f ms, root in %.1f "
+      "ms\n",
+      static_cast<unsigned long long>(PAGES), static_cast<unsigned long long>(base_pages),
+      static_cast<unsigned long long>(PAGES - base_pages), build_s * 1e3, base_root_s * 1e3);
   std::printf("  base root        %s\n", to_hex(base_root).c_str());
-  std::printf("  copy (MGMT_COPY) %.0f ns per copy\n", copy_s * 1e9 / static_cast<double>(copies_n));
+  std::printf("  copy (MGMT_COPY) %.0f ns per copy\n",
+              copy_s * 1e9 / static_cast<double>(copies_n));
   std::printf("  writes           %llu writes (%llu dirty pages), %.2f us per write\n",
-              static_cast<unsigned long long>(write_count), static_cast<unsigned long long>(dirty_pages),
+              static_cast<unsigned long long>(write_count),
+              static_cast<unsigned long long>(dirty_pages),
               write_s * 1e6 / static_cast<double>(write_count));
-  std::printf("  flush + root     %.1f us per copy\n", flush_s * 1e6 / static_cast<double>(copies_n));
-  std::printf("  distinct roots   %zu of %llu\n", distinct.size(), static_cast<unsigned long long>(copies_n));
-  std::printf("  isolation        %s: %llu pages checked (%llu untouched pages still shared with the base), "
-              "base bytes and root unchanged: %s\n",
-              isolation_failures == 0 ? "held" : "VIOLATED",
-              static_cast<unsigned long long>(pages_checked), static_cast<unsigned long long>(shared_pages),
-              isolation_failures == 0 ? "yes" : "no");
+  std::printf("  flush + root     %.1f us per copy\n",
+              flush_s * 1e6 / static_cast<double>(copies_n));
+  std::printf("  distinct roots   %zu of %llu\n", distinct.size(),
+              static_cast<unsigned long long>(copies_n));
+  std::printf(
+      "  isolation        %s: %llu pages checked (%llu untouched pages still shared with the "
+      "base), "
+      "base bytes and root unchanged: %s\n",
+      isolation_failures == 0 ? "held" : "VIOLATED", static_cast<unsigned long long>(pages_checked),
+      static_cast<unsigned long long>(shared_pages), isolation_failures == 0 ? "yes" : "no");
   std::printf("  roots from scratch  %s (3 copies recomputed without caches)\n",
               root_mismatches == 0 ? "match" : "MISMATCH");
-  std::printf("  memory           %.1f MiB resident for base + %llu copies (%.1f MiB for the base alone); "
-              "%llu live pages = %.1f MiB; %llu private copies would take %.0f MiB (%.0fx more)\n",
-              resident / mib, static_cast<unsigned long long>(copies_n),
-              static_cast<double>(rss_base - rss_start) / mib,
-              static_cast<unsigned long long>(pages_end - pages_start),
-              static_cast<double>((pages_end - pages_start) * PAGE_SIZE) / mib,
-              static_cast<unsigned long long>(copies_n), private_total / mib,
-              resident > 0 ? private_total / resident : 0.0);
+  std::printf(
+      "  memory           %.1f MiB resident for base + %llu copies (%.1f MiB for the base alone); "
+      "%llu live pages = %.1f MiB; %llu private copies would take %.0f MiB (%.0fx more)\n",
+      resident / mib, static_cast<unsigned long long>(copies_n),
+      static_cast<double>(rss_base - rss_start) / mib,
+      static_cast<unsigned long long>(pages_end - pages_start),
+      static_cast<double>((pages_end - pages_start) * PAGE_SIZE) / mib,
+      static_cast<unsigned long long>(copies_n), private_total / mib,
+      resident > 0 ? private_total / resident : 0.0);
   std::printf("  checks took      %.2f s\n", check_s);
   if (isolation_failures != 0 || root_mismatches != 0 || distinct.size() != copies_n) {
     throw Error(ErrorKind::invalid_argument, "demo: a check failed (see the report above)");
@@ -236,7 +250,8 @@ void add_demo_command(CLI::App& app) {
       "demo", "Spawn copies of a 64 MiB image, write, flush, root, and report cost and isolation");
   add_u64_option(*cmd, "--copies", *copies, "number of copies, 1 to 100000 (default 1000)");
   cmd->callback([copies] {
-    if (*copies < 1 || *copies > 100000) throw InvalidArgument("--copies: " + std::to_string(*copies) + " is not 1 to 100000");
+    if (*copies < 1 || *copies > 100000)
+      throw InvalidArgument("--copies: " + std::to_string(*copies) + " is not 1 to 100000");
     run_demo(*copies);
   });
 }

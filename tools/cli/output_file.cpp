@@ -31,11 +31,13 @@ void OutputFile::check_path(const std::string& path, const std::vector<std::stri
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return;
   for (const std::string& other : refused) {
-    if (same_file(st, other)) throw InvalidArgument("-o " + path + ": refusing to write over " + other);
+    if (same_file(st, other))
+      throw InvalidArgument("-o " + path + ": refusing to write over " + other);
   }
 }
 
-OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused) : path_(std::move(path)) {
+OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused)
+    : path_(std::move(path)) {
   check_path(path_, refused);
   const detail::OutputTarget target = detail::resolve_output(path_);
   if (target.is_directory()) throw IoError(path_, "is a directory");
@@ -56,11 +58,14 @@ OutputFile::~OutputFile() {
   if (replacement_) set_pending_temp("");  // the replacement file removes itself
 }
 
-void OutputFile::fail(const std::string& what) const { throw IoError(path_, what + ": " + system_message()); }
+void OutputFile::fail(const std::string& what) const {
+  throw IoError(path_, what + ": " + system_message());
+}
 
 void OutputFile::write_all(const std::uint8_t* p, std::size_t n, std::uint64_t offset) {
   while (n > 0) {
-    const ssize_t w = skip_gaps_ ? ::pwrite(fd_, p, n, static_cast<off_t>(offset)) : ::write(fd_, p, n);
+    const ssize_t w =
+        skip_gaps_ ? ::pwrite(fd_, p, n, static_cast<off_t>(offset)) : ::write(fd_, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) fail("write failed");
     if (w == 0) {
@@ -76,7 +81,8 @@ void OutputFile::write_all(const std::uint8_t* p, std::size_t n, std::uint64_t o
 void OutputFile::pad_to(std::uint64_t offset) {
   static const std::uint8_t zeros[1 << 16] = {};
   while (position_ < offset) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, offset - position_));
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, offset - position_));
     write_all(zeros, n, position_);
     position_ += n;
   }

@@ -103,32 +103,38 @@ void check_stdout() {
   if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
     const int err = errno;
     std::clearerr(stdout);
-    throw IoError("<stdout>", std::string("cannot write standard output: ") + (err != 0 ? std::strerror(err) : "write error"));
+    throw IoError("<stdout>", std::string("cannot write standard output: ") +
+                                  (err != 0 ? std::strerror(err) : "write error"));
   }
 }
 
-CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value, const std::string& help) {
+CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
+                            const std::string& help) {
   const std::string flag = name.substr(0, name.find(','));
-  return cmd.add_option_function<std::string>(
-                name,
-                [&value, flag](const std::string& text) {
-                  std::uint64_t v = 0;
-                  const char* end = text.data() + text.size();
-                  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-                  const bool digits_only = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-                  if (!digits_only || ec != std::errc() || ptr != end) {
-                    throw CLI::ValidationError(flag, "'" + text + "' is not a whole number from 0 to 18446744073709551615");
-                  }
-                  value = v;
-                },
-                help)
+  return cmd
+      .add_option_function<std::string>(
+          name,
+          [&value, flag](const std::string& text) {
+            std::uint64_t v = 0;
+            const char* end = text.data() + text.size();
+            const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+            const bool digits_only =
+                !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+            if (!digits_only || ec != std::errc() || ptr != end) {
+              throw CLI::ValidationError(
+                  flag, "'" + text + "' is not a whole number from 0 to 18446744073709551615");
+            }
+            value = v;
+          },
+          help)
       ->type_name("UINT");
 }
 
 void check_size_option(std::uint64_t size) {
   constexpr std::uint64_t MAX_SIZE = std::uint64_t{1} << 44;  // 2^32 pages of 4 KiB
   if (size > MAX_SIZE) {
-    throw InvalidArgument("--size " + std::to_string(size) + " is beyond 2^32 pages (" + std::to_string(MAX_SIZE) + " bytes)");
+    throw InvalidArgument("--size " + std::to_string(size) + " is beyond 2^32 pages (" +
+                          std::to_string(MAX_SIZE) + " bytes)");
   }
 }
 
@@ -136,7 +142,8 @@ std::uint64_t default_memory_limit(const std::string& path) {
   struct stat st {};
   std::uint64_t held = 0;
   if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    held = std::min(static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_blocks) * 512);
+    held = std::min(static_cast<std::uint64_t>(st.st_size),
+                    static_cast<std::uint64_t>(st.st_blocks) * 512);
   }
   return (std::uint64_t{64} << 20) + 64 * held;
 }

@@ -32,7 +32,8 @@ void check_stdout();
 
 // Adds an option taking a byte count or index: decimal digits only, 0 … 2^64 − 1. Anything
 // else (a sign, a fraction, an exponent, a suffix, overflow) is a usage error naming the option.
-CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value, const std::string& help);
+CLI::Option* add_u64_option(CLI::App& cmd, const std::string& name, std::uint64_t& value,
+                            const std::string& help);
 
 // A --size value that cannot be a cap's size (beyond 2^32 pages) is a usage error naming it.
 void check_size_option(std::uint64_t size);

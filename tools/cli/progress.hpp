@@ -14,7 +14,8 @@ namespace datacap::cli {
 class Progress {
  public:
   // Shown when stderr is a terminal and `total` (bytes; 0 = unknown) is at least `threshold`.
-  Progress(std::string label, std::uint64_t total, std::uint64_t threshold = std::uint64_t{256} << 20)
+  Progress(std::string label, std::uint64_t total,
+           std::uint64_t threshold = std::uint64_t{256} << 20)
       : label_(std::move(label)),
         total_(total),
         enabled_(::isatty(2) == 1 && total >= threshold),

@@ -11,16 +11,17 @@
 #include "cli/progress.hpp"
 #include "datacap/archive.hpp"
 #include "datacap/error.hpp"
-#include "datacap/merkle.hpp"
 #include "datacap/hash.hpp"
+#include "datacap/merkle.hpp"
 
 namespace datacap::cli {
 
-Digest archive_digest_or_refuse(const ArchiveInfo& info, const CLI::Option* digest_option, const std::string& digest,
-                                const std::string& path) {
+Digest archive_digest_or_refuse(const ArchiveInfo& info, const CLI::Option* digest_option,
+                                const std::string& digest, const std::string& path) {
   if (digest_option->count() > 0 && parse_digest(digest) != info.digest) {
-    throw InvalidArgument("--digest " + digest + " contradicts " + path + ", an archive of digest " +
-                          to_string(info.digest) + " (its root and page hashes are " + to_string(info.digest) + ")");
+    throw InvalidArgument("--digest " + digest + " contradicts " + path +
+                          ", an archive of digest " + to_string(info.digest) +
+                          " (its root and page hashes are " + to_string(info.digest) + ")");
   }
   return info.digest;
 }
@@ -37,12 +38,15 @@ void add_root_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "root", "Print the cap root of FILE (from_bytes_sized(FILE, --size)) as 64 hex characters");
   cmd->add_option("FILE", opts->path, "input file; '-' reads standard input")->required();
-  add_u64_option(*cmd, "--size", opts->size,
-                 "cap size in bytes: the larger of this and the input's length, rounded up to a page");
-  CLI::Option* digest = cmd->add_option("--digest", opts->digest, "sha256 (default) or blake2b256 (archives: their own)")
+  add_u64_option(
+      *cmd, "--size", opts->size,
+      "cap size in bytes: the larger of this and the input's length, rounded up to a page");
+  CLI::Option* digest = cmd->add_option("--digest", opts->digest,
+                                        "sha256 (default) or blake2b256 (archives: their own)")
                             ->check(CLI::IsMember({"sha256", "blake2b256"}));
-  cmd->add_flag("--archive", opts->archive,
-                "FILE is a snapshot archive: print the root of its (flushed) cap after verifying it");
+  cmd->add_flag(
+      "--archive", opts->archive,
+      "FILE is a snapshot archive: print the root of its (flushed) cap after verifying it");
   add_u64_option(*cmd, "--max-memory", opts->max_memory,
                  "archives: memory allowed for the tables (default 64 MiB + 64 × the file's size)");
   cmd->callback([opts, digest] {

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "cli/process.hpp"
 #include "cli/output_file.hpp"
+#include "cli/process.hpp"
 #include "cli/progress.hpp"
 #include "datacap/datacap.hpp"
 
@@ -29,7 +29,8 @@ namespace {
 // The cap size `datacap root FILE --size S` uses: max(len, S) rounded up to a page, ≥ 1 page.
 std::uint64_t cap_size(std::uint64_t len, std::uint64_t size, const std::string& path) {
   const std::uint64_t wanted = std::max(len, size);
-  const std::uint64_t pages = std::max<std::uint64_t>(1, wanted / PAGE_SIZE + (wanted % PAGE_SIZE != 0 ? 1 : 0));
+  const std::uint64_t pages =
+      std::max<std::uint64_t>(1, wanted / PAGE_SIZE + (wanted % PAGE_SIZE != 0 ? 1 : 0));
   if (pages > MAX_PAGE_COUNT) {
     throw OutOfRange(path + ": size " + std::to_string(wanted) + " is beyond 2^32 pages");
   }
@@ -82,10 +83,14 @@ std::unique_ptr<PageStore> open_store(const std::string& db, Access access) {
 
 const char* kind_name(StoreProblem::Kind kind) {
   switch (kind) {
-    case StoreProblem::Kind::bad_page: return "bad page";
-    case StoreProblem::Kind::bad_cap: return "bad cap";
-    case StoreProblem::Kind::damaged_refs: return "cap with bad pages";
-    case StoreProblem::Kind::bad_tree: return "damaged LMDB structure";
+    case StoreProblem::Kind::bad_page:
+      return "bad page";
+    case StoreProblem::Kind::bad_cap:
+      return "bad cap";
+    case StoreProblem::Kind::damaged_refs:
+      return "cap with bad pages";
+    case StoreProblem::Kind::bad_tree:
+      return "damaged LMDB structure";
   }
   return "problem";
 }
@@ -93,7 +98,8 @@ const char* kind_name(StoreProblem::Kind kind) {
 }  // namespace
 
 void add_store_commands(CLI::App& app) {
-  CLI::App* store = app.add_subcommand("store", "A content-addressed page store (LMDB) of saved caps");
+  CLI::App* store =
+      app.add_subcommand("store", "A content-addressed page store (LMDB) of saved caps");
   store->require_subcommand(1);
   {
     struct Options {
@@ -102,10 +108,13 @@ void add_store_commands(CLI::App& app) {
       std::uint64_t size = 0;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = store->add_subcommand("put", "Save each FILE as a cap; print its root when it is saved");
+    CLI::App* cmd =
+        store->add_subcommand("put", "Save each FILE as a cap; print its root when it is saved");
     cmd->add_option("FILE", o->files, "input files; '-' reads standard input")->required();
     cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
-    add_u64_option(*cmd, "--size", o->size, "cap size in bytes: the larger of this and each file's length, rounded up to a page");
+    add_u64_option(
+        *cmd, "--size", o->size,
+        "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
       check_size_option(o->size);
       const std::unique_ptr<PageStore> s = open_store(o->db, Access::create);
@@ -119,7 +128,8 @@ void add_store_commands(CLI::App& app) {
         try {
           check_stdout();
         } catch (const IoError& e) {
-          throw IoError("<stdout>", file + " was saved as cap " + to_hex(root) + " but its root could not be printed: " + e.what());
+          throw IoError("<stdout>", file + " was saved as cap " + to_hex(root) +
+                                        " but its root could not be printed: " + e.what());
         }
       }
     });
@@ -129,12 +139,14 @@ void add_store_commands(CLI::App& app) {
       std::string root, db, out;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = store->add_subcommand("get", "Write the cap saved under ROOT to FILE (its full size)");
+    CLI::App* cmd =
+        store->add_subcommand("get", "Write the cap saved under ROOT to FILE (its full size)");
     cmd->add_option("ROOT", o->root, "cap root, 64 hex characters")->required();
     cmd->add_option("--db", o->db, "store directory")->required();
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     cmd->callback([o] {
-      const std::vector<std::string> store_files = {o->db + "/data.mdb", o->db + "/lock.mdb", o->db + "/datacap.lock"};
+      const std::vector<std::string> store_files = {o->db + "/data.mdb", o->db + "/lock.mdb",
+                                                    o->db + "/datacap.lock"};
       OutputFile::check_path(o->out, store_files);
       const Hash32 root = root_argument(o->root, "ROOT");
       const std::unique_ptr<PageStore> s = open_store(o->db, Access::read);
@@ -144,7 +156,8 @@ void add_store_commands(CLI::App& app) {
       Progress progress("store get", info.content_len);
       s->export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
         if (slot.is_missing()) {
-          throw MissingPage(o->db + ": cap " + to_hex(root), static_cast<std::uint32_t>(page_index), slot.missing_hash());
+          throw MissingPage(o->db + ": cap " + to_hex(root), static_cast<std::uint32_t>(page_index),
+                            slot.missing_hash());
         }
         out.write_at(page_index * PAGE_SIZE, slot.page().data(), PAGE_SIZE);
         progress.update(page_index * PAGE_SIZE);
@@ -155,12 +168,14 @@ void add_store_commands(CLI::App& app) {
   }
   {
     auto db = std::make_shared<std::string>();
-    CLI::App* cmd = store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
+    CLI::App* cmd =
+        store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
     cmd->add_option("--db", *db, "store directory")->required();
     cmd->callback([db] {
       const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
       for (const SavedCap& c : s->list_caps()) {
-        std::printf("%s %llu %llu\n", to_hex(c.root).c_str(), static_cast<unsigned long long>(c.content_len),
+        std::printf("%s %llu %llu\n", to_hex(c.root).c_str(),
+                    static_cast<unsigned long long>(c.content_len),
                     static_cast<unsigned long long>(c.page_entries));
       }
       check_stdout();  // the count goes to stderr only when the list went out whole
@@ -169,8 +184,9 @@ void add_store_commands(CLI::App& app) {
   }
   {
     auto db = std::make_shared<std::string>();
-    CLI::App* cmd = store->add_subcommand(
-        "verify", "Check every cap record and page of a store against its key; exit 0 only if none is damaged");
+    CLI::App* cmd = store->add_subcommand("verify",
+                                          "Check every cap record and page of a store against its "
+                                          "key; exit 0 only if none is damaged");
     cmd->add_option("--db", *db, "store directory")->required();
     cmd->callback([db] {
       const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
@@ -178,19 +194,24 @@ void add_store_commands(CLI::App& app) {
       for (const StoreProblem& p : r.problems)
         std::printf("%s: %s\n", kind_name(p.kind), p.message.c_str());
       if (r.problem_count > r.problems.size()) {
-        std::printf("... and %llu more problems\n", static_cast<unsigned long long>(r.problem_count - r.problems.size()));
+        std::printf("... and %llu more problems\n",
+                    static_cast<unsigned long long>(r.problem_count - r.problems.size()));
       }
-      std::printf("%llu caps, %llu pages: %llu bad caps, %llu bad pages, %llu references to bad pages, "
-                  "%llu damaged LMDB structures; %llu references to pages not stored (in %llu caps; Missing "
-                  "pages or lost ones)\n",
-                  static_cast<unsigned long long>(r.caps), static_cast<unsigned long long>(r.pages),
-                  static_cast<unsigned long long>(r.bad_caps), static_cast<unsigned long long>(r.bad_pages),
-                  static_cast<unsigned long long>(r.damaged_page_refs), static_cast<unsigned long long>(r.bad_trees),
-                  static_cast<unsigned long long>(r.absent_page_refs),
-                  static_cast<unsigned long long>(r.caps_with_absent_pages));
+      std::printf(
+          "%llu caps, %llu pages: %llu bad caps, %llu bad pages, %llu references to bad pages, "
+          "%llu damaged LMDB structures; %llu references to pages not stored (in %llu caps; "
+          "Missing "
+          "pages or lost ones)\n",
+          static_cast<unsigned long long>(r.caps), static_cast<unsigned long long>(r.pages),
+          static_cast<unsigned long long>(r.bad_caps), static_cast<unsigned long long>(r.bad_pages),
+          static_cast<unsigned long long>(r.damaged_page_refs),
+          static_cast<unsigned long long>(r.bad_trees),
+          static_cast<unsigned long long>(r.absent_page_refs),
+          static_cast<unsigned long long>(r.caps_with_absent_pages));
       if (r.damaged()) {
         check_stdout();
-        throw ValidationFailure(*db + ": the store is damaged (" + std::to_string(r.problem_count) + " problems listed above)");
+        throw ValidationFailure(*db + ": the store is damaged (" + std::to_string(r.problem_count) +
+                                " problems listed above)");
       }
     });
   }
@@ -200,9 +221,12 @@ void add_store_commands(CLI::App& app) {
       std::vector<std::string> keep;
     };
     auto o = std::make_shared<Options>();
-    CLI::App* cmd = store->add_subcommand("gc", "Keep the named caps and their pages; remove every other cap and page");
+    CLI::App* cmd = store->add_subcommand(
+        "gc", "Keep the named caps and their pages; remove every other cap and page");
     cmd->add_option("--db", o->db, "store directory")->required();
-    cmd->add_option("--keep", o->keep, "cap roots to keep (at least one; every other cap is removed)")->required();
+    cmd->add_option("--keep", o->keep,
+                    "cap roots to keep (at least one; every other cap is removed)")
+        ->required();
     cmd->callback([o] {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
@@ -210,8 +234,10 @@ void add_store_commands(CLI::App& app) {
       s->check_structure();  // as for put: deletes descend the trees too
       const GcReport r = s->gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
-                  static_cast<unsigned long long>(r.caps_kept), static_cast<unsigned long long>(r.pages_kept),
-                  static_cast<unsigned long long>(r.caps_removed), static_cast<unsigned long long>(r.pages_removed));
+                  static_cast<unsigned long long>(r.caps_kept),
+                  static_cast<unsigned long long>(r.pages_kept),
+                  static_cast<unsigned long long>(r.caps_removed),
+                  static_cast<unsigned long long>(r.pages_removed));
     });
   }
 }
