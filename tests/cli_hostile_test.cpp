@@ -712,6 +712,92 @@ TEST(CliHostile, DamagedStoresAreCleanErrorsAndStoreVerifyFindsDamage) {
 // ---- 9. one digest end to end
 // --------------------------------------------------------------------
 
+// LMDB 0.9 on 64-bit hosts: the newer of the two meta pages, and the free list's root page.
+std::uint64_t free_list_root(const Bytes& data) {
+  const auto u64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = v << 8 | data[at + static_cast<std::size_t>(i)];
+    return v;
+  };
+  // Each meta page: 16-byte page header, magic, version, address, map size, then MDB_db[2]
+  // (free list first: root at +40 of the db), last page, transaction id.
+  const std::size_t meta = u64(PAGE_SIZE + 16 + 144) > u64(16 + 144) ? PAGE_SIZE : 0;
+  return u64(meta + 16 + 24 + 40);
+}
+
+TEST(CliHostile, PutIntoAStoreWithADamagedFreeListIsACleanError) {
+  std::mt19937_64 rng(28);
+  const std::string db = temp_path("freelist.db");
+  std::vector<std::string> roots;
+  for (int i = 0; i < 5; ++i) {
+    const std::string raw = temp_path("free" + std::to_string(i) + ".bin");
+    write_file(raw, random_bytes(rng, 32 * PAGE_SIZE));
+    if (i == 4) break;  // the last one is put after the damage
+    const CliRun put = run("store put '" + raw + "' --db '" + db + "'");
+    ASSERT_EQ(put.status, 0) << put.err;
+    roots.push_back(first_line(put.out));
+  }
+  for (int i = 0; i < 2; ++i) {  // frees pages: the free list gets a tree
+    ASSERT_EQ(run("store gc --db '" + db + "' --keep " + roots[0]).status, 0);
+  }
+  Bytes data = read_file(db + "/data.mdb");
+  const std::uint64_t root = free_list_root(data);
+  ASSERT_LE(root * PAGE_SIZE + PAGE_SIZE, data.size()) << "no free list to damage";
+  // The root page's node offsets all point past the page's end.
+  const std::size_t page = static_cast<std::size_t>(root) * PAGE_SIZE;
+  const std::size_t lower = data[page + 12] | std::size_t{data[page + 13]} << 8;
+  ASSERT_GT(lower, 16u);
+  for (std::size_t at = page + 16; at + 1 < page + lower; at += 2) {
+    data[at] = 0xf0;
+    data[at + 1] = 0xff;
+  }
+  write_file(db + "/data.mdb", data);
+  const CliRun put = run("store put '" + temp_path("free4.bin") + "' --db '" + db + "'");
+  EXPECT_EQ(put.status, 1) << put.err;
+  EXPECT_EQ(put.err.find("memory fault"), std::string::npos) << put.err;
+  EXPECT_NE(put.err.find(db), std::string::npos) << put.err;
+  EXPECT_EQ(run("store verify --db '" + db + "'").status, 1);
+  fs::remove_all(db);
+}
+
+TEST(CliHostile, OverTheMemoryLimitDiffIsAnErrorNotADifference) {
+  std::mt19937_64 rng(29);
+  const std::string a = temp_path("limit_a.bin"), b = temp_path("limit_b.bin");
+  const Bytes bytes = random_bytes(rng, 16 * PAGE_SIZE);
+  write_file(a, bytes);
+  write_file(b, bytes);
+  EXPECT_EQ(run("diff '" + a + "' '" + b + "'").status, 0);
+  const CliRun over = run("diff --max-memory 4096 '" + a + "' '" + b + "'");
+  EXPECT_EQ(over.status, 2) << over.err;  // 1 would say "different"
+  EXPECT_NE(over.err.find("--max-memory"), std::string::npos) << over.err;
+  const CliRun proof = run("proof '" + a + "' --page 0 --max-memory 4096");
+  EXPECT_EQ(proof.status, 1) << proof.err;  // elsewhere a runtime failure, not a usage error
+}
+
+TEST(CliHostile, OutputWriteErrorsNameTheOutputTheUserGave) {
+  std::mt19937_64 rng(30);
+  const std::string raw = temp_path("big.bin"), arc = temp_path("big.dcar"),
+                    out = temp_path("big.out");
+  write_file(raw, random_bytes(rng, 64 * PAGE_SIZE));
+  ASSERT_EQ(run("pack '" + raw + "' -o '" + arc + "'").status, 0);
+  // A file-size limit of 8 blocks of 1 KiB: the write fails with EFBIG.
+  const std::string cmd = "/bin/sh -c \"trap '' XFSZ; ulimit -f 8; exec " +
+                          std::string(DATACAP_CLI_PATH) + " unpack '" + arc + "' -o '" + out +
+                          "'\" 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string err;
+  std::array<char, 512> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) err.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << err;
+  EXPECT_EQ(err.rfind("datacap: error: " + out + ": ", 0), 0u) << err;
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& entry : fs::directory_iterator(fs::path(out).parent_path())) {
+    EXPECT_EQ(entry.path().string().find(out + ".tmp-"), std::string::npos) << entry.path();
+  }
+}
+
 TEST(CliHostile, EveryCommandUsesTheArchivesDigest) {
   std::mt19937_64 rng(26);
   const Bytes content = random_bytes(rng, 40 * PAGE_SIZE);

@@ -84,9 +84,9 @@ void ReplacementFile::write_at(std::uint64_t offset, const void* data, std::size
     const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw IoError(tmp_, "write failed: " + system_message());
+      throw IoError(path_, "write failed (to " + tmp_ + "): " + system_message());
     }
-    if (w == 0) throw IoError(tmp_, "write failed: no progress (device full?)");
+    if (w == 0) throw IoError(path_, "write failed (to " + tmp_ + "): no progress (device full?)");
     p += w;
     offset += static_cast<std::uint64_t>(w);
     n -= static_cast<std::size_t>(w);
@@ -95,15 +95,15 @@ void ReplacementFile::write_at(std::uint64_t offset, const void* data, std::size
 
 void ReplacementFile::truncate(std::uint64_t size) {
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-    throw IoError(tmp_, "cannot size the output: " + system_message());
+    throw IoError(path_, "cannot size " + tmp_ + ": " + system_message());
   }
 }
 
 void ReplacementFile::commit() {
-  if (::fsync(fd_) != 0) throw IoError(tmp_, "fsync failed: " + system_message());
+  if (::fsync(fd_) != 0) throw IoError(path_, "fsync of " + tmp_ + " failed: " + system_message());
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) throw IoError(tmp_, "close failed: " + system_message());
+  if (::close(fd) != 0) throw IoError(path_, "close of " + tmp_ + " failed: " + system_message());
   if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
     throw IoError(path_, "cannot rename into place: " + system_message());
   }

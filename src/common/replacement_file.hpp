@@ -40,7 +40,7 @@ class ReplacementFile {
 
   [[nodiscard]] const std::string& temp_path() const noexcept { return tmp_; }
   // Writes all n bytes at `offset` (retrying short writes; no progress is ENOSPC). Throws
-  // IoError naming the temporary file.
+  // IoError naming the target path (the temporary file in the message).
   void write_at(std::uint64_t offset, const void* data, std::size_t n);
   // Sets the file's length (holes where nothing was written). Throws IoError.
   void truncate(std::uint64_t size);

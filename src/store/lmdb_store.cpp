@@ -1284,7 +1284,9 @@ void LmdbStore::do_check_structure() const {
   const Impl& s = *impl_;
   Impl::Snapshot snap;
   s.begin_snapshot(snap);
-  s.check_structure(*snap.file, snap.meta, Impl::CAPS_TREE | Impl::META_TREE | Impl::PAGES_TREE,
+  // The free list too: a write transaction reads it to allocate pages (store put).
+  s.check_structure(*snap.file, snap.meta,
+                    Impl::CAPS_TREE | Impl::META_TREE | Impl::PAGES_TREE | Impl::FREE_LIST,
                     "nothing was read from it (see verify)");
 }
 

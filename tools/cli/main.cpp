@@ -63,7 +63,7 @@ int run(CLI::App& app, int argc, char** argv) {
   } catch (const datacap::MemoryLimitExceeded& e) {
     // The input is the trouble, not the command line: a runtime failure.
     print_error(std::string(e.what()) + "; raise it with --max-memory BYTES");
-    return datacap::cli::EXIT_RUNTIME_ERROR;
+    return datacap::cli::runtime_error_exit();  // 2 for diff, where 1 means "different"
   } catch (const datacap::InvalidArgument& e) {
     print_error(e.what());
     return EXIT_USAGE_ERROR;

@@ -55,7 +55,10 @@ OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused
 
 OutputFile::~OutputFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (replacement_) set_pending_temp("");  // the replacement file removes itself
+  if (replacement_) {
+    replacement_.reset();  // removes the temporary file, before the signal handler forgets it
+    set_pending_temp("");
+  }
 }
 
 void OutputFile::fail(const std::string& what) const {
