@@ -47,6 +47,7 @@ python3 tests/hostile/hostile.py --cli build/release/datacap --seed "$hostile_se
 # Cases the suite once found, replayed every time (seed, class, case).
 step "Hostile-inputs regressions"
 python3 tests/hostile/hostile.py --cli build/release/datacap --seed 15 --only stores --case 254  # put into a damaged store aborted in LMDB
+python3 tests/hostile/hostile.py --cli build/release/datacap --seed 1681599475 --only archives --case 26  # diff over the memory limit exited 1
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDATACAP_WERROR=ON \
