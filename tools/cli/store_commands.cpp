@@ -231,7 +231,6 @@ void add_store_commands(CLI::App& app) {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
       const std::unique_ptr<PageStore> s = open_store(o->db, Access::write);
-      s->check_structure();  // as for put: deletes descend the trees too
       const GcReport r = s->gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
                   static_cast<unsigned long long>(r.caps_kept),
