@@ -126,6 +126,9 @@ for pct in (0, 10):
     t = seconds(f"BM_PageAtRandom/pages:262144/dirty_pct:{pct}")
     if t:
         target(f"`BM_PageAtRandom/262144`, {pct}% dirty", fmt_time(t), "≤ 25 ns", t <= 25e-9)
+cpp_at, c_at = seconds("BM_CppPageAt"), seconds("BM_CApiPageAt")
+if cpp_at and c_at:
+    target("C API per-call overhead: `BM_CApiPageAt` − `BM_CppPageAt`", f"{(c_at - cpp_at) * 1e9:+.1f} ns ({fmt_time(c_at)} vs {fmt_time(cpp_at)})", "≤ 10 ns", c_at - cpp_at <= 10e-9)
 cow, floor = seconds("BM_WritePageCow"), seconds("BM_AllocCopyFloor")
 if cow and floor:
     target("`BM_WritePageCow` vs `BM_AllocCopyFloor`", f"{cow / floor:.2f}× ({fmt_time(cow)} vs {fmt_time(floor)})", "≤ 2×", cow / floor <= 2)

@@ -87,12 +87,22 @@ for fuzzer in build/fuzz/fuzz_*; do
   rm -rf "$work"
 done
 
-step "Install and find_package(datacap) from a consumer project"
+step "Install; a C++ consumer and the README's C example through find_package and pkg-config"
 prefix="$root/build/install"
 rm -rf "$prefix" build/consumer
+mkdir -p build/consumer
 cmake --install build/release --prefix "$prefix" >/dev/null
-cmake -S tests/install_consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+python3 scripts/readme-block.py c README.md > build/consumer/readme_example.c
+cmake -S tests/install_consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" \
+  -DREADME_C_EXAMPLE="$root/build/consumer/readme_example.c" >/dev/null
 cmake --build build/consumer -j"$jobs" >/dev/null
 LD_LIBRARY_PATH="$prefix/lib" build/consumer/consumer
+LD_LIBRARY_PATH="$prefix/lib" build/consumer/consumer_c
+# pkg-config, as a Makefile-built C engine would: the .pc file is relocatable.
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -pedantic $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags datacap) \
+  build/consumer/readme_example.c -o build/consumer/readme_example_pc \
+  $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs datacap)
+LD_LIBRARY_PATH="$prefix/lib" build/consumer/readme_example_pc
 
 step "All checks passed"
