@@ -41,6 +41,15 @@
 #define DATACAP_C_API __attribute__((visibility("default")))
 #endif
 
+/* Enums have int's size and range in C++ too, so any value a C caller passes is a value of the
+ * type there (a C++ enum without a fixed type has only its enumerators' range), and the library
+ * can reject it. */
+#ifdef __cplusplus
+#define DATACAP_ENUM(name) enum name : int
+#else
+#define DATACAP_ENUM(name) enum name
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,7 +60,7 @@ extern "C" {
 #define DATACAP_PAGE_SIZE 4096
 
 /* A status: 0 or the kind of failure. Values 1..9 are datacap::ErrorKind + 1. */
-typedef enum datacap_status {
+typedef DATACAP_ENUM(datacap_status) {
   DATACAP_OK = 0,
   DATACAP_INVALID_ARGUMENT = 1, /* misuse, including NULL handles and unknown enum values */
   DATACAP_OUT_OF_RANGE = 2,     /* an offset, index or size outside what the cap allows */
@@ -71,7 +80,7 @@ typedef struct datacap_hash {
   uint8_t bytes[32];
 } datacap_hash;
 
-typedef enum datacap_digest {
+typedef DATACAP_ENUM(datacap_digest) {
   DATACAP_SHA256 = 0,    /* the default and consensus digest */
   DATACAP_BLAKE2B256 = 1 /* BLAKE2b with a 32-byte output, no key */
 } datacap_digest;
@@ -148,7 +157,7 @@ DATACAP_C_API uint64_t datacap_cap_page_count(const datacap_cap* cap);
 DATACAP_C_API uint64_t datacap_cap_dirty_page_count(const datacap_cap* cap);
 DATACAP_C_API bool datacap_cap_is_clean(const datacap_cap* cap);
 
-typedef enum datacap_page_kind {
+typedef DATACAP_ENUM(datacap_page_kind) {
   DATACAP_PAGE_ZERO = 0,   /* reads as zeros (data: the shared zero page) */
   DATACAP_PAGE_BYTES = 1,  /* a stored page (data: its bytes) */
   DATACAP_PAGE_MISSING = 2 /* known only by its hash (data: NULL); never read as zeros */
@@ -261,12 +270,12 @@ DATACAP_C_API datacap_status datacap_archive_write(const datacap_cap* cap, const
                                                    datacap_digest digest,
                                                    datacap_archive_info* info);
 
-typedef enum datacap_archive_verify {
+typedef DATACAP_ENUM(datacap_archive_verify) {
   DATACAP_VERIFY_STRUCTURE = 0, /* layout now; each page checked when first hashed */
   DATACAP_VERIFY_FULL = 1       /* also every payload and the root now: O(stored bytes) */
 } datacap_archive_verify;
 
-typedef enum datacap_file_access {
+typedef DATACAP_ENUM(datacap_file_access) {
   /* Pages served from a read-only mapping of the file: the caller guarantees the file is not
    * rewritten or truncated while the cap's pages are in use (reading past a truncated end
    * raises SIGBUS, the kernel's rule for mappings). */
