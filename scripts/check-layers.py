@@ -21,7 +21,8 @@ OWNER = {  # public header -> the component that implements it
     "export.hpp": "common", "error.hpp": "common", "types.hpp": "common", "version.hpp": "common",
     "hash.hpp": "hash", "merkle.hpp": "tree", "page.hpp": "page", "slab.hpp": "slab",
     "cap.hpp": "cap", "image.hpp": "image", "codec.hpp": "codec", "archive.hpp": "archive",
-    "proof.hpp": "proof", "store.hpp": "store", "datacap.h": "capi",
+    "proof.hpp": "proof", "store.hpp": "store", "redis_store.hpp": "store",
+    "datacap.h": "capi",
     "datacap.hpp": None,  # the umbrella header: for users, never included by the library
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -15,6 +15,8 @@ packages=(
   python3           # renders BENCHMARKS.md from the benchmark JSON
   clang libclang-rt-14-dev  # libFuzzer targets
   clang-format      # the layout check of the test command (.clang-format)
+  libhiredis-dev    # the Redis page store's client
+  redis-server redis-tools  # the standalone Redis and the Redis Cluster the tests start
   python3-dev python3-pybind11  # the Python package (python/)
   python3-pytest python3-numpy  # its tests (numpy: zero-copy inputs from arrays)
 )

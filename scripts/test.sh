@@ -104,5 +104,8 @@ cc -std=c11 -Wall -Wextra -Werror -pedantic $(PKG_CONFIG_PATH="$prefix/lib/pkgco
   build/consumer/readme_example.c -o build/consumer/readme_example_pc \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs datacap)
 LD_LIBRARY_PATH="$prefix/lib" build/consumer/readme_example_pc
+# The installed Python package imports from outside the source and build trees.
+pydir=$(grep '^DATACAP_PYTHON_INSTALL_DIR:' build/release/CMakeCache.txt | cut -d= -f2)
+(cd / && PYTHONPATH="$prefix/$pydir" /usr/bin/python3 -c 'import datacap; print("installed python package", datacap.__version__)')
 
 step "All checks passed"

@@ -60,19 +60,19 @@ extern "C" {
 #define DATACAP_PAGE_SIZE 4096
 
 /* A status: 0 or the kind of failure. Values 1..9 are datacap::ErrorKind + 1. */
-typedef DATACAP_ENUM(datacap_status) {
-  DATACAP_OK = 0,
-  DATACAP_INVALID_ARGUMENT = 1, /* misuse, including NULL handles and unknown enum values */
-  DATACAP_OUT_OF_RANGE = 2,     /* an offset, index or size outside what the cap allows */
-  DATACAP_DIRTY_CAP = 3,        /* a clean-only operation on a cap with an overlay */
-  DATACAP_MISSING_PAGE = 4,     /* a Missing page was read through a call that needs its bytes */
-  DATACAP_DECODE = 5,           /* malformed bytes from outside (an archive, a store record) */
-  DATACAP_VALIDATION = 6,       /* a well-formed value that breaks a rule */
-  DATACAP_IO = 7,               /* the operating system refused a file operation */
-  DATACAP_INTEGRITY = 8,        /* bytes that do not match the hash they were fetched by */
-  DATACAP_NOT_FOUND = 9,        /* a store does not hold the key asked for */
-  DATACAP_OUT_OF_MEMORY = 10,   /* an allocation failed */
-  DATACAP_INTERNAL = 11         /* a failure the library did not classify (a bug: report it) */
+typedef DATACAP_ENUM(datacap_status){
+    DATACAP_OK = 0,
+    DATACAP_INVALID_ARGUMENT = 1, /* misuse, including NULL handles and unknown enum values */
+    DATACAP_OUT_OF_RANGE = 2,     /* an offset, index or size outside what the cap allows */
+    DATACAP_DIRTY_CAP = 3,        /* a clean-only operation on a cap with an overlay */
+    DATACAP_MISSING_PAGE = 4,     /* a Missing page was read through a call that needs its bytes */
+    DATACAP_DECODE = 5,           /* malformed bytes from outside (an archive, a store record) */
+    DATACAP_VALIDATION = 6,       /* a well-formed value that breaks a rule */
+    DATACAP_IO = 7,               /* the operating system refused a file operation */
+    DATACAP_INTEGRITY = 8,        /* bytes that do not match the hash they were fetched by */
+    DATACAP_NOT_FOUND = 9,        /* a store does not hold the key asked for */
+    DATACAP_OUT_OF_MEMORY = 10,   /* an allocation failed */
+    DATACAP_INTERNAL = 11         /* a failure the library did not classify (a bug: report it) */
 } datacap_status;
 
 /* A 32-byte digest: a page root, a Missing page's hash, a cap root. */
@@ -80,9 +80,9 @@ typedef struct datacap_hash {
   uint8_t bytes[32];
 } datacap_hash;
 
-typedef DATACAP_ENUM(datacap_digest) {
-  DATACAP_SHA256 = 0,    /* the default and consensus digest */
-  DATACAP_BLAKE2B256 = 1 /* BLAKE2b with a 32-byte output, no key */
+typedef DATACAP_ENUM(datacap_digest){
+    DATACAP_SHA256 = 0,    /* the default and consensus digest */
+    DATACAP_BLAKE2B256 = 1 /* BLAKE2b with a 32-byte output, no key */
 } datacap_digest;
 
 /* The library's version, "MAJOR.MINOR.PATCH"; a static string. Never fails. */
@@ -157,10 +157,10 @@ DATACAP_C_API uint64_t datacap_cap_page_count(const datacap_cap* cap);
 DATACAP_C_API uint64_t datacap_cap_dirty_page_count(const datacap_cap* cap);
 DATACAP_C_API bool datacap_cap_is_clean(const datacap_cap* cap);
 
-typedef DATACAP_ENUM(datacap_page_kind) {
-  DATACAP_PAGE_ZERO = 0,   /* reads as zeros (data: the shared zero page) */
-  DATACAP_PAGE_BYTES = 1,  /* a stored page (data: its bytes) */
-  DATACAP_PAGE_MISSING = 2 /* known only by its hash (data: NULL); never read as zeros */
+typedef DATACAP_ENUM(datacap_page_kind){
+    DATACAP_PAGE_ZERO = 0,   /* reads as zeros (data: the shared zero page) */
+    DATACAP_PAGE_BYTES = 1,  /* a stored page (data: its bytes) */
+    DATACAP_PAGE_MISSING = 2 /* known only by its hash (data: NULL); never read as zeros */
 } datacap_page_kind;
 
 /* The page containing a byte offset, as every engine materializes it. */
@@ -270,19 +270,18 @@ DATACAP_C_API datacap_status datacap_archive_write(const datacap_cap* cap, const
                                                    datacap_digest digest,
                                                    datacap_archive_info* info);
 
-typedef DATACAP_ENUM(datacap_archive_verify) {
-  DATACAP_VERIFY_STRUCTURE = 0, /* layout now; each page checked when first hashed */
-  DATACAP_VERIFY_FULL = 1       /* also every payload and the root now: O(stored bytes) */
+typedef DATACAP_ENUM(datacap_archive_verify){
+    DATACAP_VERIFY_STRUCTURE = 0, /* layout now; each page checked when first hashed */
+    DATACAP_VERIFY_FULL = 1       /* also every payload and the root now: O(stored bytes) */
 } datacap_archive_verify;
 
-typedef DATACAP_ENUM(datacap_file_access) {
-  /* Pages served from a read-only mapping of the file: the caller guarantees the file is not
-   * rewritten or truncated while the cap's pages are in use (reading past a truncated end
-   * raises SIGBUS, the kernel's rule for mappings). */
-  DATACAP_ACCESS_MAP = 0,
-  /* The file is read once into private memory: nothing done to it afterwards reaches the cap. */
-  DATACAP_ACCESS_COPY = 1
-} datacap_file_access;
+typedef DATACAP_ENUM(datacap_file_access){
+    /* Pages served from a read-only mapping of the file: the caller guarantees the file is not
+     * rewritten or truncated while the cap's pages are in use (reading past a truncated end
+     * raises SIGBUS, the kernel's rule for mappings). */
+    DATACAP_ACCESS_MAP = 0,
+    /* The file is read once into private memory: nothing done to it afterwards reaches the cap. */
+    DATACAP_ACCESS_COPY = 1} datacap_file_access;
 
 /* Opens an archive as a new cap (*out, freed with datacap_cap_free). max_memory: 0 for no
  * limit, else a larger cap is refused (OUT_OF_RANGE) before anything is built. `info` may be

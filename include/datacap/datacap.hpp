@@ -10,6 +10,7 @@
 #include "datacap/merkle.hpp"
 #include "datacap/page.hpp"
 #include "datacap/proof.hpp"
+#include "datacap/redis_store.hpp"
 #include "datacap/slab.hpp"
 #include "datacap/store.hpp"
 #include "datacap/types.hpp"

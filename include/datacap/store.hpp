@@ -54,6 +54,10 @@
 
 namespace datacap {
 
+namespace detail {
+struct StoreAccess;
+}
+
 // What a store knows of one saved cap.
 struct SavedCap {
   Hash32 root{};                   // SHA-256 cap root
@@ -287,6 +291,8 @@ class DATACAP_API PageStore {
   //    a store need not (and get() documents that it does not).
  protected:
   PageStore() = default;
+  // A store built on other stores (the tiered store) calls their hooks through this.
+  friend struct detail::StoreAccess;
 
   struct PageRecord {
     Hash32 root;   // the SHA-256 page root of `page`
@@ -408,6 +414,27 @@ struct LmdbOptions {
 // throws IntegrityError and nothing is changed. Pages the store lacks stay Missing (counted in
 // the report). Keeps the SHA-256 root; never changes what another cap sees.
 // O(pages fetched · (PAGE_SIZE hash + L · 64)).
+// ---- a local tier in front of a shared store -------------------------------------------------
+// A store that keeps a local copy of what it reads from a shared one: `remote` is the store of
+// record (Redis, say), `local` a cache on this machine (LMDB, say). Both are owned.
+//  - Reads look in `local` first; pages it lacks are fetched from `remote` in one batch, checked
+//    against their roots (a wrong page is not cached: the caller's own check then reports it),
+//    and copied into `local` (when that copy fails, e.g. a full disk, the read still succeeds and
+//    the next one fetches again). has_many asks `remote` once per batch, for the roots `local`
+//    lacks. Cap records are always read from `remote` (small; one round trip).
+//  - Writes go to `remote` first, then to `local`: a page or record in the local tier is always
+//    in the shared store too, so no node can believe the fleet holds what only it holds. A
+//    failure after the remote write leaves the local tier without the copy, which a later read
+//    fills.
+//  - page_count, list_caps and verify's caps are the remote's. gc runs on `remote` (the keep
+//    list must name caps saved there: NotFound otherwise), then on `local` with the kept caps it
+//    holds, dropping every other cached cap and page. The save/gc lock is taken on `remote`
+//    (across the fleet), then on `local`. verify() and check_structure() check both stores.
+//  - name() is "<local name> in front of <remote name>"; read-only when either is.
+// Throws InvalidArgument for a null store. Thread-safety: as any PageStore.
+[[nodiscard]] DATACAP_API std::unique_ptr<PageStore> make_tiered_store(
+    std::unique_ptr<PageStore> local, std::unique_ptr<PageStore> remote);
+
 DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store);
 DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store,
                                   std::span<const std::uint64_t> page_indices);

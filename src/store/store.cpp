@@ -323,6 +323,9 @@ Hash32 PageStore::save_cap(const DataCap& cap) {
     throw DirtyCap("PageStore::save_cap: cap has " + std::to_string(cap.dirty_page_count()) +
                    " dirty pages; flush it first");
   }
+  // Refused before anything else: a cap already saved must not make a write to a read-only
+  // store look allowed.
+  if (is_read_only()) throw InvalidArgument(name() + ": save_cap: the store was opened read-only");
   // With its root known, a cap saved before is found at once. Otherwise the writer hashes the
   // pages batch by batch while the previous batch is written.
   if (detail::tree_root_cached(SlabAccess::root(cap.backing()), Digest::sha256) &&

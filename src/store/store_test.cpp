@@ -23,6 +23,10 @@
 #include "store/record.hpp"
 #include "support/seed.hpp"
 #include "support/vectors.hpp"
+#ifdef DATACAP_STORE_TEST_REDIS
+#include "datacap/redis_store.hpp"
+#include "store/redis_test_env.hpp"
+#endif
 
 namespace datacap {
 namespace {
@@ -165,17 +169,37 @@ class MapStore final : public PageStore {
   mutable std::shared_mutex save_gc_;
 };
 
-enum class Kind { memory, lmdb, map };
+// redis and redis_cluster: this file compiled into datacap_redis_tests with
+// DATACAP_STORE_TEST_REDIS (cmake/redis_tests.cmake), where the conformance suite runs on the
+// servers of scripts/redis-servers.sh instead of the in-process stores.
+enum class Kind { memory, lmdb, map, redis, redis_cluster };
 
 class Store : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override { reopen(); }
   void TearDown() override {
+#ifdef DATACAP_STORE_TEST_REDIS
+    if (store_) (void)store_->gc({});  // the test's keys, under its own prefix, removed
+#endif
     store_.reset();
     if (!dir_.empty()) fs::remove_all(dir_);
   }
-  // LMDB: closes and opens the same directory (what persists); memory: keeps the store->
+  // LMDB: closes and opens the same directory (what persists); Redis: a new connection to the
+  // same servers and key prefix; memory: keeps the store->
   void reopen() {
+#ifdef DATACAP_STORE_TEST_REDIS
+    if (GetParam() == Kind::redis || GetParam() == Kind::redis_cluster) {
+      if (redis_prefix_.empty()) redis_prefix_ = testing::unique_redis_prefix();
+      RedisOptions options;
+      options.key_prefix = redis_prefix_;
+      store_.reset();
+      store_ = open_redis_store(
+          testing::redis_url(GetParam() == Kind::redis ? "DATACAP_REDIS_URL"
+                                                       : "DATACAP_REDIS_CLUSTER_URL"),
+          options);
+      return;
+    }
+#endif
     if (GetParam() == Kind::memory) {
       if (!store_) store_ = make_memory_store();
       return;
@@ -192,6 +216,7 @@ class Store : public ::testing::TestWithParam<Kind> {
   PageStore& store() { return *store_; }
 
   fs::path dir_;
+  std::string redis_prefix_;
   std::unique_ptr<PageStore> store_;
 };
 
@@ -410,12 +435,24 @@ TEST_P(Store, VerifyOfASoundStoreFindsNothingAndCountsAbsentPages) {
   EXPECT_NE(whole, with_missing);
 }
 
+#ifdef DATACAP_STORE_TEST_REDIS
+INSTANTIATE_TEST_SUITE_P(EveryStore, Store, ::testing::Values(Kind::redis, Kind::redis_cluster),
+                         [](const auto& info) {
+                           return info.param == Kind::redis ? "Redis" : "RedisCluster";
+                         });
+
+}  // namespace
+}  // namespace datacap
+#else
 INSTANTIATE_TEST_SUITE_P(EveryStore, Store, ::testing::Values(Kind::memory, Kind::lmdb, Kind::map),
                          [](const auto& info) {
                            return info.param == Kind::memory ? "Memory"
                                   : info.param == Kind::lmdb ? "Lmdb"
                                                              : "Map";
                          });
+
+// The rest of the file is about the in-process stores; datacap_tests runs it, not the Redis
+// binary.
 
 // The default verify (PageStore::do_verify), on a store that has only the hooks: records that
 // do not decode or whose page table gives another root are listed, naming the store and cap.
@@ -1586,3 +1623,4 @@ TEST(LmdbStore, TreesLmdbRebalancedPassTheWalk) {
 
 }  // namespace
 }  // namespace datacap
+#endif  // DATACAP_STORE_TEST_REDIS

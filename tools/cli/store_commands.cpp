@@ -1,8 +1,12 @@
-// datacap store put FILE... --db DIR [--size BYTES]   prints each file's cap root once it is saved
-// datacap store get ROOT --db DIR -o FILE              writes the saved cap's bytes (full size)
-// datacap store ls --db DIR                            one line per saved cap: root size pages
-// datacap store gc --db DIR --keep ROOT...             keeps those caps, drops everything else
-// datacap store verify --db DIR                        checks records and pages; exit 1 if damaged
+// datacap store put FILE... --db URL [--size BYTES]   prints each file's cap root once it is saved
+// datacap store get ROOT --db URL -o FILE              writes the saved cap's bytes (full size)
+// datacap store ls --db URL                            one line per saved cap: root size pages
+// datacap store gc --db URL --keep ROOT...             keeps those caps, drops everything else
+// datacap store verify --db URL                        checks records and pages; exit 1 if damaged
+//
+// URL: a directory or lmdb:DIR (the embedded LMDB store), or
+// redis://[user[:password]@]host:port[,host:port...] (a Redis server or cluster). Every command
+// also takes --cache DIR: an LMDB store used as a local tier in front of the --db store.
 //
 // put and get stream, whatever the file's size: put holds at most two batches of
 // PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get one of PageStore::EXPORT_BATCH_PAGES
@@ -71,14 +75,64 @@ Hash32 root_argument(const std::string& hex, const std::string& what) {
   }
 }
 
+// Where --db and --cache point.
+struct StoreLocation {
+  std::string db;     // as given
+  std::string cache;  // empty: no local tier
+};
+
+bool is_redis_url(const std::string& db) { return db.rfind("redis://", 0) == 0; }
+
+// The LMDB directory a --db names (a plain path or lmdb:PATH); empty for a Redis URL.
+std::string lmdb_directory(const std::string& db) {
+  if (is_redis_url(db)) return {};
+  return db.rfind("lmdb:", 0) == 0 ? db.substr(5) : db;
+}
+
+// The URL without its password, for messages and the fault handler.
+std::string shown_url(const std::string& db) {
+  if (!is_redis_url(db)) return db;
+  const std::size_t at = db.find('@');
+  const std::size_t colon = db.find(':', 8);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return db;
+  return db.substr(0, colon) + ":***" + db.substr(at);
+}
+
+// Files of the LMDB stores involved, which `get -o` must never overwrite.
+std::vector<std::string> store_files(const StoreLocation& where) {
+  std::vector<std::string> files;
+  for (const std::string& dir : {lmdb_directory(where.db), where.cache}) {
+    if (dir.empty()) continue;
+    for (const char* name : {"/data.mdb", "/lock.mdb", "/datacap.lock"})
+      files.push_back(dir + name);
+  }
+  return files;
+}
+
 enum class Access { read, write, create };
-std::unique_ptr<PageStore> open_store(const std::string& db, Access access) {
-  set_fault_context("store " + db);
-  const bool read_only = access == Access::read;
-  LmdbOptions options;
-  options.create = access == Access::create;
-  options.read_only = read_only;
-  return open_lmdb_store(db, options);
+std::unique_ptr<PageStore> open_store(const StoreLocation& where, Access access) {
+  set_fault_context("store " + shown_url(where.db));
+  std::unique_ptr<PageStore> store;
+  if (is_redis_url(where.db)) {
+    store = open_redis_store(where.db);
+  } else {
+    const std::string dir = lmdb_directory(where.db);
+    if (dir.empty()) throw InvalidArgument("--db: '" + where.db + "' names no store");
+    LmdbOptions options;
+    options.create = access == Access::create;
+    options.read_only = access == Access::read;
+    store = open_lmdb_store(dir, options);
+  }
+  if (where.cache.empty()) return store;
+  // The local tier is written by reads too (it keeps what they fetch), so it is always opened
+  // for writing, and created when absent.
+  return make_tiered_store(open_lmdb_store(where.cache), std::move(store));
+}
+
+void add_location_options(CLI::App& cmd, StoreLocation& where, const char* db_help) {
+  cmd.add_option("--db", where.db, db_help)->required();
+  cmd.add_option("--cache", where.cache,
+                 "LMDB directory used as a local tier in front of --db (created if absent)");
 }
 
 const char* kind_name(StoreProblem::Kind kind) {
@@ -98,26 +152,28 @@ const char* kind_name(StoreProblem::Kind kind) {
 }  // namespace
 
 void add_store_commands(CLI::App& app) {
-  CLI::App* store =
-      app.add_subcommand("store", "A content-addressed page store (LMDB) of saved caps");
+  CLI::App* store = app.add_subcommand(
+      "store", "A content-addressed page store of saved caps (LMDB, Redis, or both tiered)");
   store->require_subcommand(1);
   {
     struct Options {
       std::vector<std::string> files;
-      std::string db;
+      StoreLocation where;
       std::uint64_t size = 0;
     };
     auto o = std::make_shared<Options>();
     CLI::App* cmd =
         store->add_subcommand("put", "Save each FILE as a cap; print its root when it is saved");
     cmd->add_option("FILE", o->files, "input files; '-' reads standard input")->required();
-    cmd->add_option("--db", o->db, "store directory (created if absent)")->required();
+    add_location_options(
+        *cmd, o->where,
+        "store: a directory (created if absent), lmdb:DIR or redis://HOST:PORT,...");
     add_u64_option(
         *cmd, "--size", o->size,
         "cap size in bytes: the larger of this and each file's length, rounded up to a page");
     cmd->callback([o] {
       check_size_option(o->size);
-      const std::unique_ptr<PageStore> s = open_store(o->db, Access::create);
+      const std::unique_ptr<PageStore> s = open_store(o->where, Access::create);
       // LMDB asserts (aborts) when a write descends into a damaged tree page: walk them first.
       s->check_structure();
       for (const std::string& file : o->files) {
@@ -136,28 +192,28 @@ void add_store_commands(CLI::App& app) {
   }
   {
     struct Options {
-      std::string root, db, out;
+      std::string root, out;
+      StoreLocation where;
     };
     auto o = std::make_shared<Options>();
     CLI::App* cmd =
         store->add_subcommand("get", "Write the cap saved under ROOT to FILE (its full size)");
     cmd->add_option("ROOT", o->root, "cap root, 64 hex characters")->required();
-    cmd->add_option("--db", o->db, "store directory")->required();
+    add_location_options(*cmd, o->where, "store: a directory, lmdb:DIR or redis://HOST:PORT,...");
     cmd->add_option("-o,--output", o->out, "file to write")->required();
     cmd->callback([o] {
-      const std::vector<std::string> store_files = {o->db + "/data.mdb", o->db + "/lock.mdb",
-                                                    o->db + "/datacap.lock"};
-      OutputFile::check_path(o->out, store_files);
+      const std::vector<std::string> files = store_files(o->where);
+      OutputFile::check_path(o->out, files);
       const Hash32 root = root_argument(o->root, "ROOT");
-      const std::unique_ptr<PageStore> s = open_store(o->db, Access::read);
+      const std::unique_ptr<PageStore> s = open_store(o->where, Access::read);
       s->check_structure();  // LMDB then follows only checked pointers
       const SavedCap info = s->saved_cap(root);
-      OutputFile out(o->out, store_files);
+      OutputFile out(o->out, files);
       Progress progress("store get", info.content_len);
       s->export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
         if (slot.is_missing()) {
-          throw MissingPage(o->db + ": cap " + to_hex(root), static_cast<std::uint32_t>(page_index),
-                            slot.missing_hash());
+          throw MissingPage(s->name() + ": cap " + to_hex(root),
+                            static_cast<std::uint32_t>(page_index), slot.missing_hash());
         }
         out.write_at(page_index * PAGE_SIZE, slot.page().data(), PAGE_SIZE);
         progress.update(page_index * PAGE_SIZE);
@@ -167,12 +223,12 @@ void add_store_commands(CLI::App& app) {
     });
   }
   {
-    auto db = std::make_shared<std::string>();
+    auto where = std::make_shared<StoreLocation>();
     CLI::App* cmd =
         store->add_subcommand("ls", "List saved caps: root, size in bytes, non-empty pages");
-    cmd->add_option("--db", *db, "store directory")->required();
-    cmd->callback([db] {
-      const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
+    add_location_options(*cmd, *where, "store: a directory, lmdb:DIR or redis://HOST:PORT,...");
+    cmd->callback([where] {
+      const std::unique_ptr<PageStore> s = open_store(*where, Access::read);
       for (const SavedCap& c : s->list_caps()) {
         std::printf("%s %llu %llu\n", to_hex(c.root).c_str(),
                     static_cast<unsigned long long>(c.content_len),
@@ -183,13 +239,13 @@ void add_store_commands(CLI::App& app) {
     });
   }
   {
-    auto db = std::make_shared<std::string>();
+    auto where = std::make_shared<StoreLocation>();
     CLI::App* cmd = store->add_subcommand("verify",
                                           "Check every cap record and page of a store against its "
                                           "key; exit 0 only if none is damaged");
-    cmd->add_option("--db", *db, "store directory")->required();
-    cmd->callback([db] {
-      const std::unique_ptr<PageStore> s = open_store(*db, Access::read);
+    add_location_options(*cmd, *where, "store: a directory, lmdb:DIR or redis://HOST:PORT,...");
+    cmd->callback([where] {
+      const std::unique_ptr<PageStore> s = open_store(*where, Access::read);
       const StoreVerifyReport r = s->verify();
       for (const StoreProblem& p : r.problems)
         std::printf("%s: %s\n", kind_name(p.kind), p.message.c_str());
@@ -210,27 +266,27 @@ void add_store_commands(CLI::App& app) {
           static_cast<unsigned long long>(r.caps_with_absent_pages));
       if (r.damaged()) {
         check_stdout();
-        throw ValidationFailure(*db + ": the store is damaged (" + std::to_string(r.problem_count) +
-                                " problems listed above)");
+        throw ValidationFailure(s->name() + ": the store is damaged (" +
+                                std::to_string(r.problem_count) + " problems listed above)");
       }
     });
   }
   {
     struct Options {
-      std::string db;
+      StoreLocation where;
       std::vector<std::string> keep;
     };
     auto o = std::make_shared<Options>();
     CLI::App* cmd = store->add_subcommand(
         "gc", "Keep the named caps and their pages; remove every other cap and page");
-    cmd->add_option("--db", o->db, "store directory")->required();
+    add_location_options(*cmd, o->where, "store: a directory, lmdb:DIR or redis://HOST:PORT,...");
     cmd->add_option("--keep", o->keep,
                     "cap roots to keep (at least one; every other cap is removed)")
         ->required();
     cmd->callback([o] {
       std::vector<Hash32> keep;
       for (const std::string& hex : o->keep) keep.push_back(root_argument(hex, "--keep"));
-      const std::unique_ptr<PageStore> s = open_store(o->db, Access::write);
+      const std::unique_ptr<PageStore> s = open_store(o->where, Access::write);
       const GcReport r = s->gc(keep);
       std::printf("kept %llu caps, %llu pages; removed %llu caps, %llu pages\n",
                   static_cast<unsigned long long>(r.caps_kept),
