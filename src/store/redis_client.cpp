@@ -671,7 +671,7 @@ void RedisClient::wait_for_replicas(const Endpoint& node, Connection& connection
                   std::string("WAIT: the connection failed before the writes were "
                               "acknowledged by a replica: ") +
                       (connection.context->errstr[0] != '\0' ? connection.context->errstr
-                                                            : "connection lost"));
+                                                             : "connection lost"));
   }
   if (reply->type != REDIS_REPLY_INTEGER) {
     throw IoError(node.name(), "WAIT: " + std::string(reply_text(*reply)));
