@@ -12,7 +12,12 @@ target_include_directories(datacap_redis_tests PRIVATE ${PROJECT_SOURCE_DIR}/tes
 target_link_libraries(datacap_redis_tests PRIVATE datacap_internal GTest::gtest GTest::gtest_main)
 target_compile_definitions(datacap_redis_tests PRIVATE
   DATACAP_STORE_TEST_REDIS
-  DATACAP_VECTORS_DIR="${DATACAP_VECTORS_DIR}")
+  DATACAP_VECTORS_DIR="${DATACAP_VECTORS_DIR}"
+  DATACAP_REDIS_SERVERS_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/redis-servers.sh"
+  $<$<BOOL:${DATACAP_BUILD_CLI}>:DATACAP_CLI_PATH="$<TARGET_FILE:datacap_cli>">)
+if(DATACAP_BUILD_CLI)
+  add_dependencies(datacap_redis_tests datacap_cli)  # the fault tests run the CLI
+endif()
 
 set(DATACAP_REDIS_SERVERS_DIR ${CMAKE_BINARY_DIR}/redis-servers)
 add_test(NAME RedisServers.Start

@@ -147,7 +147,7 @@ start_all() {
   local port
   for port in "${cluster[@]}"; do
     start_server "$port" --cluster-enabled yes --cluster-config-file "$dir/node-$port/nodes.conf" \
-      --cluster-node-timeout 5000
+      --cluster-node-timeout 5000 --cluster-replica-validity-factor 0
   done
   wait_ping "${ports[@]}"
 
@@ -162,6 +162,23 @@ start_all() {
     echo "redis-servers: the cluster is not ok on 127.0.0.1:$port after 30 s" >&2
     false
   done
+  # Every replica has copied its master (a failover test that kills a master at once needs a
+  # replica with the data; replicas also never give up failing over: validity factor 0).
+  local synced=0
+  for _ in $(seq 300); do
+    synced=0
+    for port in "${cluster[@]}"; do
+      if cli "$port" info replication 2>/dev/null | grep -q '^master_link_status:up'; then
+        synced=$((synced + 1))
+      fi
+    done
+    [[ $synced -lt 3 ]] || break
+    sleep 0.1
+  done
+  if [[ $synced -lt 3 ]]; then
+    echo "redis-servers: $synced of 3 replicas synchronized after 30 s" >&2
+    false
+  fi
 
   local seed_list
   seed_list=$(

@@ -111,6 +111,51 @@ TEST(CliStore, PutGetLsGcRoundTrip) {
   fs::remove(out);
 }
 
+// --db lmdb:DIR is the plain directory; --cache DIR puts an LMDB tier in front and fills it on
+// reads; a cache that is the --db store itself, and a --db that looks like another kind of URL,
+// are refused (the first used to hang gc on its own lock file).
+TEST(CliStore, DbUrlsAndTheCacheTier) {
+  std::mt19937_64 rng(env_seed(102));
+  const std::string db = temp_path("url_db");
+  const std::string cache = temp_path("url_cache");
+  fs::remove_all(db);
+  fs::remove_all(cache);
+  const std::string file = temp_path("url.bin");
+  const auto content = random_bytes(rng, 5 * PAGE_SIZE);
+  write_file(file, content);
+  const CliRun put = run("store put '" + file + "' --db 'lmdb:" + db + "'");
+  ASSERT_EQ(put.status, 0) << put.err;
+  const std::string root = lines(put.out).at(0);
+  EXPECT_EQ(run("store ls --db '" + db + "'").out.rfind(root, 0), 0u);
+
+  const std::string out = temp_path("url_out.bin");
+  const CliRun get =
+      run("store get " + root + " --db '" + db + "' --cache '" + cache + "' -o '" + out + "'");
+  ASSERT_EQ(get.status, 0) << get.err;
+  EXPECT_EQ(read_file(out), content);
+  // The read filled the cache: its pages are there now (`store verify` of the cache alone
+  // counts them).
+  const CliRun cached = run("store verify --db '" + cache + "'");
+  EXPECT_EQ(cached.status, 0) << cached.err;
+  EXPECT_NE(cached.out.find(" 5 pages"), std::string::npos) << cached.out;
+  const CliRun gc = run("store gc --db '" + db + "' --cache '" + cache + "' --keep " + root);
+  EXPECT_EQ(gc.status, 0) << gc.err;
+
+  const CliRun same = run("store gc --db '" + db + "' --cache '" + db + "/' --keep " + root);
+  EXPECT_EQ(same.status, 2) << same.err;
+  EXPECT_NE(same.err.find("is the --db store itself"), std::string::npos) << same.err;
+  const CliRun scheme = run("store ls --db rediss://127.0.0.1:1");
+  EXPECT_EQ(scheme.status, 2) << scheme.err;
+  EXPECT_FALSE(fs::exists("rediss:"));
+  const CliRun refused = run("store ls --db redis://127.0.0.1:1");
+  EXPECT_EQ(refused.status, 1) << refused.err;
+  EXPECT_NE(refused.err.find("127.0.0.1:1"), std::string::npos) << refused.err;
+  fs::remove_all(db);
+  fs::remove_all(cache);
+  fs::remove(file);
+  fs::remove(out);
+}
+
 TEST(CliProof, ProofsOfVectorsVerifyAndTamperedOnesDoNot) {
   const std::string proof_path = temp_path("proof.json");
   for (const auto& row : read_manifest()) {

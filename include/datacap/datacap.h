@@ -108,8 +108,8 @@ DATACAP_C_API void datacap_hash_to_hex(const datacap_hash* hash, char out[65]);
 DATACAP_C_API datacap_status datacap_hash_from_hex(const char* hex, datacap_hash* out);
 
 /* Threads used by large root computations (the caller counts as one); 0 = one per core, the
- * default. Not to be called while other threads hash. When a thread cannot start (INTERNAL or
- * OUT_OF_MEMORY), hashing goes on with the threads that did. */
+ * default; at most 1024 (more are capped). Not to be called while other threads hash. When a thread
+ * cannot start (INTERNAL or OUT_OF_MEMORY), hashing goes on with the threads that did. */
 DATACAP_C_API datacap_status datacap_set_hash_threads(unsigned threads);
 
 /* The page root of `len` <= 4096 bytes zero-padded to a page. O(PAGE_SIZE). Errors:

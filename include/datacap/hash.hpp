@@ -52,8 +52,9 @@ DATACAP_API Isa active_isa();
 DATACAP_API void set_isa(Isa isa);
 
 // Threads used by large root computations (the caller counts as one). 0 = one per core, the
-// default; 1 = never start a thread. Small computations always run on the caller alone.
-// Do not call concurrently with hashing on other threads.
+// default; 1 = never start a thread; at most 1024. Small computations always run on the caller
+// alone. Do not call concurrently with hashing on other threads. When a thread cannot start,
+// throws std::system_error and hashing goes on with the threads that did.
 DATACAP_API void set_hash_threads(unsigned threads);
 DATACAP_API unsigned hash_threads() noexcept;
 

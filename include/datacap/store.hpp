@@ -409,11 +409,6 @@ struct LmdbOptions {
 [[nodiscard]] DATACAP_API std::unique_ptr<PageStore> open_lmdb_store(const std::string& path,
                                                                      LmdbOptions options = {});
 
-// Resolves the cap's Missing pages (all, or those in `page_indices`; others are ignored) from
-// `store`, in one batch: every fetched page is checked against its hash first — a wrong page
-// throws IntegrityError and nothing is changed. Pages the store lacks stay Missing (counted in
-// the report). Keeps the SHA-256 root; never changes what another cap sees.
-// O(pages fetched · (PAGE_SIZE hash + L · 64)).
 // ---- a local tier in front of a shared store -------------------------------------------------
 // A store that keeps a local copy of what it reads from a shared one: `remote` is the store of
 // record (Redis, say), `local` a cache on this machine (LMDB, say). Both are owned.
@@ -422,19 +417,29 @@ struct LmdbOptions {
 //    and copied into `local` (when that copy fails, e.g. a full disk, the read still succeeds and
 //    the next one fetches again). has_many asks `remote` once per batch, for the roots `local`
 //    lacks. Cap records are always read from `remote` (small; one round trip).
-//  - Writes go to `remote` first, then to `local`: a page or record in the local tier is always
-//    in the shared store too, so no node can believe the fleet holds what only it holds. A
-//    failure after the remote write leaves the local tier without the copy, which a later read
-//    fills.
+//  - Writes go to `remote` first, then to `local`: what this node writes reaches its cache only
+//    once the shared store has it, so a failed write never leaves the node holding what the
+//    fleet lacks. A failure after the remote write leaves the local tier without the copy,
+//    which a later read fills. (The cache is not told of another node's gc: has() may still
+//    answer true for a page gc removed from the remote. Saves never rely on has(): they write
+//    every page, and the remote keeps one copy.)
 //  - page_count, list_caps and verify's caps are the remote's. gc runs on `remote` (the keep
 //    list must name caps saved there: NotFound otherwise), then on `local` with the kept caps it
 //    holds, dropping every other cached cap and page. The save/gc lock is taken on `remote`
-//    (across the fleet), then on `local`. verify() and check_structure() check both stores.
+//    (across the fleet), then on `local`. verify() and check_structure() check both stores
+//    (verify's counts of caps, pages and absent pages are the remote's; damage found in either
+//    is reported).
 //  - name() is "<local name> in front of <remote name>"; read-only when either is.
-// Throws InvalidArgument for a null store. Thread-safety: as any PageStore.
+// The two must be distinct stores (two handles on one LMDB directory deadlock in gc). Throws
+// InvalidArgument for a null store. Thread-safety: as any PageStore.
 [[nodiscard]] DATACAP_API std::unique_ptr<PageStore> make_tiered_store(
     std::unique_ptr<PageStore> local, std::unique_ptr<PageStore> remote);
 
+// Resolves the cap's Missing pages (all, or those in `page_indices`; others are ignored) from
+// `store`, in one batch: every fetched page is checked against its hash first — a wrong page
+// throws IntegrityError and nothing is changed. Pages the store lacks stay Missing (counted in
+// the report). Keeps the SHA-256 root; never changes what another cap sees.
+// O(pages fetched · (PAGE_SIZE hash + L · 64)).
 DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store);
 DATACAP_API HydrateReport hydrate(DataCap& cap, const PageStore& store,
                                   std::span<const std::uint64_t> page_indices);

@@ -717,6 +717,40 @@ static void test_proofs(void) {
   CHECK_FAILS(datacap_verify_page_proof(&received, &root, DATACAP_SHA256, &valid),
               DATACAP_INVALID_ARGUMENT, "NULL");
 
+  /* Received proofs whose lengths no proof has are bad proofs (*valid = 0), not errors, and
+   * ask for no memory (regression: a huge branch_len was an INTERNAL error or an abort). */
+  received.branch = branch;
+  received.branch_len = SIZE_MAX;
+  valid = true;
+  OK(datacap_verify_page_proof(&received, &root, DATACAP_SHA256, &valid));
+  CHECK(!valid);
+  received.branch_len = (size_t)1 << 40;
+  valid = true;
+  OK(datacap_verify_page_proof(&received, &root, DATACAP_SHA256, &valid));
+  CHECK(!valid);
+  {
+    uint64_t one_index[1] = {1};
+    datacap_hash one_leaf[1];
+    memset(one_leaf, 0, sizeof one_leaf);
+    datacap_multi_proof hostile = {proof.content_len, one_index, one_leaf,
+                                   (size_t)1 << 61,   branch,    1};
+    valid = true;
+    OK(datacap_verify_multi_proof(&hostile, &root, DATACAP_SHA256, &valid));
+    CHECK(!valid);
+    hostile.page_count = 1;
+    hostile.helper_count = SIZE_MAX;
+    valid = true;
+    OK(datacap_verify_multi_proof(&hostile, &root, DATACAP_SHA256, &valid));
+    CHECK(!valid);
+    hostile.helper_count = 1;
+    uint8_t page_bytes[DATACAP_PAGE_SIZE];
+    memset(page_bytes, 0, sizeof page_bytes);
+    datacap_range_proof hostile_range = {0, 1, hostile, page_bytes, SIZE_MAX};
+    valid = true;
+    OK(datacap_verify_range_proof(&hostile_range, &root, DATACAP_SHA256, &valid));
+    CHECK(!valid);
+  }
+
   /* Proofs need a clean cap; a range over a Missing page has no bytes to give. */
   OK(datacap_cap_write(cap, 0, (const uint8_t*)"x", 1));
   CHECK_FAILS(datacap_prove_page(cap, 0, DATACAP_SHA256, &proof), DATACAP_DIRTY_CAP, "");

@@ -38,6 +38,17 @@ void fill_multi(const datacap::MultiProof& proof, datacap_multi_proof& out) {
   out.helpers = helpers.release();
 }
 
+// Longest branch of any proof: 32 levels of pages (2^32 pages) and the size root.
+constexpr std::size_t MAX_BRANCH = 33;
+constexpr std::uint64_t MAX_PAGES = std::uint64_t{1} << 32;
+
+// Whether a received multiproof's counts could belong to a proof at all: a proof of k pages has
+// at most k · 32 + 1 helpers. Counts beyond that are a bad proof (*valid = false), answered
+// before anything is copied, so a hostile count cannot ask for a huge allocation.
+bool multi_counts_plausible(const datacap_multi_proof& proof) noexcept {
+  return proof.page_count <= MAX_PAGES && proof.helper_count <= proof.page_count * MAX_BRANCH + 1;
+}
+
 bool multi_ok(const datacap_multi_proof& proof) noexcept {
   return bytes_ok(proof.page_indices, proof.page_count) &&
          bytes_ok(proof.leaves, proof.page_count) && bytes_ok(proof.helpers, proof.helper_count);
@@ -85,6 +96,10 @@ datacap_status datacap_verify_page_proof(const datacap_page_proof* proof, const 
       !bytes_ok(proof->branch, proof->branch_len)) {
     return misuse("datacap_verify_page_proof: NULL argument");
   }
+  if (proof->branch_len > MAX_BRANCH) {
+    *valid = false;  // no proof has a branch that long
+    return DATACAP_OK;
+  }
   return guard([&] {
     datacap::PageProof converted;
     converted.content_len = proof->content_len;
@@ -119,6 +134,10 @@ datacap_status datacap_verify_multi_proof(const datacap_multi_proof* proof,
   if (proof == nullptr || root == nullptr || valid == nullptr || !multi_ok(*proof)) {
     return misuse("datacap_verify_multi_proof: NULL argument");
   }
+  if (!multi_counts_plausible(*proof)) {
+    *valid = false;
+    return DATACAP_OK;
+  }
   return guard([&] {
     *valid = datacap::verify_multiproof(multi_of(*proof), hash_of(*root), digest_of(digest));
   });
@@ -151,6 +170,11 @@ datacap_status datacap_verify_range_proof(const datacap_range_proof* proof,
   if (proof == nullptr || root == nullptr || valid == nullptr || !multi_ok(proof->pages) ||
       !bytes_ok(proof->page_bytes, proof->page_bytes_len)) {
     return misuse("datacap_verify_range_proof: NULL argument");
+  }
+  if (!multi_counts_plausible(proof->pages) ||
+      proof->page_bytes_len != proof->pages.page_count * datacap::PAGE_SIZE) {
+    *valid = false;
+    return DATACAP_OK;
   }
   return guard([&] {
     datacap::RangeProof converted;

@@ -40,16 +40,28 @@ struct Batch {
   }
 };
 
+// More threads than this only cost memory (hashing is bound by cores and memory bandwidth).
+constexpr unsigned MAX_POOL_THREADS = 1024;
+
 class Pool {
  public:
   ~Pool() { resize(1); }
 
   void resize(unsigned threads) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    threads = std::min(threads, MAX_POOL_THREADS);
     std::lock_guard<std::mutex> resize_lock(resize_mu_);
     stop_workers();
+    // The count is what started: a thread that cannot start (the system's limit) leaves the
+    // pool with those that did, and the error goes to the caller.
+    threads_.store(1, std::memory_order_release);
+    try {
+      for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+    } catch (...) {
+      threads_.store(static_cast<unsigned>(workers_.size()) + 1, std::memory_order_release);
+      throw;
+    }
     threads_.store(threads, std::memory_order_release);
-    for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
   }
 
   unsigned threads() const noexcept { return threads_.load(std::memory_order_acquire); }

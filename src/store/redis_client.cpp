@@ -649,6 +649,10 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
         // failures count against max_retries.
       }
     }
+    // A group resent whole (waiting for replicas) may hand back commands already queued by a
+    // redirect: each is sent once per round.
+    std::sort(again.begin(), again.end());
+    again.erase(std::unique(again.begin(), again.end()), again.end());
     pending = std::move(again);
   }
 }
@@ -664,14 +668,10 @@ void RedisClient::wait_for_replicas(const Endpoint& node, Connection& connection
   const ReplyPtr reply(
       static_cast<redisReply*>(redisCommandArgv(connection.context, 3, argv, lens)),
       freeReplyObject);
-  // Not Lost (which run() would retry from where it was): whether the writes were replicated
-  // is unknown, so the caller must not report them stored.
+  // A connection lost here is Lost like any other: run() sends the node's commands again, whole,
+  // to whichever master holds their slots then, and waits again.
   if (!reply) {
-    throw IoError(node.name(),
-                  std::string("WAIT: the connection failed before the writes were "
-                              "acknowledged by a replica: ") +
-                      (connection.context->errstr[0] != '\0' ? connection.context->errstr
-                                                             : "connection lost"));
+    fail(node, *connection.context, errno, "WAIT", options_.command_timeout, "command_timeout");
   }
   if (reply->type != REDIS_REPLY_INTEGER) {
     throw IoError(node.name(), "WAIT: " + std::string(reply_text(*reply)));

@@ -111,9 +111,11 @@ class RedisClient {
   [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
   [[nodiscard]] const ClientStats& stats() const noexcept { return stats_; }
 
-  // Called once per command with its final reply (never a redirect or a retryable error),
-  // in no particular order; `index` is the command's position. The reply is valid during the
-  // call only. An exception thrown by it ends run() (the connections in use are closed).
+  // Called with each command's final reply (never a redirect or a retryable error), in no
+  // particular order: once per command — except that with wait_replicas, a command whose node
+  // was lost before its WAIT is sent again and answered again; `index` is the command's position.
+  // The reply is valid during the call only. An exception thrown by it ends run() (the connections
+  // in use are closed).
   using ReplyFn = std::function<void(std::size_t index, const redisReply& reply)>;
 
   // Runs the commands, each on the master owning its key's slot, pipelined per node in chunks.

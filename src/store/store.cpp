@@ -69,6 +69,7 @@ Hash32 PageStore::put(const PageRef& page) {
 }
 
 void PageStore::put_many(std::span<const PageRef> pages, std::span<Hash32> roots) {
+  if (is_read_only()) throw InvalidArgument(name() + ": put: the store was opened read-only");
   if (pages.size() != roots.size()) {
     throw InvalidArgument("PageStore::put_many: " + std::to_string(pages.size()) + " pages but " +
                           std::to_string(roots.size()) + " roots");

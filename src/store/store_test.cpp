@@ -172,7 +172,8 @@ class MapStore final : public PageStore {
 // redis and redis_cluster: this file compiled into datacap_redis_tests with
 // DATACAP_STORE_TEST_REDIS (cmake/redis_tests.cmake), where the conformance suite runs on the
 // servers of scripts/redis-servers.sh instead of the in-process stores.
-enum class Kind { memory, lmdb, map, redis, redis_cluster };
+// tiered: LMDB in front of LMDB (main binary); tiered_redis: LMDB in front of the cluster.
+enum class Kind { memory, lmdb, map, tiered, redis, redis_cluster, tiered_redis };
 
 class Store : public ::testing::TestWithParam<Kind> {
  protected:
@@ -183,23 +184,43 @@ class Store : public ::testing::TestWithParam<Kind> {
 #endif
     store_.reset();
     if (!dir_.empty()) fs::remove_all(dir_);
+    if (!remote_dir_.empty()) fs::remove_all(remote_dir_);
   }
   // LMDB: closes and opens the same directory (what persists); Redis: a new connection to the
   // same servers and key prefix; memory: keeps the store->
   void reopen() {
 #ifdef DATACAP_STORE_TEST_REDIS
-    if (GetParam() == Kind::redis || GetParam() == Kind::redis_cluster) {
+    if (GetParam() == Kind::redis || GetParam() == Kind::redis_cluster ||
+        GetParam() == Kind::tiered_redis) {
       if (redis_prefix_.empty()) redis_prefix_ = testing::unique_redis_prefix();
       RedisOptions options;
       options.key_prefix = redis_prefix_;
       store_.reset();
-      store_ = open_redis_store(
+      std::unique_ptr<PageStore> redis = open_redis_store(
           testing::redis_url(GetParam() == Kind::redis ? "DATACAP_REDIS_URL"
                                                        : "DATACAP_REDIS_CLUSTER_URL"),
           options);
+      if (GetParam() != Kind::tiered_redis) {
+        store_ = std::move(redis);
+        return;
+      }
+      if (dir_.empty())
+        dir_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+      store_ = make_tiered_store(open_lmdb_store(dir_.string()), std::move(redis));
       return;
     }
 #endif
+    if (GetParam() == Kind::tiered) {
+      if (dir_.empty()) {
+        const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        dir_ = fresh_dir(name + "_local");
+        remote_dir_ = fresh_dir(name + "_remote");
+      }
+      store_.reset();
+      store_ =
+          make_tiered_store(open_lmdb_store(dir_.string()), open_lmdb_store(remote_dir_.string()));
+      return;
+    }
     if (GetParam() == Kind::memory) {
       if (!store_) store_ = make_memory_store();
       return;
@@ -216,6 +237,7 @@ class Store : public ::testing::TestWithParam<Kind> {
   PageStore& store() { return *store_; }
 
   fs::path dir_;
+  fs::path remote_dir_;  // tiered: the remote tier's LMDB
   std::string redis_prefix_;
   std::unique_ptr<PageStore> store_;
 };
@@ -436,19 +458,24 @@ TEST_P(Store, VerifyOfASoundStoreFindsNothingAndCountsAbsentPages) {
 }
 
 #ifdef DATACAP_STORE_TEST_REDIS
-INSTANTIATE_TEST_SUITE_P(EveryStore, Store, ::testing::Values(Kind::redis, Kind::redis_cluster),
+INSTANTIATE_TEST_SUITE_P(EveryStore, Store,
+                         ::testing::Values(Kind::redis, Kind::redis_cluster, Kind::tiered_redis),
                          [](const auto& info) {
-                           return info.param == Kind::redis ? "Redis" : "RedisCluster";
+                           return info.param == Kind::redis           ? "Redis"
+                                  : info.param == Kind::redis_cluster ? "RedisCluster"
+                                                                      : "TieredRedisCluster";
                          });
 
 }  // namespace
 }  // namespace datacap
 #else
-INSTANTIATE_TEST_SUITE_P(EveryStore, Store, ::testing::Values(Kind::memory, Kind::lmdb, Kind::map),
+INSTANTIATE_TEST_SUITE_P(EveryStore, Store,
+                         ::testing::Values(Kind::memory, Kind::lmdb, Kind::map, Kind::tiered),
                          [](const auto& info) {
                            return info.param == Kind::memory ? "Memory"
                                   : info.param == Kind::lmdb ? "Lmdb"
-                                                             : "Map";
+                                  : info.param == Kind::map  ? "Map"
+                                                             : "Tiered";
                          });
 
 // The rest of the file is about the in-process stores; datacap_tests runs it, not the Redis

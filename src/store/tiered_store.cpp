@@ -20,14 +20,13 @@ struct TieredLock final : PageStore::Lock {
   std::unique_ptr<PageStore::Lock> local;  // declared last: destroyed first
 };
 
-void add_report(StoreVerifyReport& into, const StoreVerifyReport& from) {
-  into.caps += from.caps;
-  into.pages += from.pages;
+// Adds the local tier's damage to the remote's report. What the store holds (caps, pages, and
+// pages a record names but the store lacks) is counted in the remote alone: the local tier is a
+// cache, which lacks pages by design.
+void add_damage(StoreVerifyReport& into, const StoreVerifyReport& from) {
   into.bad_caps += from.bad_caps;
   into.bad_pages += from.bad_pages;
   into.damaged_page_refs += from.damaged_page_refs;
-  into.absent_page_refs += from.absent_page_refs;
-  into.caps_with_absent_pages += from.caps_with_absent_pages;
   into.bad_trees += from.bad_trees;
   into.problem_count += from.problem_count;
   for (const StoreProblem& problem : from.problems) {
@@ -50,6 +49,7 @@ class TieredStore final : public PageStore {
 
  protected:
   void do_put_pages(std::span<const PageRecord> pages) override {
+    refuse_if_read_only("put");
     Access::put_pages(*remote_, pages);
     Access::put_pages(*local_, pages);
   }
@@ -105,6 +105,7 @@ class TieredStore final : public PageStore {
   std::uint64_t do_page_count() const override { return Access::page_count(*remote_); }
 
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override {
+    refuse_if_read_only("save_cap");
     Access::put_cap(*remote_, cap_root, record);
     Access::put_cap(*local_, cap_root, record);
   }
@@ -133,6 +134,7 @@ class TieredStore final : public PageStore {
   }
 
   std::unique_ptr<Lock> do_lock(bool exclusive) const override {
+    refuse_if_read_only(exclusive ? "gc" : "save");
     auto lock = std::make_unique<TieredLock>();
     lock->remote = Access::lock(*remote_, exclusive);
     lock->local = Access::lock(*local_, exclusive);
@@ -141,7 +143,7 @@ class TieredStore final : public PageStore {
 
   StoreVerifyReport do_verify() const override {
     StoreVerifyReport report = remote_->verify();
-    add_report(report, local_->verify());
+    add_damage(report, local_->verify());
     return report;
   }
 
@@ -151,6 +153,14 @@ class TieredStore final : public PageStore {
   }
 
  private:
+  // A write refused before either tier changes (a read-only local tier would otherwise refuse
+  // only after the remote took the write).
+  void refuse_if_read_only(const char* what) const {
+    if (is_read_only()) {
+      throw InvalidArgument(name() + ": " + what + ": a tier was opened read-only");
+    }
+  }
+
   std::unique_ptr<PageStore> local_;
   std::unique_ptr<PageStore> remote_;
 };

@@ -201,6 +201,28 @@ TEST_F(Tiered, GcRunsOnBothTiers) {
   EXPECT_EQ(tiered_->load_cap(remote_only).hash_tree_root(), remote_only);
 }
 
+// Regression (review of issue 14): with a read-only local tier, put wrote the remote and only
+// then failed on the local tier.
+TEST(TieredReadOnly, AWriteIsRefusedBeforeEitherTierChanges) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("datacap_tiered_ro_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  (void)open_lmdb_store(dir.string());  // created, then opened read-only below
+  LmdbOptions options;
+  options.read_only = true;
+  auto remote = std::make_unique<CountingStore>();
+  CountingStore* remote_view = remote.get();
+  const auto tiered = make_tiered_store(open_lmdb_store(dir.string(), options), std::move(remote));
+  EXPECT_TRUE(tiered->is_read_only());
+  EXPECT_THROW((void)tiered->put(PageRef::copy_of(std::vector<std::uint8_t>(10, 1))),
+               InvalidArgument);
+  EXPECT_THROW((void)tiered->save_cap(DataCap::from_bytes(std::vector<std::uint8_t>(10, 2))),
+               InvalidArgument);
+  EXPECT_EQ(remote_view->page_puts, 0);
+  EXPECT_EQ(remote_view->page_count(), 0u);
+  fs::remove_all(dir);
+}
+
 TEST(TieredFactory, RefusesANullTier) {
   EXPECT_THROW((void)make_tiered_store(nullptr, make_memory_store()), InvalidArgument);
   EXPECT_THROW((void)make_tiered_store(make_memory_store(), nullptr), InvalidArgument);

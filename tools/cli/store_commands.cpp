@@ -12,6 +12,7 @@
 // PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get one of PageStore::EXPORT_BATCH_PAGES
 // (16 MiB), and both the page table (36 bytes per non-zero page).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -63,9 +64,6 @@ Hash32 put_file(PageStore& store, const std::string& path, std::uint64_t size) {
   return writer.finish(cap_size(len, size, path));
 }
 
-// Commands that only read open the store read-only: they work on a store the user may only
-// read, and cannot change it by accident. A memory fault inside LMDB (a store damaged where LMDB
-// cannot see it) is reported by the fault handler naming the store.
 // A cap root given on the command line; anything but 64 hex characters is a usage error.
 Hash32 root_argument(const std::string& hex, const std::string& what) {
   try {
@@ -83,16 +81,28 @@ struct StoreLocation {
 
 bool is_redis_url(const std::string& db) { return db.rfind("redis://", 0) == 0; }
 
-// The LMDB directory a --db names (a plain path or lmdb:PATH); empty for a Redis URL.
+// The LMDB directory a --db names (a plain path or lmdb:PATH); empty for a Redis URL. Anything
+// else that starts like a URL ("rediss://", "redis:/h") is refused rather than taken for a
+// directory name and created.
 std::string lmdb_directory(const std::string& db) {
   if (is_redis_url(db)) return {};
-  return db.rfind("lmdb:", 0) == 0 ? db.substr(5) : db;
+  if (db.rfind("lmdb:", 0) == 0) return db.substr(5);
+  const std::size_t colon = db.find(':');
+  const std::size_t slash = db.find('/');
+  if (colon != std::string::npos && colon > 0 && (slash == std::string::npos || colon < slash)) {
+    throw InvalidArgument("--db: '" + db.substr(0, colon + 1) +
+                          "' is not a store kind (a directory, lmdb:DIR or redis://HOST:PORT; "
+                          "write ./" +
+                          db + " for a directory whose name has a colon)");
+  }
+  return db;
 }
 
-// The URL without its password, for messages and the fault handler.
+// The URL without its password, for messages and the fault handler. The password ends at the
+// last '@' (it may hold '@' itself, as the URL parser allows).
 std::string shown_url(const std::string& db) {
   if (!is_redis_url(db)) return db;
-  const std::size_t at = db.find('@');
+  const std::size_t at = db.rfind('@');
   const std::size_t colon = db.find(':', 8);
   if (at == std::string::npos || colon == std::string::npos || colon > at) return db;
   return db.substr(0, colon) + ":***" + db.substr(at);
@@ -109,9 +119,14 @@ std::vector<std::string> store_files(const StoreLocation& where) {
   return files;
 }
 
+// Commands that only read open an LMDB --db read-only: they work on a store the user may only
+// read, and cannot change it by accident (a Redis store has no such mode; the --cache tier is
+// written by reads, so always opened for writing). A memory fault inside LMDB (a store damaged
+// where LMDB cannot see it) is reported by the fault handler naming the stores.
 enum class Access { read, write, create };
 std::unique_ptr<PageStore> open_store(const StoreLocation& where, Access access) {
-  set_fault_context("store " + shown_url(where.db));
+  set_fault_context("store " + shown_url(where.db) +
+                    (where.cache.empty() ? "" : " (cache " + where.cache + ")"));
   std::unique_ptr<PageStore> store;
   if (is_redis_url(where.db)) {
     store = open_redis_store(where.db);
@@ -126,6 +141,17 @@ std::unique_ptr<PageStore> open_store(const StoreLocation& where, Access access)
   if (where.cache.empty()) return store;
   // The local tier is written by reads too (it keeps what they fetch), so it is always opened
   // for writing, and created when absent.
+  // One LMDB environment opened twice in a process breaks LMDB's locks, and gc would wait on
+  // its own lock file: the cache must be another directory than --db (checked before it is
+  // opened; a cache that does not exist yet cannot be it).
+  const std::string dir = lmdb_directory(where.db);
+  struct stat db_stat {};
+  struct stat cache_stat {};
+  if (!dir.empty() && ::stat(dir.c_str(), &db_stat) == 0 &&
+      ::stat(where.cache.c_str(), &cache_stat) == 0 && db_stat.st_dev == cache_stat.st_dev &&
+      db_stat.st_ino == cache_stat.st_ino) {
+    throw InvalidArgument("--cache: '" + where.cache + "' is the --db store itself");
+  }
   return make_tiered_store(open_lmdb_store(where.cache), std::move(store));
 }
 
