@@ -170,6 +170,22 @@ if put:
 hyd = seconds("BM_Hydrate1000/real_time")
 if hyd:
     target("`BM_Hydrate1000`: 1,000 random Missing pages from LMDB", fmt_time(hyd), "≤ 20 ms", hyd <= 20e-3)
+set_floor, redis_put = seconds("BM_RedisSetFloor/iterations:1/real_time"), seconds("BM_RedisPut/iterations:1/real_time")
+if set_floor and redis_put:
+    target("`BM_RedisPut` (1 GiB cap into the 3-master cluster) vs `BM_RedisSetFloor` (raw pipelined SETs)", f"{set_floor / redis_put:.2f}× the floor's rate ({fmt_time(redis_put)} vs {fmt_time(set_floor)})", "≥ 0.7×", set_floor / redis_put >= 0.7)
+    for case, what in ((1, "the same cap (its record is found)"), (2, "the same pages as a new cap (every page found)")):
+        again = seconds(f"BM_RedisPutAgain/case:{case}/real_time")
+        if again:
+            target(f"`BM_RedisPutAgain/{case}`: {what}", f"{redis_put / again:.3g}× faster ({fmt_time(again)})", "≥ 10× faster", redis_put / again >= 10)
+get_floor, redis_get = seconds("BM_RedisGetFloor/real_time"), seconds("BM_RedisGet/real_time")
+if get_floor and redis_get:
+    target("`BM_RedisGet` (load_cap of 1 GiB, every page checked) vs `BM_RedisGetFloor` (raw pipelined GETs)", f"{get_floor / redis_get:.2f}× the floor's rate ({fmt_time(redis_get)} vs {fmt_time(get_floor)})", "≥ 0.7×", get_floor / redis_get >= 0.7)
+hyd_remote, hyd_floor = seconds("BM_HydrateRemote1000/real_time"), seconds("BM_HydrateRemote1000Floor/real_time")
+if hyd_remote and hyd_floor:
+    target("`BM_HydrateRemote1000` vs fetching the 1,000 pages raw", f"{hyd_remote / hyd_floor:.2f}× ({fmt_time(hyd_remote)} vs {fmt_time(hyd_floor)})", "≤ 2×", hyd_remote / hyd_floor <= 2)
+first_load, second_load = seconds("BM_TieredLoad/second:0/real_time"), seconds("BM_TieredLoad/second:1/real_time")
+if first_load and second_load:
+    target("`BM_TieredLoad` (256 MiB): second load (local tier) vs first (cluster)", f"{first_load / second_load:.2f}× faster ({fmt_time(second_load)} vs {fmt_time(first_load)})", "≥ 5×", first_load / second_load >= 5)
 proof = seconds("BM_PageProof")
 if proof:
     target("`BM_PageProof`: single-page proof build + verify, 1 GiB cap", fmt_time(proof), "≤ 20 µs", proof <= 20e-6)
@@ -179,7 +195,7 @@ for shared in (1, 0):
         how = "copy sharing unchanged subtrees" if shared else "separately built (all compared by hash)"
         target(f"`BM_Diff/{shared}`: two 1 GiB caps, 64 pages differ, {how}", fmt_time(d), "≤ 1 ms", d <= 1e-3)
 
-out.append("## Targets of the speed (#3), archive (#4) and store/proof (#5) issues\n")
+out.append("## Targets of the speed (#3), archive (#4), store/proof (#5), C API (#13) and Redis store (#14) issues\n")
 out.append("| figure | measured | target | verdict |")
 out.append("|---|---|---|---|")
 out.extend(rows)

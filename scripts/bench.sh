@@ -19,12 +19,19 @@ run() {
   build/bench/datacap_bench --benchmark_filter="$1" --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true --benchmark_out="$2" --benchmark_out_format=json
 }
-store='BM_Store|BM_Hydrate'
+# The Redis benchmarks run against a local 3-master + 3-replica cluster started here and stopped
+# on exit (scripts/redis-servers.sh); each compares with a raw-hiredis floor of the same run.
+servers="$(pwd)/build/bench/redis-servers"
+trap 'scripts/redis-servers.sh stop "$servers" >/dev/null 2>&1 || true' EXIT
+scripts/redis-servers.sh start "$servers" >/dev/null
+DATACAP_REDIS_CLUSTER_URL=$(grep '^DATACAP_REDIS_CLUSTER_URL=' "$servers/urls.env" | cut -d= -f2-)
+export DATACAP_REDIS_CLUSTER_URL
+store='BM_Store|BM_Hydrate|BM_Redis|BM_Tiered'
 if [[ "$filter" == "." ]]; then
   sync
   run "-($store)" build/bench/results.json
   results=(build/bench/results.json)
-  for bench in 'BM_StorePut/' 'BM_StorePutAgain' 'BM_Hydrate'; do
+  for bench in 'BM_StorePut/' 'BM_StorePutAgain' 'BM_Hydrate1000' 'BM_HydrateRemote' 'BM_Redis' 'BM_Tiered'; do
     out="build/bench/results_${bench//[^A-Za-z0-9]/}.json"
     sync
     run "$bench" "$out"

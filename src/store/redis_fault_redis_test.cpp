@@ -57,10 +57,10 @@ std::string shell(const std::string& command) {
 class OwnCluster {
  public:
   OwnCluster() {
-    dir_ = fs::temp_directory_path() / ("datacap_fault_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter_++));
-    const std::string out = shell(std::string(DATACAP_REDIS_SERVERS_SCRIPT) + " start " +
-                                  dir_.string() + " 2>&1");
+    dir_ = fs::temp_directory_path() /
+           ("datacap_fault_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    const std::string out =
+        shell(std::string(DATACAP_REDIS_SERVERS_SCRIPT) + " start " + dir_.string() + " 2>&1");
     std::ifstream env(dir_ / "urls.env");
     for (std::string line; std::getline(env, line);) {
       if (line.rfind("DATACAP_REDIS_CLUSTER_URL=", 0) == 0) url_ = line.substr(26);
@@ -158,8 +158,8 @@ Bytes bytes_of(const DataCap& cap) {
 TEST(RedisFault, AMasterKilledDuringAPutLosesNoPrintedRoot) {
   OwnCluster cluster;
   std::mt19937_64 rng(testing::env_seed(901));
-  const fs::path dir = fs::temp_directory_path() / ("datacap_fault_files_" +
-                                                    std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("datacap_fault_files_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const RemovedAtExit cleanup{dir};
   std::vector<Bytes> contents;
@@ -270,8 +270,8 @@ TEST(RedisFault, ASaveFailsWhenNoReplicaAcknowledgesIt) {
   const std::unique_ptr<PageStore> store = open_redis_store(url, options);
   // Which port is a replica, from a master's CLUSTER NODES.
   const int master = first_master_port(url);
-  const std::string nodes = shell("timeout 10 redis-cli -p " + std::to_string(master) +
-                                  " cluster nodes");
+  const std::string nodes =
+      shell("timeout 10 redis-cli -p " + std::to_string(master) + " cluster nodes");
   std::string master_id;
   int replica = 0;
   {
@@ -310,8 +310,8 @@ TEST(RedisFault, ASaveFailsWhenNoReplicaAcknowledgesIt) {
 TEST(RedisFault, ProcessesPuttingWhileAnotherRunsGcLoseNoReferencedPage) {
   const std::string url = testing::redis_url("DATACAP_REDIS_CLUSTER_URL");
   std::mt19937_64 rng(testing::env_seed(904));
-  const fs::path dir = fs::temp_directory_path() / ("datacap_fault_gc_" +
-                                                    std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("datacap_fault_gc_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const RemovedAtExit cleanup{dir};
   // The CLI uses the default key prefix: start from an empty one.
@@ -344,8 +344,8 @@ TEST(RedisFault, ProcessesPuttingWhileAnotherRunsGcLoseNoReferencedPage) {
     children.push_back(pid);
   };
   for (int p = 0; p < 2; ++p) {
-    spawn(cli + " store put" + files[p] + " --db " + url + " >" + (dir / ("roots" +
-          std::to_string(p))).string() + " 2>&1");
+    spawn(cli + " store put" + files[p] + " --db " + url + " >" +
+          (dir / ("roots" + std::to_string(p))).string() + " 2>&1");
   }
   spawn("for i in 1 2 3 4 5; do " + cli + " store gc --db " + url + " --keep " + to_hex(kept) +
         " >/dev/null || exit 1; done");
