@@ -36,6 +36,13 @@
 //
 // Thread-safety: every member may be called from any number of threads at once. Connections
 // are pooled per node; a call borrows one per node it talks to and closes it after any error.
+// Signals: a server that closes a connection while it is written to raises SIGPIPE in the
+// writer (hiredis writes with write(2)); the store blocks SIGPIPE on the calling thread during
+// its calls, so the process is never killed by it. Not fork-safe: a child process opens its own
+// store.
+//
+// Servers: Redis 5 or later (the lock's scripts write after TIME), with maxmemory-policy
+// noeviction — eviction would drop pages (found Missing on load) or the lock (gc beside saves).
 #pragma once
 
 #include <chrono>
@@ -52,13 +59,14 @@ struct RedisOptions {
   // Opening a TCP connection; a server that does not answer in time is an IoError. Positive.
   std::chrono::milliseconds connect_timeout{2000};
   // Each read or write of a command or pipelined batch; a server that stops answering (paused,
-  // a network partition) is an IoError naming it after this long, never a hang. A timeout is
-  // not retried. Positive.
+  // a network partition) is an IoError naming it after this long, never a hang. A command
+  // timeout is not retried (a connect timeout is: the node may have been replaced). Positive.
   std::chrono::milliseconds command_timeout{10000};
   // Retries of commands the cluster asks to repeat (TRYAGAIN, CLUSTERDOWN, LOADING, a
-  // connection lost or refused during a failover), with a doubling pause from retry_pause; then
-  // an IoError naming the node. Every command the store sends is safe to repeat. MOVED and ASK
-  // redirects are followed without counting against it.
+  // connection lost, refused or timed out connecting during a failover), with a pause doubling
+  // from retry_pause up to 2 s; then an IoError naming the node. Every command the store sends
+  // is safe to repeat. MOVED and ASK redirects are followed without counting against it. At
+  // most 1000; retry_pause not negative (InvalidArgument).
   unsigned max_retries = 8;
   std::chrono::milliseconds retry_pause{100};
   // Replicas that must acknowledge a save's pages and record before it returns (WAIT, per

@@ -2,6 +2,8 @@
 // pipelined rounds with redirects and retries, and the connection pool.
 #include "store/redis_client.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -34,6 +36,47 @@ class Lost : public IoError {
 };
 
 using ReplyPtr = std::unique_ptr<redisReply, void (*)(void*)>;
+
+// hiredis writes with write(2), not send(MSG_NOSIGNAL): a peer that closed the connection makes
+// the kernel raise SIGPIPE, whose default action kills the process — a library must not. While
+// one is alive, SIGPIPE is blocked on this thread; one raised meanwhile is taken off the
+// thread's pending set before the old mask comes back (EPIPE itself reaches hiredis as an error).
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() noexcept {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlocked() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec none{};
+        while (sigtimedwait(&pipe_, nullptr, &none) == -1 && errno == EINTR) {
+        }
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+};
+
+// The longest single pause between retries: doubling from retry_pause stops here, so
+// max_retries bounds the time spent (about max_retries × this at worst), never hours.
+constexpr std::chrono::milliseconds MAX_RETRY_PAUSE{2000};
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -248,6 +291,7 @@ struct RedisClient::Connection {
 
 RedisClient::RedisClient(RedisUrl url, const RedisOptions& options)
     : url_(std::move(url)), options_(options) {
+  const SigpipeBlocked no_sigpipe;
   if (url_.nodes.empty()) throw InvalidArgument("redis URL: no host");
   // Every seed is tried (one may be down or slow); when none answers, the last one's error —
   // which names it — is the caller's.
@@ -273,8 +317,18 @@ std::unique_ptr<RedisClient::Connection> RedisClient::connect(const Endpoint& no
   const int saved_errno = errno;
   if (context == nullptr) throw IoError(node.name(), "connect: cannot allocate a connection");
   auto connection = std::make_unique<Connection>(node, context);
-  if (context->err != 0)
-    fail(node, *context, saved_errno, "connect", options_.connect_timeout, "connect_timeout");
+  if (context->err != 0) {
+    // A node that does not answer a connect is as good as gone (a machine that vanished drops
+    // packets): Lost, so run() refreshes the slot map and retries, and a failover that replaced
+    // the node is found — not a timeout reported on every call for good.
+    try {
+      fail(node, *context, saved_errno, "connect", options_.connect_timeout, "connect_timeout");
+    } catch (const Lost&) {
+      throw;
+    } catch (const IoError& e) {
+      throw Lost(node.name(), std::string(e.what()).substr(node.name().size() + 2));
+    }
+  }
   if (redisSetTimeout(context, to_timeval(options_.command_timeout)) != REDIS_OK)
     fail(node, *context, errno, "set timeout", options_.command_timeout, "command_timeout");
   ++stats_.connected;
@@ -315,6 +369,15 @@ std::unique_ptr<RedisClient::Connection> RedisClient::borrow(const Endpoint& nod
     }
   }
   return connect(node);  // outside the mutex: a slow connect must not hold up other threads
+}
+
+void RedisClient::drop_idle(const Endpoint& node) {
+  std::vector<std::unique_ptr<Connection>> dropped;  // closed outside the mutex
+  {
+    const std::lock_guard guard(pool_mutex_);
+    const auto it = idle_.find(node.name());
+    if (it != idle_.end()) dropped.swap(it->second);
+  }
 }
 
 void RedisClient::give_back(std::unique_ptr<Connection> connection) {
@@ -390,6 +453,7 @@ void RedisClient::load_slots(Connection& connection) {
 }
 
 void RedisClient::refresh_slots() {
+  const SigpipeBlocked no_sigpipe;
   std::vector<Endpoint> candidates;
   {
     const std::shared_lock guard(slots_mutex_);
@@ -439,6 +503,7 @@ Endpoint RedisClient::master_of(std::uint16_t slot) const {
 
 void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply,
                       unsigned wait_replicas) {
+  const SigpipeBlocked no_sigpipe;
   // One round sends every pending command to the node that should answer it; what comes back as
   // a redirect, a retryable error or on a lost connection is pending for the next round.
   struct Item {
@@ -502,6 +567,9 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
     const auto give_up_group = [&](Group& group, const Lost& e) {
       group.broken = true;
       group.connection.reset();
+      // The node's other idle connections went down with this one (a restart, a failover):
+      // retrying on them would spend the retries on dead sockets.
+      drop_idle(group.node);
       // Writes that must reach a replica start over whole: those the lost node answered may
       // never have been replicated (it may be the master that died), and a WAIT on another
       // connection would not cover them. Every command is safe to send twice.
@@ -617,7 +685,8 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
             throw IoError(group.node.name(), describe(command) + ": " + std::string(text));
           }
           if (group.done == group.items.size() && group.replicas != 0) {
-            wait_for_replicas(group.node, *group.connection, group.replicas);
+            wait_for_replicas(group.node, *group.connection, group.replicas,
+                              commands[group.items.front().index].key());
           }
         } catch (const Lost& e) {
           give_up_group(group, e);
@@ -634,8 +703,9 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
                                      std::to_string(options_.max_retries) + " retries)");
       }
       ++stats_.retried;
-      const auto wait =
-          options_.retry_pause * (std::uint64_t{1} << std::min(failed_rounds - 1, 20u));
+      const auto wait = std::min<std::chrono::milliseconds>(
+          MAX_RETRY_PAUSE,
+          options_.retry_pause * (std::uint64_t{1} << std::min(failed_rounds - 1, 20u)));
       std::this_thread::sleep_for(wait);
     } else if (redirected && ++redirect_rounds > MAX_REDIRECT_ROUNDS) {
       throw IoError(last_node, "still redirected after " + std::to_string(MAX_REDIRECT_ROUNDS) +
@@ -657,21 +727,44 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
   }
 }
 
-void RedisClient::wait_for_replicas(const Endpoint& node, Connection& connection,
-                                    unsigned replicas) {
+void RedisClient::wait_for_replicas(const Endpoint& node, Connection& connection, unsigned replicas,
+                                    std::string_view key) {
+  // WAIT waits for this connection's last write; a SET NX that found its key present wrote
+  // nothing, and that key may have been written by another client a moment ago and not be
+  // replicated yet. So one write comes first: a marker in the slot of one of the commands' keys
+  // (its hash tag is that key), expiring by itself, outside every datacap key pattern.
   // WAIT's own timeout ends well before the socket's, so a replica that does not acknowledge is
   // reported as that, not as a node that stopped answering.
   const long long wait_ms = std::max<long long>(1, options_.command_timeout.count() / 2);
   const std::string count = std::to_string(replicas), timeout = std::to_string(wait_ms);
+  std::string marker = "{";
+  marker += key;
+  marker += "}replicated";
+  const char* set_argv[] = {"SET", marker.c_str(), "1", "PX", "60000"};
+  const std::size_t set_lens[] = {3, marker.size(), 1, 2, 5};
   const char* argv[] = {"WAIT", count.c_str(), timeout.c_str()};
   const std::size_t lens[] = {4, count.size(), timeout.size()};
-  const ReplyPtr reply(
-      static_cast<redisReply*>(redisCommandArgv(connection.context, 3, argv, lens)),
-      freeReplyObject);
+  if (redisAppendCommandArgv(connection.context, 5, set_argv, set_lens) != REDIS_OK ||
+      redisAppendCommandArgv(connection.context, 3, argv, lens) != REDIS_OK) {
+    throw IoError(node.name(), "cannot queue WAIT");
+  }
+  void* raw = nullptr;
+  if (redisGetReply(connection.context, &raw) != REDIS_OK) {
+    const int saved_errno = errno;
+    fail(node, *connection.context, saved_errno, "SET (before WAIT)", options_.command_timeout,
+         "command_timeout");
+  }
+  // An error here (a slot moving) leaves WAIT covering the batch's own writes only.
+  freeReplyObject(raw);
+  raw = nullptr;
+  const int got = redisGetReply(connection.context, &raw);
+  const int saved_errno = errno;
+  const ReplyPtr reply(got == REDIS_OK ? static_cast<redisReply*>(raw) : nullptr, freeReplyObject);
   // A connection lost here is Lost like any other: run() sends the node's commands again, whole,
   // to whichever master holds their slots then, and waits again.
   if (!reply) {
-    fail(node, *connection.context, errno, "WAIT", options_.command_timeout, "command_timeout");
+    fail(node, *connection.context, saved_errno, "WAIT", options_.command_timeout,
+         "command_timeout");
   }
   if (reply->type != REDIS_REPLY_INTEGER) {
     throw IoError(node.name(), "WAIT: " + std::string(reply_text(*reply)));
@@ -684,6 +777,7 @@ void RedisClient::wait_for_replicas(const Endpoint& node, Connection& connection
 }
 
 void RedisClient::run_on(const Endpoint& node, const Command& command, const ReplyFn& on_reply) {
+  const SigpipeBlocked no_sigpipe;
   unsigned failed_rounds = 0;
   while (true) {
     try {
@@ -713,13 +807,15 @@ void RedisClient::run_on(const Endpoint& node, const Command& command, const Rep
       give_back(std::move(connection));
       return;
     } catch (const Lost& e) {
+      drop_idle(node);
       if (++failed_rounds > options_.max_retries) {
         throw IoError(node.name(), std::string(e.what()) + " (gave up after " +
                                        std::to_string(options_.max_retries) + " retries)");
       }
       ++stats_.retried;
-      std::this_thread::sleep_for(options_.retry_pause *
-                                  (std::uint64_t{1} << std::min(failed_rounds - 1, 20u)));
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
+          MAX_RETRY_PAUSE,
+          options_.retry_pause * (std::uint64_t{1} << std::min(failed_rounds - 1, 20u))));
     }
   }
 }

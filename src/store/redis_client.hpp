@@ -147,7 +147,9 @@ class RedisClient {
   [[nodiscard]] std::unique_ptr<Connection> borrow(const Endpoint& node);
   void give_back(std::unique_ptr<Connection> connection);
   void load_slots(Connection& connection);
-  void wait_for_replicas(const Endpoint& node, Connection& connection, unsigned replicas);
+  void drop_idle(const Endpoint& node);
+  void wait_for_replicas(const Endpoint& node, Connection& connection, unsigned replicas,
+                         std::string_view key);
 
   RedisUrl url_;
   RedisOptions options_;

@@ -259,6 +259,29 @@ TEST(RedisFault, AReplicaPromotedWithoutPagesIsDetectedOnLoad) {
     // the record lived on the killed master: lost, and reported as such
   }
 }
+// Regression (review of issue 14): hiredis writes with write(2), so a connection the server
+// closed raised SIGPIPE in the writer — which kills a process that, unlike the CLI, does not
+// ignore it. The server closes every pooled connection; the next save writes megabytes into
+// them, and must go on over new connections, the process alive.
+TEST(RedisFault, ConnectionsClosedByTheServerNeverKillTheProcess) {
+  ASSERT_NE(::signal(SIGPIPE, SIG_DFL), SIG_ERR);  // a library user's default
+  const std::string url = testing::redis_url("DATACAP_REDIS_CLUSTER_URL");
+  std::mt19937_64 rng(testing::env_seed(905));
+  RedisOptions options;
+  options.key_prefix = testing::unique_redis_prefix();
+  const std::unique_ptr<PageStore> store = open_redis_store(url, options);
+  (void)store->save_cap(DataCap::from_bytes(random_bytes(rng, 2048 * PAGE_SIZE)));
+  detail::redis::RedisClient client(detail::redis::parse_redis_url(url), RedisOptions{});
+  for (const detail::redis::Endpoint& node : client.masters()) {
+    shell("timeout 5 redis-cli -p " + std::to_string(node.port) +
+          " client kill type normal >/dev/null 2>&1");
+  }
+  const DataCap second = DataCap::from_bytes(random_bytes(rng, 8192 * PAGE_SIZE));
+  const Hash32 root = store->save_cap(second);
+  EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
+  (void)store->gc({});
+}
+
 // A replica that does not acknowledge (stopped) makes a save fail with an IoError naming its
 // master, instead of reporting a cap whose pages live on one machine only.
 TEST(RedisFault, ASaveFailsWhenNoReplicaAcknowledgesIt) {

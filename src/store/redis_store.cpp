@@ -84,7 +84,7 @@ local busy = false
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local f = fields[i]
-  if tonumber(fields[i + 1]) <= now then
+  if (tonumber(fields[i + 1]) or 0) <= now then
     redis.call('HDEL', KEYS[1], f)
   elseif f ~= mine and f ~= wish then
     local kind = string.sub(f, 1, 1)
@@ -170,6 +170,14 @@ class LeaseKeeper {
     const std::lock_guard guard(mutex_);
     fields_.erase(field);
   }
+  [[nodiscard]] bool holds(const std::string& field) const {
+    const std::lock_guard guard(mutex_);
+    return fields_.count(field) != 0;
+  }
+  [[nodiscard]] std::vector<std::string> fields() const {
+    const std::lock_guard guard(mutex_);
+    return {fields_.begin(), fields_.end()};
+  }
 
  private:
   void loop() {
@@ -184,9 +192,10 @@ class LeaseKeeper {
         try {
           const Command command({"EVAL", RENEW_SCRIPT, "1", lock_key_, field, lease}, 3);
           client_.run(std::span(&command, 1), [](std::size_t, const redisReply&) {});
-        } catch (const Error&) {
-          // The server is unreachable now: the next round tries again, and a lease not renewed
-          // within LEASE is lost (the header comment says what that means).
+        } catch (const std::exception&) {
+          // The server is unreachable now (or memory ran out): the next round tries again, and
+          // a lease not renewed within LEASE is lost — which the save or gc holding it finds
+          // out before it commits (confirm_leases).
         }
       }
       guard.lock();
@@ -195,7 +204,7 @@ class LeaseKeeper {
 
   RedisClient& client_;
   std::string lock_key_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::set<std::string> fields_;  // guarded by mutex_
   bool stopping_ = false;         // guarded by mutex_
@@ -288,6 +297,7 @@ class RedisStore final : public PageStore {
   }
 
   void do_put_cap(const Hash32& cap_root, std::span<const std::uint8_t> record) override {
+    confirm_leases('s', "save_cap");
     const std::string key = cap_key(cap_root);
     const Command command(
         {"SET", key, std::string_view(reinterpret_cast<const char*>(record.data()), record.size()),
@@ -349,9 +359,11 @@ class RedisStore final : public PageStore {
       }
     }
     GcReport report;
+    confirm_leases('x', "gc");
     sweep(
         "c:", [&](const Hash32& root) { return kept.count(root) != 0; }, report.caps_kept,
         report.caps_removed);
+    confirm_leases('x', "gc");
     sweep(
         "p:", [&](const Hash32& root) { return referenced.count(root) != 0; }, report.pages_kept,
         report.pages_removed);
@@ -367,7 +379,7 @@ class RedisStore final : public PageStore {
           const std::string key = store.lock_key();  // outlives the command's views
           const Command command({"EVAL", RELEASE_SCRIPT, "1", key, field}, 3);
           store.client().run(std::span(&command, 1), [](std::size_t, const redisReply&) {});
-        } catch (const Error&) {
+        } catch (...) {
           // The server is unreachable: the lease expires within LEASE by itself.
         }
       }
@@ -384,9 +396,14 @@ class RedisStore final : public PageStore {
     std::chrono::milliseconds pause{5};
     while (true) {
       bool granted = false;
-      client().run(std::span(&command, 1), [&](std::size_t, const redisReply& reply) {
-        granted = reply.type == REDIS_REPLY_INTEGER && reply.integer == 1;
-      });
+      // Acknowledged by a replica (wait_replicas): a failover right after the grant must not
+      // forget it and grant the other side.
+      client().run(
+          std::span(&command, 1),
+          [&](std::size_t, const redisReply& reply) {
+            granted = reply.type == REDIS_REPLY_INTEGER && reply.integer == 1;
+          },
+          wait_replicas_);
       if (granted) break;
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::milliseconds{200});
@@ -397,6 +414,32 @@ class RedisStore final : public PageStore {
   }
 
  private:
+  // Renews, now, every lease of `kind` ('s' saves, 'x' gc) this store holds, and throws IoError
+  // when one is gone: it expired (the holder stalled past LEASE, the server was out of reach)
+  // and the other side may have been granted the lock meanwhile. A save checks before it
+  // writes its record, gc before it deletes: neither commits on a lock it no longer holds.
+  void confirm_leases(char kind, const char* what) const {
+    const std::string key = lock_key();
+    const std::string lease = std::to_string(LEASE.count());
+    for (const std::string& field : keeper_.fields()) {
+      if (field.empty() || field[0] != kind) continue;
+      bool held = false;
+      const Command command({"EVAL", RENEW_SCRIPT, "1", key, field, lease}, 3);
+      client().run(
+          std::span(&command, 1),
+          [&](std::size_t, const redisReply& reply) {
+            held = reply.type == REDIS_REPLY_INTEGER && reply.integer == 1;
+          },
+          wait_replicas_);
+      // A lease released meanwhile by another save of this store that finished (it leaves the
+      // keeper before its release reaches the server) is not a lost one.
+      if (!held && keeper_.holds(field)) {
+        throw IoError(name(), std::string(what) + ": the lock's lease (" + field +
+                                  ") expired before it could commit; nothing was committed");
+      }
+    }
+  }
+
   [[nodiscard]] RedisClient& client() const { return client_; }
   [[nodiscard]] std::string page_key(const Hash32& root) const {
     return prefix_ + "p:" + hex_of(root);
@@ -490,6 +533,10 @@ std::unique_ptr<PageStore> open_redis_store(const std::string& url, RedisOptions
     throw InvalidArgument(
         "open_redis_store: connect_timeout and command_timeout must be positive (a zero "
         "timeout would let a stalled server hang the caller)");
+  }
+  if (options.retry_pause.count() < 0 || options.max_retries > 1000) {
+    throw InvalidArgument(
+        "open_redis_store: retry_pause must not be negative and max_retries at most 1000");
   }
   return std::make_unique<RedisStore>(url, options);
 }
