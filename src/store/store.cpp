@@ -362,15 +362,32 @@ void PageStore::export_cap(const Hash32& cap_root,
   const detail::CapRecordView view = detail::parse_cap_record(record, name(), &cap_root);
   CapRootBuilder builder(Digest::sha256);
   constexpr std::uint64_t BATCH = EXPORT_BATCH_PAGES;
-  std::vector<Hash32> roots;
-  std::vector<PageRef> pages;
+  struct Batch {
+    std::vector<Hash32> roots;
+    std::vector<PageRef> pages;
+  };
+  const auto fetch = [this, &view](std::uint64_t first) {
+    const std::uint64_t n = std::min<std::uint64_t>(EXPORT_BATCH_PAGES, view.entry_count - first);
+    Batch batch;
+    batch.roots.resize(n);
+    batch.pages.assign(n, PageRef());
+    for (std::uint64_t k = 0; k < n; ++k) batch.roots[k] = view.entry_root(first + k);
+    do_get_pages(batch.roots, batch.pages);
+    return batch;
+  };
+  // The next batch is fetched on another thread while this one is hashed and checked (a
+  // network store's round trips and the hashing overlap); do_get_pages may run on any thread.
+  // Declared after everything it reads, so an exception waits for it before they go.
+  std::future<Batch> next;
   std::vector<PageRef> present;
   for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
-    const std::uint64_t n = std::min(BATCH, view.entry_count - first);
-    roots.resize(n);
-    pages.assign(n, PageRef());
-    for (std::uint64_t k = 0; k < n; ++k) roots[k] = view.entry_root(first + k);
-    do_get_pages(roots, pages);
+    Batch batch = next.valid() ? next.get() : fetch(first);
+    if (first + BATCH < view.entry_count) {
+      next = std::async(std::launch::async, fetch, first + BATCH);
+    }
+    const std::vector<Hash32>& roots = batch.roots;
+    const std::vector<PageRef>& pages = batch.pages;
+    const std::uint64_t n = roots.size();
     present.clear();
     for (const PageRef& p : pages) {
       if (p) present.push_back(p);

@@ -9,8 +9,9 @@
 // also takes --cache DIR: an LMDB store used as a local tier in front of the --db store.
 //
 // put and get stream, whatever the file's size: put holds at most two batches of
-// PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get one of PageStore::EXPORT_BATCH_PAGES
-// (16 MiB), and both the page table (36 bytes per non-zero page).
+// PageStore::SAVE_BATCH_PAGES pages (128 MiB each), get two of PageStore::EXPORT_BATCH_PAGES
+// (16 MiB each: one checked while the next is fetched), and both the page table (36 bytes per
+// non-zero page).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
