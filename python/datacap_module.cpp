@@ -105,6 +105,7 @@ struct ErrorTypes {
   PyObject* io = nullptr;
   PyObject* integrity = nullptr;
   PyObject* not_found = nullptr;
+  PyObject* unsupported = nullptr;
 };
 ErrorTypes error_types;
 
@@ -139,6 +140,8 @@ PyObject* type_for(const datacap::Error& e) {
       return error_types.integrity;
     case ErrorKind::not_found:
       return error_types.not_found;
+    case ErrorKind::unsupported:
+      return error_types.unsupported;
   }
   return error_types.error;
 }
@@ -220,6 +223,9 @@ void register_errors(py::module_& m) {
       "that hash; nothing was changed. Attributes: page_index, expected, actual.");
   t.not_found = new_error_type(m, "NotFound", py::make_tuple(py::handle(t.error)),
                                "A store does not hold the key asked for. Attribute: key.");
+  t.unsupported = new_error_type(
+      m, "Unsupported", py::make_tuple(py::handle(t.error)),
+      "The operating system lacks a feature the call needs (a kernel without it, a sandbox).");
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -14,13 +14,13 @@ import pathlib
 import re
 import sys
 
-LAYERS = ["common", "hash", "tree", "page", "slab", "cap",
+LAYERS = ["common", "hash", "tree", "page", "slab", "cap", "window",
           "image", "codec", "archive", "proof", "store", "capi"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 OWNER = {  # public header -> the component that implements it
     "export.hpp": "common", "error.hpp": "common", "types.hpp": "common", "version.hpp": "common",
     "hash.hpp": "hash", "merkle.hpp": "tree", "page.hpp": "page", "slab.hpp": "slab",
-    "cap.hpp": "cap", "image.hpp": "image", "codec.hpp": "codec", "archive.hpp": "archive",
+    "cap.hpp": "cap", "window.hpp": "window", "image.hpp": "image", "codec.hpp": "codec", "archive.hpp": "archive",
     "proof.hpp": "proof", "store.hpp": "store", "redis_store.hpp": "store",
     "datacap.h": "capi",
     "datacap.hpp": None,  # the umbrella header: for users, never included by the library

@@ -59,7 +59,7 @@ extern "C" {
 /* Bytes per page; every cap size is a multiple. */
 #define DATACAP_PAGE_SIZE 4096
 
-/* A status: 0 or the kind of failure. Values 1..9 are datacap::ErrorKind + 1. */
+/* A status: 0 or the kind of failure. Values 1..10 are datacap::ErrorKind + 1. */
 typedef DATACAP_ENUM(datacap_status){
     DATACAP_OK = 0,
     DATACAP_INVALID_ARGUMENT = 1, /* misuse, including NULL handles and unknown enum values */
@@ -71,8 +71,9 @@ typedef DATACAP_ENUM(datacap_status){
     DATACAP_IO = 7,               /* the operating system refused a file operation */
     DATACAP_INTEGRITY = 8,        /* bytes that do not match the hash they were fetched by */
     DATACAP_NOT_FOUND = 9,        /* a store does not hold the key asked for */
-    DATACAP_OUT_OF_MEMORY = 10,   /* an allocation failed */
-    DATACAP_INTERNAL = 11         /* a failure the library did not classify (a bug: report it) */
+    DATACAP_UNSUPPORTED = 10,     /* the host lacks a kernel feature the call needs */
+    DATACAP_OUT_OF_MEMORY = 11,   /* an allocation failed */
+    DATACAP_INTERNAL = 12         /* a failure the library did not classify (a bug: report it) */
 } datacap_status;
 
 /* A 32-byte digest: a page root, a Missing page's hash, a cap root. */

@@ -15,3 +15,4 @@
 #include "datacap/store.hpp"
 #include "datacap/types.hpp"
 #include "datacap/version.hpp"
+#include "datacap/window.hpp"

@@ -27,6 +27,7 @@ enum class ErrorKind {
   io,                // the operating system refused a file operation
   integrity,         // bytes that do not match the hash they were fetched by (a bad store)
   not_found,         // a key (a cap root, a page root) that a store does not hold
+  unsupported,       // the host cannot do what was asked (a kernel feature it lacks)
 };
 
 // Name of a kind, e.g. "out_of_range".
@@ -73,6 +74,14 @@ class DATACAP_API MemoryLimitExceeded : public OutOfRange {
  private:
   std::uint64_t needed_;
   std::uint64_t limit_;
+};
+
+// The operating system cannot do what was asked: a kernel without the feature, a sandbox that
+// refuses the system call (e.g. a GuestWindow where no dirty-tracking mechanism works). Nothing
+// was changed; the rest of the library is unaffected.
+class DATACAP_API Unsupported : public Error {
+ public:
+  explicit Unsupported(const std::string& message) : Error(ErrorKind::unsupported, message) {}
 };
 
 // hash_tree_root() (or another clean-only operation) on a cap whose overlay is not empty.

@@ -58,6 +58,8 @@ class IntegrityError(Error):
 class NotFound(Error):
     key: bytes
 
+class Unsupported(Error): ...
+
 # ---- caps ---------------------------------------------------------------------------------------
 
 class PageBuffer:

@@ -19,6 +19,7 @@ HIERARCHY = {
     "IoError": datacap.Error,
     "IntegrityError": datacap.Error,
     "NotFound": datacap.Error,
+    "Unsupported": datacap.Error,
 }
 
 

@@ -29,6 +29,7 @@ static_assert(static_cast<int>(ErrorKind::validation) + 1 == DATACAP_VALIDATION)
 static_assert(static_cast<int>(ErrorKind::io) + 1 == DATACAP_IO);
 static_assert(static_cast<int>(ErrorKind::integrity) + 1 == DATACAP_INTEGRITY);
 static_assert(static_cast<int>(ErrorKind::not_found) + 1 == DATACAP_NOT_FOUND);
+static_assert(static_cast<int>(ErrorKind::unsupported) + 1 == DATACAP_UNSUPPORTED);
 
 }  // namespace
 
@@ -85,7 +86,7 @@ const char* datacap_status_name(datacap_status status) {
     default:
       break;
   }
-  if (status >= DATACAP_INVALID_ARGUMENT && status <= DATACAP_NOT_FOUND) {
+  if (status >= DATACAP_INVALID_ARGUMENT && status <= DATACAP_UNSUPPORTED) {
     return datacap::to_string(static_cast<datacap::ErrorKind>(static_cast<int>(status) - 1));
   }
   return "unknown";

@@ -79,6 +79,7 @@ static void test_basics(void) {
   CHECK(strcmp(datacap_status_name(DATACAP_NOT_FOUND), "not_found") == 0);
   CHECK(strcmp(datacap_status_name(DATACAP_OUT_OF_MEMORY), "out_of_memory") == 0);
   CHECK(strcmp(datacap_status_name(DATACAP_INTERNAL), "internal") == 0);
+  CHECK(strcmp(datacap_status_name(DATACAP_UNSUPPORTED), "unsupported") == 0);
   CHECK(strcmp(datacap_status_name((datacap_status)99), "unknown") == 0);
   CHECK(strcmp(datacap_status_name((datacap_status)-1), "unknown") == 0);
 

@@ -22,6 +22,8 @@ const char* to_string(ErrorKind kind) noexcept {
       return "integrity";
     case ErrorKind::not_found:
       return "not_found";
+    case ErrorKind::unsupported:
+      return "unsupported";
   }
   return "unknown";
 }

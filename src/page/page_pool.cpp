@@ -1,6 +1,8 @@
 #include "page/page_pool.hpp"
 
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,6 +30,76 @@ constexpr std::size_t CHUNK_BYTES = std::size_t{2} << 20;
 constexpr std::size_t CHUNK_PAGES = CHUNK_BYTES / PAGE_SIZE;
 constexpr std::size_t FREE_RETAIN_PAGES = 16384;  // 64 MiB kept resident for reuse
 
+// Page memory lives in memfd "arenas": one shared file mapping each, with the file offset of a
+// page equal to its distance from the arena's base, so a guest window can map the very frames a
+// page uses (MAP_PRIVATE of the arena's file at the page's offset) instead of copying them. The
+// file is sparse: the mapping reserves address space only; memory is used when a page is
+// touched. Sanitizers shadow what is mapped, so arenas are smaller under them.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr std::uint64_t ARENA_BYTES = std::uint64_t{1} << 30;
+#else
+constexpr std::uint64_t ARENA_BYTES = std::uint64_t{16} << 30;
+#endif
+constexpr std::size_t MAX_ARENAS = 4096;
+
+struct Arena {
+  std::uint8_t* base = nullptr;
+  std::uint64_t len = 0;
+  std::atomic<int> fd{-1};  // -1: anonymous memory (not mappable by windows)
+  std::uint64_t used = 0;   // bytes handed out to chunks (guarded by the pool's mutex)
+};
+
+// Fixed storage so that lookups and the fork handler need no lock and no allocation; entries
+// below g_arena_count are published (base, len and fd set) before the count moves past them.
+Arena g_arenas[MAX_ARENAS];
+std::atomic<std::size_t> g_arena_count{0};
+
+// In a child of fork() the arenas' files are still the parent's: the two processes would write
+// one another's pages. The child copies each arena into a file of its own and maps that in place
+// (O(pages in use)), before anything else runs in it.
+void make_arenas_private_after_fork() noexcept {
+  const std::size_t n = g_arena_count.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    Arena& a = g_arenas[i];
+    const int old_fd = a.fd.load(std::memory_order_relaxed);
+    if (old_fd < 0) continue;
+    const int fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
+    bool ok = fd >= 0 && ::ftruncate(fd, static_cast<off_t>(a.len)) == 0;
+    // Only the data ranges: holes (never used, or given back) read as zeros either way.
+    off_t pos = 0;
+    const off_t end = static_cast<off_t>(a.used);
+    while (ok && pos < end) {
+      const off_t data = ::lseek(old_fd, pos, SEEK_DATA);
+      if (data < 0 || data >= end) break;
+      off_t hole = ::lseek(old_fd, data, SEEK_HOLE);
+      if (hole < 0 || hole > end) hole = end;
+      // The raw system call: a sanitizer's write() interceptor would object to the poisoned
+      // free pages the range may hold.
+      for (off_t at = data; ok && at < hole;) {
+        const long wrote =
+            ::syscall(SYS_pwrite64, fd, a.base + at, static_cast<std::size_t>(hole - at), at);
+        if (wrote <= 0)
+          ok = false;
+        else
+          at += wrote;
+      }
+      pos = hole;
+    }
+    if (ok && ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+                     fd, 0) != MAP_FAILED) {
+      a.fd.store(fd, std::memory_order_relaxed);
+      ::close(old_fd);
+      continue;
+    }
+    // No memory for a copy: a private view of the parent's file keeps this process's writes to
+    // itself; its pages are no longer mappable by windows.
+    if (fd >= 0) ::close(fd);
+    ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, old_fd,
+           0);
+    a.fd.store(-1, std::memory_order_relaxed);
+  }
+}
+
 class PagePool {
  public:
   // Takes up to `n` pages into `out`: resident pages first (pages given back to the kernel
@@ -48,10 +120,13 @@ class PagePool {
     std::lock_guard<std::mutex> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
       std::vector<std::uint8_t*>* to = &free_;
-      // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, MADV_DONTNEED
-      // on one of our pages would zero its neighbours, which may still be in use.
+      // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, giving back one
+      // of our pages would zero its neighbours, which may still be in use. In an arena the page
+      // is punched out of the file (MADV_DONTNEED would only unmap it).
       if (free_.size() >= FREE_RETAIN_PAGES && kernel_page_is_ours_) {
-        ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
+        PageFileLocation where;
+        ::madvise(pages[i], PAGE_SIZE,
+                  page_file_location(pages[i], where) ? MADV_REMOVE : MADV_DONTNEED);
         to = &returned_;
       }
       try {
@@ -66,21 +141,67 @@ class PagePool {
 
  private:
   void refill() {
-    void* chunk =
-        ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (chunk == MAP_FAILED) throw std::bad_alloc();
+    std::uint8_t* base = take_chunk();
     free_.reserve(free_.size() + CHUNK_PAGES);
-    auto* base = static_cast<std::uint8_t*>(chunk);
-    // Pushed high to low so that pages are handed out in address order.
+    // Pushed high to low so that pages are handed out in address order (and, in an arena, in
+    // file order: a cap built in one go then maps as one run).
     for (std::size_t i = CHUNK_PAGES; i-- > 0;) free_.push_back(base + i * PAGE_SIZE);
     DATACAP_POISON(base, CHUNK_BYTES);
     mapped_.fetch_add(CHUNK_BYTES, std::memory_order_relaxed);
   }
 
+  std::uint8_t* take_chunk() {
+    const std::size_t n = g_arena_count.load(std::memory_order_relaxed);
+    if (n > 0) {
+      Arena& last = g_arenas[n - 1];
+      if (last.used + CHUNK_BYTES <= last.len) {
+        std::uint8_t* chunk = last.base + last.used;
+        last.used += CHUNK_BYTES;
+        return chunk;
+      }
+    }
+    if (n < MAX_ARENAS && !memfd_refused_) {
+      if (std::uint8_t* chunk = new_arena(n)) return chunk;
+    }
+    void* chunk =
+        ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (chunk == MAP_FAILED) throw std::bad_alloc();
+    return static_cast<std::uint8_t*>(chunk);
+  }
+
+  // A new arena at g_arenas[n] with its first chunk taken, or nullptr when the system refuses
+  // (no memfd_create under a sandbox, an address-space limit): anonymous chunks then.
+  std::uint8_t* new_arena(std::size_t n) {
+    const int fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
+    if (fd < 0) {
+      memfd_refused_ = true;
+      return nullptr;
+    }
+    // The largest arena the address space allows (an RLIMIT_AS may refuse 16 GiB).
+    for (std::uint64_t len = ARENA_BYTES; len >= CHUNK_BYTES; len /= 4) {
+      if (::ftruncate(fd, static_cast<off_t>(len)) != 0) continue;
+      void* base = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+      if (base == MAP_FAILED) continue;
+      static const bool fork_handler =
+          ::pthread_atfork(nullptr, nullptr, make_arenas_private_after_fork) == 0;
+      (void)fork_handler;
+      Arena& a = g_arenas[n];
+      a.base = static_cast<std::uint8_t*>(base);
+      a.len = len;
+      a.used = CHUNK_BYTES;
+      a.fd.store(fd, std::memory_order_relaxed);
+      g_arena_count.store(n + 1, std::memory_order_release);
+      return a.base;
+    }
+    ::close(fd);
+    return nullptr;
+  }
+
   const bool kernel_page_is_ours_ = ::sysconf(_SC_PAGESIZE) == static_cast<long>(PAGE_SIZE);
+  bool memfd_refused_ = false;
   std::mutex mu_;
   std::vector<std::uint8_t*> free_;      // resident, ready for reuse
-  std::vector<std::uint8_t*> returned_;  // given back with MADV_DONTNEED; reused last
+  std::vector<std::uint8_t*> returned_;  // given back to the kernel; reused last
   std::atomic<std::uint64_t> mapped_{0};
 };
 
@@ -164,5 +285,20 @@ void release_page_memory(std::uint8_t* page) noexcept {
 }
 
 std::uint64_t page_pool_mapped_bytes() noexcept { return pool().mapped(); }
+
+bool page_file_location(const std::uint8_t* page, PageFileLocation& where) noexcept {
+  const std::size_t n = g_arena_count.load(std::memory_order_acquire);
+  for (std::size_t i = n; i-- > 0;) {
+    const Arena& a = g_arenas[i];
+    if (page >= a.base && page < a.base + a.len) {
+      const int fd = a.fd.load(std::memory_order_relaxed);
+      if (fd < 0) return false;
+      where.fd = fd;
+      where.offset = static_cast<std::uint64_t>(page - a.base);
+      return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace datacap::detail

@@ -1,11 +1,16 @@
 // Internal: PAGE_SIZE-aligned page memory carved from 2 MiB chunks.
 //
+// The chunks come from memfd "arenas" (see page_file_location), so that windows can map pages
+// from their own storage; where memfd_create is refused, from anonymous memory. A child of
+// fork() gets private copies of the arenas (O(pages in use), done in the child before fork()
+// returns there).
+//
 // Why not aligned_alloc: glibc serves a 4 KiB-aligned 4 KiB block by over-allocating and
 // splitting, so each page costs close to two pages of resident memory. The pool maps whole
 // 2 MiB chunks and hands out their pages exactly; freed pages go to a free list and are reused.
 // When the free list holds more than FREE_RETAIN_PAGES, further freed pages are returned to the
-// kernel with madvise(MADV_DONTNEED) (their addresses stay in the pool), so dropping a large cap
-// does not pin its memory.
+// kernel (MADV_REMOVE in an arena, MADV_DONTNEED otherwise) (their addresses stay in the pool), so
+// dropping a large cap does not pin its memory.
 //
 // Thread-safety: allocate and release may be called from any thread (one mutex).
 #pragma once
@@ -26,5 +31,17 @@ void fail_page_allocations_after(std::int64_t count) noexcept;
 
 // Bytes the pool has mapped from the kernel (for memory reports).
 std::uint64_t page_pool_mapped_bytes() noexcept;
+
+// Where a page's bytes are in a file that can be mapped: the pool's memfd arenas (shared file
+// mappings whose file offsets follow the addresses). A window maps `fd` at `offset` privately to
+// show the page without copying it.
+struct PageFileLocation {
+  int fd = -1;
+  std::uint64_t offset = 0;
+};
+// True (and `where` filled) when `page`, from allocate_page_memory, lives in an arena. False
+// for memory the pool had to take anonymously (no memfd here) and for anything not from the
+// pool. Lock-free, allocation-free, async-signal-safe.
+bool page_file_location(const std::uint8_t* page, PageFileLocation& where) noexcept;
 
 }  // namespace datacap::detail

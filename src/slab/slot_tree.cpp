@@ -74,6 +74,7 @@ TreeNode* make_unique(void*& link, unsigned level, std::size_t changed, int keep
     return node;
   }
   if (node->unique()) {
+    node->drop_attachment();
     for (std::size_t d = 0; d < DIGEST_COUNT; ++d) {
       NodeHashes* nh = node->hashes[d].load(std::memory_order_relaxed);
       if (nh == nullptr || static_cast<int>(d) == keep) continue;
@@ -175,6 +176,7 @@ std::uint64_t count_rec(const TreeNode* node) noexcept {
 }  // namespace
 
 void TreeNode::destroy() noexcept {
+  delete attachment.load(std::memory_order_acquire);
   for (auto& nh : hashes) delete nh.load(std::memory_order_relaxed);
   if (origin != nullptr) {
     for (std::uint64_t m = owned; m != 0; m &= m - 1)
@@ -311,6 +313,7 @@ namespace {
 
 // Marks child j of a unique node changed in every digest's cached hashes.
 void mark_changed(TreeNode* node, std::size_t j) noexcept {
+  node->drop_attachment();
   const std::uint64_t bit = std::uint64_t{1} << j;
   for (auto& slot : node->hashes) {
     NodeHashes* nh = slot.load(std::memory_order_relaxed);

@@ -48,6 +48,13 @@ struct NodeHashes {
   Hash32 h[FANOUT];  // heap; h[0] unused; h[i] = hash(h[2i], h[2i+1]); children below h[32..63]
 };
 
+// Something a later component caches on a tree node for as long as the node's content stays
+// as it is (a guest window's layout of the backing the node roots). Deleted with the node, and
+// dropped when the node is changed in place (a unique node on a write path).
+struct NodeAttachment {
+  virtual ~NodeAttachment() = default;
+};
+
 struct TreeNode {
   DATACAP_POOLED(TreeNode)
   explicit TreeNode(unsigned lvl) noexcept : level(static_cast<std::uint8_t>(lvl)) {}
@@ -67,12 +74,19 @@ struct TreeNode {
   TreeNode* origin = nullptr;
   std::uint64_t owned = 0;
   void* child[FANOUT] = {};  // null: all Empty
+  // Set once by whoever computes it first (compare-exchange from null); see NodeAttachment.
+  std::atomic<NodeAttachment*> attachment{nullptr};
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
   }
   [[nodiscard]] bool unique() const noexcept { return refs.load(std::memory_order_acquire) == 1; }
+  // REQUIRES: unique() (the node is about to change in place).
+  void drop_attachment() noexcept {
+    if (attachment.load(std::memory_order_relaxed) != nullptr)
+      delete attachment.exchange(nullptr, std::memory_order_relaxed);
+  }
 
  private:
   void destroy() noexcept;
