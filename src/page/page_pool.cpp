@@ -262,7 +262,9 @@ std::uint8_t* allocate_page_memory() {
       std::vector<std::uint8_t*> batch;
       batch.reserve(LOCAL_BATCH);
       pool().take(batch, LOCAL_BATCH);
-      for (std::uint8_t* p : batch) local.pages[local.count++] = p;
+      // Stacked in reverse, so pages leave in the pool's (address, and file) order: a cap
+      // built in one go lies in one run of its arena and a window maps it with one call.
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) local.pages[local.count++] = *it;
     }
     page = local.pages[--local.count];
   }

@@ -36,6 +36,7 @@ namespace detail {
 namespace {
 
 std::atomic<unsigned> g_disabled_for_tests{0};
+std::atomic<std::uint64_t> g_system_calls{0};
 
 constexpr std::array<DirtyTracking, 3> ALL_TRACKING = {
     DirtyTracking::uffd_wp_scan, DirtyTracking::pagemap_scan, DirtyTracking::proc_pagemap};
@@ -217,6 +218,7 @@ class KernelHandles {
       arg.start = at;
       arg.end = end;
       const long n = ::ioctl(fd, kabi::PAGEMAP_SCAN, &arg);
+      count_window_system_calls();
       if (n < 0) {
         throw IoError("/proc/self/pagemap",
                       "GuestWindow: PAGEMAP_SCAN failed: " + errno_text(errno));
@@ -241,6 +243,7 @@ class KernelHandles {
       const auto off = static_cast<off_t>((start / PAGE_SIZE + first) * 8);
       std::size_t got = 0;
       while (got < n * 8) {
+        count_window_system_calls();
         const ssize_t r = ::pread(fd, reinterpret_cast<std::uint8_t*>(entries.data()) + got,
                                   n * 8 - got, off + static_cast<off_t>(got));
         if (r < 0 && errno == EINTR) continue;
@@ -313,6 +316,7 @@ void register_write_protect(std::uint8_t* start, std::uint64_t len) {
   reg.range.start = reinterpret_cast<std::uintptr_t>(start);
   reg.range.len = len;
   reg.mode = UFFDIO_REGISTER_MODE_WP;
+  count_window_system_calls();
   if (fd < 0 || ::ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
     throw IoError("userfaultfd", "GuestWindow: userfaultfd registration of " + std::to_string(len) +
                                      " bytes failed: " + errno_text(fd < 0 ? EBADF : errno));
@@ -327,6 +331,14 @@ void scan_written(DirtyTracking tracking, std::uint8_t* base, std::uint64_t page
     throw IoError("/proc/self/pagemap", "GuestWindow: /proc/self/pagemap cannot be opened");
   }
   KernelHandles::scan_with(fd, k.zero_pfn(), tracking, base, pages, out);
+}
+
+std::uint64_t window_system_calls() noexcept {
+  return g_system_calls.load(std::memory_order_relaxed);
+}
+
+void count_window_system_calls(std::uint64_t n) noexcept {
+  g_system_calls.fetch_add(n, std::memory_order_relaxed);
 }
 
 void disable_dirty_tracking_for_tests(unsigned mask) noexcept {

@@ -36,6 +36,11 @@ void scan_written(DirtyTracking tracking, std::uint8_t* base, std::uint64_t page
 // `mask` count as unavailable from now on in this process (0 restores them).
 void disable_dirty_tracking_for_tests(unsigned mask) noexcept;
 
+// System calls windows have made in this process (mmap, madvise, ioctl, pread of pagemap), for
+// benchmarks that count them; counted where each is made.
+std::uint64_t window_system_calls() noexcept;
+void count_window_system_calls(std::uint64_t n = 1) noexcept;
+
 // True when transparent huge pages are on for every anonymous mapping ("always"): a window then
 // asks for small pages, so that a store does not allocate, and report, 512 pages.
 bool huge_pages_always() noexcept;

@@ -40,6 +40,7 @@ std::uint64_t round_up_to_page(std::uint64_t n, const char* what) {
 void map_fixed(std::uint8_t* at, std::uint64_t len, int prot, int flags, int fd, std::uint64_t off,
                const char* what) {
   if (len == 0) return;
+  detail::count_window_system_calls();
   if (::mmap(at, len, prot, flags | MAP_FIXED | MAP_NORESERVE, fd, static_cast<off_t>(off)) ==
       MAP_FAILED) {
     throw_mapping_error(what, len, errno);
@@ -94,6 +95,10 @@ struct GuestWindow::State {
   std::unique_ptr<Layout> owned_layout;
   std::uint64_t mapped_len = 0;  // content bytes mapped (cap.content_len())
   std::uint32_t mappings = 0;    // mappings the content uses now (approximately: an upper bound)
+  // uffd_wp_scan: the content range is registered with the userfaultfd. Done before the first
+  // scan after a mapping changed, not at the mapping: pages written meanwhile are found all the
+  // same (they were never protected), and a window that is mapped and dropped pays nothing.
+  bool wp_registered = false;
 
   // Pages mapped one run at a time since the last full map, from cap's own page storage (the
   // layout no longer says what is there). Sorted.
@@ -106,7 +111,10 @@ struct GuestWindow::State {
   std::vector<std::uint64_t> pending;
 
   ~State() {
-    if (base != nullptr) ::munmap(base, reserved + guard);
+    if (base != nullptr) {
+      detail::count_window_system_calls();
+      ::munmap(base, reserved + guard);
+    }
   }
 
   std::uint64_t pages() const noexcept { return mapped_len / PAGE_SIZE; }
@@ -124,6 +132,10 @@ struct GuestWindow::State {
   // Pages written since the last scan (uffd_wp_scan) or since mapped (others), plus pending.
   std::vector<std::uint64_t> written(bool keep_ambiguous_zero) {
     std::vector<detail::WrittenPage> found;
+    if (tracking == DirtyTracking::uffd_wp_scan && !wp_registered && mapped_len > 0) {
+      detail::register_write_protect(base, mapped_len);
+      wp_registered = true;
+    }
     if (mapped_len > 0) detail::scan_written(tracking, base, pages(), found);
     std::vector<std::uint64_t> out;
     out.reserve(found.size());
@@ -174,6 +186,7 @@ struct GuestWindow::State {
     while (i < indices.size()) {
       std::size_t j = i + 1;
       while (j < indices.size() && indices[j] == indices[j - 1] + 1) ++j;
+      detail::count_window_system_calls();
       if (::madvise(page(indices[i]), (j - i) * PAGE_SIZE, MADV_DONTNEED) != 0) {
         throw IoError("madvise", std::string("GuestWindow: discarding written pages failed: ") +
                                      std::strerror(errno));
@@ -206,11 +219,9 @@ struct GuestWindow::State {
       if (mapped_len > next.content_len())
         map_none(base + next.content_len(), mapped_len - next.content_len());
       if (next.content_len() > 0 && detail::huge_pages_always()) {
-        ::madvise(base, next.content_len(),
-                  MADV_NOHUGEPAGE);  // advisory: a failure costs memory only
-      }
-      if (tracking == DirtyTracking::uffd_wp_scan && next.content_len() > 0) {
-        detail::register_write_protect(base, next.content_len());
+        detail::count_window_system_calls();
+        // Advisory: a failure costs memory only.
+        ::madvise(base, next.content_len(), MADV_NOHUGEPAGE);
       }
     } catch (...) {
       // Whatever was mapped goes: the window holds the empty cap (its contract on failure). A
@@ -226,6 +237,7 @@ struct GuestWindow::State {
     layout = &l;
     mapped_len = next.content_len();
     mappings = static_cast<std::uint32_t>(l.segments.size());
+    wp_registered = false;
     remapped.clear();
     private_harvested.clear();
     pending.clear();
@@ -239,6 +251,7 @@ struct GuestWindow::State {
     layout = &empty_layout;
     mapped_len = 0;
     mappings = 0;
+    wp_registered = false;
     remapped.clear();
     private_harvested.clear();
     pending.clear();
@@ -330,8 +343,7 @@ void GuestWindow::reset() {
     std::set_difference(s.private_harvested.begin(), s.private_harvested.end(), restore.begin(),
                         restore.end(), std::back_inserter(left));
     s.private_harvested.swap(left);
-    if (s.tracking == DirtyTracking::uffd_wp_scan)
-      detail::register_write_protect(s.base, s.mapped_len);
+    s.wp_registered = false;  // the new mappings are not registered yet
   }
   s.pending.clear();
   if (s.mappings > 2 * s.options.max_mappings) s.map_full(s.cap);
