@@ -196,7 +196,30 @@ for shared in (1, 0):
         how = "copy sharing unchanged subtrees" if shared else "separately built (all compared by hash)"
         target(f"`BM_Diff/{shared}`: two 1 GiB caps, 64 pages differ, {how}", fmt_time(d), "≤ 1 ms", d <= 1e-3)
 
-out.append("## Targets of the speed (#3), archive (#4), store/proof (#5), C API (#13) and Redis store (#14) issues\n")
+# ---- guest windows (#12): every figure a ratio to a floor of the same run ----
+mmap_floor = seconds("BM_MmapFloor")
+for arg, what, goal in ((0, "clean 1 GiB cap from from_bytes", 3), (1, "1 GiB cap from place_shared of 8 sources + 4,096 writes + flush", 30)):
+    t = seconds(f"BM_WindowMap/{262144}/{arg}")
+    if t and mmap_floor:
+        target(f"`BM_WindowMap/262144/{arg}` ({what}) vs `BM_MmapFloor`", f"{t / mmap_floor:.2f}× ({fmt_time(t)} vs {fmt_time(mmap_floor)})", f"≤ {goal}×", t / mmap_floor <= goal)
+calls = counter("BM_WindowRemapSame", "syscalls")
+if calls is not None:
+    target("`BM_WindowRemapSame`: system calls per remap onto the cap it holds", f"{calls:.2f} ({fmt_time(seconds('BM_WindowRemapSame'))})", "≤ 2", calls <= 2)
+cow, first = seconds("BM_KernelCowFloor"), seconds("BM_WindowFirstWrite")
+if cow and first:
+    target("`BM_WindowFirstWrite` vs `BM_KernelCowFloor`", f"{first / cow:.2f}× ({fmt_time(first)} vs {fmt_time(cow)})", "≤ 1.3×", first / cow <= 1.3)
+for k in (1, 64, 4096):
+    h, f = seconds(f"BM_WindowHarvest/262144/{k}"), seconds(f"BM_PagemapScanFloor/262144/{k}")
+    if h and f:
+        target(f"`BM_WindowHarvest/262144/{k}` vs `BM_PagemapScanFloor/262144/{k}` (scan + {k} page copies)", f"{h / f:.2f}× ({fmt_time(h)} vs {fmt_time(f)})", "≤ 2×", h / f <= 2)
+run_w, run_c = seconds("BM_RunWindow/64"), seconds("BM_RunCopyInOut/64")
+if run_w and run_c:
+    target("`BM_RunWindow/64` vs `BM_RunCopyInOut/64`", f"{run_c / run_w:.0f}× faster ({fmt_time(run_w)} vs {fmt_time(run_c)})", "≥ 20×", run_c / run_w >= 20)
+priv, limit = counter("BM_WindowMemory64/iterations:1", "private_bytes"), counter("BM_WindowMemory64/iterations:1", "limit_bytes")
+if priv is not None and limit:
+    target("private memory of 64 windows of a 64 MiB image, 16 pages written each", f"{priv / 2**20:.2f} MiB", f"≤ {limit / 2**20:.2f} MiB", priv <= limit)
+
+out.append("## Targets of the speed (#3), archive (#4), store/proof (#5), guest window (#12), C API (#13) and Redis store (#14) issues\n")
 out.append("| figure | measured | target | verdict |")
 out.append("|---|---|---|---|")
 out.extend(rows)

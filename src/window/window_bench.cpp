@@ -37,7 +37,8 @@ struct PopulatedMemfd {
     void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) std::abort();
     shared = static_cast<std::uint8_t*>(p);
-    for (std::uint64_t i = 0; i < len; i += PAGE_SIZE) shared[i] = static_cast<std::uint8_t>(i >> 12 | 1);
+    for (std::uint64_t i = 0; i < len; i += PAGE_SIZE)
+      shared[i] = static_cast<std::uint8_t>(i >> 12 | 1);
   }
   ~PopulatedMemfd() {
     ::munmap(shared, len);
@@ -298,7 +299,8 @@ void BM_RunCopyInOut(benchmark::State& state) {
     for (std::uint64_t p = 0; p < cap.page_count(); ++p) {
       const PageResolution r = cap.page_at(p * PAGE_SIZE);
       const std::uint8_t* mine = buffer.data() + p * PAGE_SIZE;
-      if (std::memcmp(mine, r.data, PAGE_SIZE) != 0) out.write_page(p * PAGE_SIZE, {mine, PAGE_SIZE});
+      if (std::memcmp(mine, r.data, PAGE_SIZE) != 0)
+        out.write_page(p * PAGE_SIZE, {mine, PAGE_SIZE});
     }
     benchmark::DoNotOptimize(std::move(out).flush().hash_tree_root());
   }
