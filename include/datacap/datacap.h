@@ -454,6 +454,74 @@ DATACAP_C_API datacap_status datacap_verify_range_proof(const datacap_range_proo
                                                         datacap_digest digest, bool* valid);
 DATACAP_C_API void datacap_range_proof_clear(datacap_range_proof* proof);
 
+/* ---- guest windows (Linux) ----------------------------------------------------------------- */
+/* A cap mapped into one native address range for recompiled guest code (window.hpp): loads and
+ * stores at datacap_window_base() are plain instructions; clean pages are shared with every
+ * other window of the image, the hardware copies a page on its first store, and harvest puts
+ * exactly the written pages back into a cap. Missing pages are inaccessible: a guest access
+ * faults (SIGSEGV), and datacap_window_classify, async-signal-safe, says which page and hash.
+ * The library installs no signal handler. Costs: mapping O(mappings of the cap's layout)
+ * system calls (the layout is computed once per flushed backing and cached); harvest one scan
+ * plus one page copy per written page. Guest threads may store concurrently; harvest, reset,
+ * remap and free need the guests stopped and no other call on the window. */
+typedef struct datacap_window datacap_window;
+
+typedef DATACAP_ENUM(datacap_dirty_tracking){
+    DATACAP_TRACKING_AUTO = -1,        /* the first the host allows (or DATACAP_DIRTY_TRACKING) */
+    DATACAP_TRACKING_UFFD_WP_SCAN = 0, /* userfaultfd write-protection + PAGEMAP_SCAN (>= 6.7) */
+    DATACAP_TRACKING_PAGEMAP_SCAN = 1, /* PAGEMAP_SCAN alone */
+    DATACAP_TRACKING_PROC_PAGEMAP = 2  /* reading /proc/self/pagemap */
+} datacap_dirty_tracking;
+
+typedef struct datacap_window_options {
+  uint64_t reserve_bytes;          /* address space for caps; 0: the cap's size */
+  uint64_t guard_bytes;            /* inaccessible bytes after it */
+  datacap_dirty_tracking tracking; /* DATACAP_TRACKING_AUTO or one to force */
+  uint32_t max_mappings;           /* mappings before a backing is compacted; 0: default (64) */
+} datacap_window_options;
+
+/* The defaults: reserve 0, guard 1 MiB, AUTO, 64. */
+DATACAP_C_API datacap_window_options datacap_window_default_options(void);
+
+/* Maps `cap` (NULL options: the defaults). UNSUPPORTED when no dirty tracking works here (or
+ * not the one forced), IO when the kernel refuses a mapping, INVALID_ARGUMENT for bad options. */
+DATACAP_C_API datacap_status datacap_window_new(const datacap_cap* cap,
+                                                const datacap_window_options* options,
+                                                datacap_window** out);
+/* Unmaps everything. NULL is fine. */
+DATACAP_C_API void datacap_window_free(datacap_window* window);
+/* The first byte of the content (page-aligned; stable across remap); NULL for NULL. */
+DATACAP_C_API uint8_t* datacap_window_base(const datacap_window* window);
+/* The mapped cap's size; 0 for NULL. */
+DATACAP_C_API uint64_t datacap_window_size(const datacap_window* window);
+/* The tracking in use (DATACAP_TRACKING_AUTO for NULL). */
+DATACAP_C_API datacap_dirty_tracking datacap_window_tracking(const datacap_window* window);
+/* A new cap: the mapped cap with every page written since the map (or the last harvest or
+ * reset) in its overlay; the window then shows it. On failure nothing is lost. */
+DATACAP_C_API datacap_status datacap_window_harvest(datacap_window* window, datacap_cap** out);
+/* Undoes the stores since the last harvest. */
+DATACAP_C_API datacap_status datacap_window_reset(datacap_window* window);
+/* Shows `cap` instead (up to the reserved size: OUT_OF_RANGE beyond); unharvested stores are
+ * dropped. */
+DATACAP_C_API datacap_status datacap_window_remap(datacap_window* window, const datacap_cap* cap);
+
+typedef DATACAP_ENUM(datacap_fault_kind){
+    DATACAP_FAULT_PAGE = 0,    /* a mapped page of the cap */
+    DATACAP_FAULT_MISSING = 1, /* a Missing page: `hash` is its content's hash */
+    DATACAP_FAULT_GUARD = 2,   /* past the cap: reserved range or guard */
+    DATACAP_FAULT_OUTSIDE = 3  /* not this window's */
+} datacap_fault_kind;
+
+typedef struct datacap_window_fault {
+  datacap_fault_kind kind;
+  uint64_t page_index;
+  datacap_hash hash;
+} datacap_window_fault;
+
+/* What `address` is to the window. Async-signal-safe; never fails (OUTSIDE for NULL). */
+DATACAP_C_API datacap_window_fault datacap_window_classify(const datacap_window* window,
+                                                           const void* address);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
