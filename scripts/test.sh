@@ -104,6 +104,13 @@ cc -std=c11 -Wall -Wextra -Werror -pedantic $(PKG_CONFIG_PATH="$prefix/lib/pkgco
   build/consumer/readme_example.c -o build/consumer/readme_example_pc \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs datacap)
 LD_LIBRARY_PATH="$prefix/lib" build/consumer/readme_example_pc
+# The README's guest-window example (a C++ program), built the same way.
+python3 scripts/readme-block.py c++ README.md > build/consumer/readme_window.cpp
+# shellcheck disable=SC2046
+c++ -std=c++20 -Wall -Wextra -Werror $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags datacap) \
+  build/consumer/readme_window.cpp -o build/consumer/readme_window \
+  $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs datacap)
+LD_LIBRARY_PATH="$prefix/lib" build/consumer/readme_window
 # The installed Python package imports from outside the source and build trees.
 pydir=$(grep '^DATACAP_PYTHON_INSTALL_DIR:' build/release/CMakeCache.txt | cut -d= -f2)
 (cd / && PYTHONPATH="$prefix/$pydir" /usr/bin/python3 -c 'import datacap; print("installed python package", datacap.__version__)')
