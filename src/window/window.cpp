@@ -103,6 +103,10 @@ struct GuestWindow::State {
   // Pages mapped one run at a time since the last full map, from cap's own page storage (the
   // layout no longer says what is there). Sorted.
   std::vector<std::uint64_t> remapped;
+  // The pages mapped one by one, kept alive as long as a mapping may name them: a later
+  // harvest replaces them in `cap`, yet until the next full map an madvise(MADV_DONTNEED) there
+  // shows the mapped page again, which must not have been freed and reused meanwhile.
+  std::vector<PageRef> remapped_pages;
   // uffd_wp_scan: harvested pages whose bytes the window holds as a private copy (neither the
   // layout's page nor a remapped one). Sorted.
   std::vector<std::uint64_t> private_harvested;
@@ -171,6 +175,9 @@ struct GuestWindow::State {
           break;
         }
       }
+      remapped_pages.reserve(remapped_pages.size() + (j - i));
+      for (std::size_t x = i; x < j; ++x)
+        remapped_pages.push_back(cap.page_slot(indices[x]).page());
       map_fixed(page(indices[i]), (j - i) * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE,
                 first.fd, first.offset, "mapping harvested pages");
       mappings += 2;
@@ -239,6 +246,7 @@ struct GuestWindow::State {
     mappings = static_cast<std::uint32_t>(l.segments.size());
     wp_registered = false;
     remapped.clear();
+    remapped_pages.clear();
     private_harvested.clear();
     pending.clear();
   }
@@ -253,6 +261,7 @@ struct GuestWindow::State {
     mappings = 0;
     wp_registered = false;
     remapped.clear();
+    remapped_pages.clear();
     private_harvested.clear();
     pending.clear();
   }
