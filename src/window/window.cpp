@@ -275,6 +275,9 @@ GuestWindow::GuestWindow(const DataCap& cap, WindowOptions options) {
   s->reserved =
       std::max(round_up_to_page(options.reserve_bytes, "reserve_bytes"), cap.content_len());
   s->guard = round_up_to_page(options.guard_bytes, "guard_bytes");
+  if (s->guard > ~std::uint64_t{0} - s->reserved) {
+    throw InvalidArgument("GuestWindow: reserve_bytes + guard_bytes overflow 64 bits");
+  }
   if (s->reserved + s->guard == 0) s->guard = PAGE_SIZE;  // a range of its own, even when empty
   s->options = options;
   void* base = ::mmap(nullptr, s->reserved + s->guard, PROT_NONE,

@@ -491,6 +491,13 @@ TEST(WindowLayout, RemapSizesAndErrors) {
   WindowOptions bad;
   bad.max_mappings = 0;
   EXPECT_THROW(GuestWindow(small, bad), InvalidArgument);
+  WindowOptions huge;
+  huge.reserve_bytes = ~std::uint64_t{0} - 2 * PAGE_SIZE;
+  EXPECT_THROW(GuestWindow(small, huge), InvalidArgument);  // with the guard: past 2^64
+  huge.reserve_bytes = std::uint64_t{1} << 62;              // fits 64 bits, not the address space
+  EXPECT_THROW(GuestWindow(small, huge), IoError);
+  huge.reserve_bytes = ~std::uint64_t{0};
+  EXPECT_THROW(GuestWindow(small, huge), InvalidArgument);
   GuestWindow moved = std::move(wide);
   EXPECT_EQ(wide.base(), nullptr);  // NOLINT(bugprone-use-after-move): the documented state
   EXPECT_THROW((void)wide.harvest(), InvalidArgument);
