@@ -173,14 +173,14 @@ class KernelHandles {
     }
     std::vector<WrittenPage> found;
     try {
-      scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found);
+      scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found, true);
       if (found.size() != 2 || found[0].page_index != 1 || found[1].page_index != 6) return false;
       if (t == DirtyTracking::uffd_wp_scan) {  // re-armed: nothing, then the page written again
         found.clear();
-        scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found);
+        scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found, true);
         if (!found.empty()) return false;
         p[1 * PAGE_SIZE] = 2;
-        scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found);
+        scan_with(pagemap_, zero_pfn_, t, p, 2 * PAGES, found, true);
         if (found.size() != 1 || found[0].page_index != 1) return false;
       }
     } catch (const Error&) {
@@ -192,7 +192,7 @@ class KernelHandles {
  public:
   // The scan itself; `fd` is this process's /proc/self/pagemap.
   static void scan_with(int fd, std::uint64_t zero_pfn, DirtyTracking t, std::uint8_t* base,
-                        std::uint64_t pages, std::vector<WrittenPage>& out) {
+                        std::uint64_t pages, std::vector<WrittenPage>& out, bool rearm) {
     const auto start = reinterpret_cast<std::uintptr_t>(base);
     const std::uint64_t end = start + pages * PAGE_SIZE;
     if (t == DirtyTracking::proc_pagemap) {
@@ -211,7 +211,7 @@ class KernelHandles {
     arg.category_anyof_mask = kabi::PAGE_IS_PRESENT | kabi::PAGE_IS_SWAPPED;
     arg.return_mask = kabi::PAGE_IS_PRESENT | kabi::PAGE_IS_SWAPPED;
     if (t == DirtyTracking::uffd_wp_scan) {
-      arg.flags = kabi::PM_SCAN_WP_MATCHING | kabi::PM_SCAN_CHECK_WPASYNC;
+      arg.flags = kabi::PM_SCAN_CHECK_WPASYNC | (rearm ? kabi::PM_SCAN_WP_MATCHING : 0);
       arg.category_mask |= kabi::PAGE_IS_WRITTEN;
     }
     for (std::uint64_t at = start; at < end;) {
@@ -323,14 +323,27 @@ void register_write_protect(std::uint8_t* start, std::uint64_t len) {
   }
 }
 
+void unregister_write_protect(std::uint8_t* start, std::uint64_t len) {
+  const int fd = KernelHandles::get().uffd();
+  uffdio_range range{};
+  range.start = reinterpret_cast<std::uintptr_t>(start);
+  range.len = len;
+  count_window_system_calls();
+  if (fd < 0 || ::ioctl(fd, UFFDIO_UNREGISTER, &range) != 0) {
+    throw IoError("userfaultfd", "GuestWindow: userfaultfd unregistration of " +
+                                     std::to_string(len) +
+                                     " bytes failed: " + errno_text(fd < 0 ? EBADF : errno));
+  }
+}
+
 void scan_written(DirtyTracking tracking, std::uint8_t* base, std::uint64_t pages,
-                  std::vector<WrittenPage>& out) {
+                  std::vector<WrittenPage>& out, bool rearm) {
   KernelHandles& k = KernelHandles::get();
   const int fd = k.pagemap();
   if (fd < 0) {
     throw IoError("/proc/self/pagemap", "GuestWindow: /proc/self/pagemap cannot be opened");
   }
-  KernelHandles::scan_with(fd, k.zero_pfn(), tracking, base, pages, out);
+  KernelHandles::scan_with(fd, k.zero_pfn(), tracking, base, pages, out, rearm);
 }
 
 std::uint64_t window_system_calls() noexcept {

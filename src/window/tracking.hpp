@@ -26,11 +26,16 @@ struct WrittenPage {
   bool maybe_zero_page;
 };
 
-// Appends the pages of [base, base + pages · PAGE_SIZE) written since the last scan
-// (uffd_wp_scan, which write-protects them again) or since they were last mapped (the others),
-// ascending. Throws IoError.
+// Appends the pages of [base, base + pages · PAGE_SIZE) written since they were last
+// write-protected (uffd_wp_scan; with `rearm` the scan protects them again) or since they were
+// last mapped (the others), ascending. Throws IoError.
 void scan_written(DirtyTracking tracking, std::uint8_t* base, std::uint64_t pages,
-                  std::vector<WrittenPage>& out);
+                  std::vector<WrittenPage>& out, bool rearm);
+
+// uffd_wp_scan: unregisters the range, which also drops every write-protection in it. Pages
+// about to be discarded (MADV_DONTNEED) must not be protected: the kernel would keep a marker
+// per page to remember the protection, and every later scan would walk the markers.
+void unregister_write_protect(std::uint8_t* start, std::uint64_t len);
 
 // For tests of the Unsupported path: mechanisms whose bit (1 << DirtyTracking value) is set in
 // `mask` count as unavailable from now on in this process (0 restores them).

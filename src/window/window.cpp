@@ -134,13 +134,16 @@ struct GuestWindow::State {
   }
 
   // Pages written since the last scan (uffd_wp_scan) or since mapped (others), plus pending.
-  std::vector<std::uint64_t> written(bool keep_ambiguous_zero) {
+  // `rearm` (uffd_wp_scan): protect the pages found again, so that the next scan reports only
+  // pages written after this one; without it they stay unprotected (they are about to be
+  // discarded or mapped anew).
+  std::vector<std::uint64_t> written(bool keep_ambiguous_zero, bool rearm) {
     std::vector<detail::WrittenPage> found;
     if (tracking == DirtyTracking::uffd_wp_scan && !wp_registered && mapped_len > 0) {
       detail::register_write_protect(base, mapped_len);
       wp_registered = true;
     }
-    if (mapped_len > 0) detail::scan_written(tracking, base, pages(), found);
+    if (mapped_len > 0) detail::scan_written(tracking, base, pages(), found, rearm);
     std::vector<std::uint64_t> out;
     out.reserve(found.size());
     for (const detail::WrittenPage& w : found) {
@@ -309,7 +312,7 @@ std::uint32_t GuestWindow::mapping_count() const noexcept { return state_ ? stat
 DataCap GuestWindow::harvest() {
   if (!state_) throw InvalidArgument("GuestWindow::harvest on a moved-from window");
   State& s = *state_;
-  std::vector<std::uint64_t> dirty = s.written(false);
+  std::vector<std::uint64_t> dirty = s.written(false, true);
   try {
     // Every page is copied and put in a copy of the cap before anything is committed.
     DataCap next = s.cap;
@@ -340,7 +343,7 @@ DataCap GuestWindow::harvest() {
 void GuestWindow::reset() {
   if (!state_) throw InvalidArgument("GuestWindow::reset on a moved-from window");
   State& s = *state_;
-  const std::vector<std::uint64_t> dirty = s.written(true);
+  const std::vector<std::uint64_t> dirty = s.written(true, false);
   std::vector<std::uint64_t> restore;  // private copies of harvested pages: map cap's pages back
   std::vector<std::uint64_t> drop;     // show what is mapped there again
   for (const std::uint64_t i : dirty)
@@ -373,8 +376,14 @@ void GuestWindow::remap(const DataCap& cap) {
                             cap.backing().shares_root_with(s.layout_cap.backing());
   if (same_backing) {
     // Only what was written differs from the mapping: drop those private copies.
-    std::vector<std::uint64_t> dirty = s.written(true);
-    merge_into(dirty, s.private_harvested);
+    std::vector<std::uint64_t> dirty = s.written(true, false);
+    if (!s.private_harvested.empty() && s.wp_registered) {
+      // Those are still protected since their harvest: unprotect (by unregistering the range)
+      // before discarding them. Registered again before the next scan.
+      detail::unregister_write_protect(s.base, s.mapped_len);
+      s.wp_registered = false;
+      merge_into(dirty, s.private_harvested);
+    }
     s.discard(dirty);
     s.cap = cap;
     s.private_harvested.clear();
