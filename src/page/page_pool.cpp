@@ -1,11 +1,15 @@
 #include "page/page_pool.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -30,11 +34,13 @@ constexpr std::size_t CHUNK_BYTES = std::size_t{2} << 20;
 constexpr std::size_t CHUNK_PAGES = CHUNK_BYTES / PAGE_SIZE;
 constexpr std::size_t FREE_RETAIN_PAGES = 16384;  // 64 MiB kept resident for reuse
 
-// Page memory lives in memfd "arenas": one shared file mapping each, with the file offset of a
-// page equal to its distance from the arena's base, so a guest window can map the very frames a
-// page uses (MAP_PRIVATE of the arena's file at the page's offset) instead of copying them. The
-// file is sparse: the mapping reserves address space only; memory is used when a page is
-// touched. Sanitizers shadow what is mapped, so arenas are smaller under them.
+// Pages of processes that use guest windows live in memfd "arenas": one shared file mapping
+// each, with the file offset of a page equal to its distance from the arena's base, so a window
+// can map the very frames a page uses (MAP_PRIVATE of the arena's file at the page's offset)
+// instead of copying them. Until use_mappable_page_memory() is called, chunks are anonymous
+// memory as in any allocator (fork() copies them lazily, no file limit applies). The file is
+// sparse: an arena reserves address space only; memory is used when a page is touched.
+// Sanitizers shadow what is mapped, so arenas are smaller under them.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr std::uint64_t ARENA_BYTES = std::uint64_t{1} << 30;
 #else
@@ -42,61 +48,113 @@ constexpr std::uint64_t ARENA_BYTES = std::uint64_t{16} << 30;
 #endif
 constexpr std::size_t MAX_ARENAS = 4096;
 
+std::atomic<bool> g_mappable{false};
+
 struct Arena {
   std::uint8_t* base = nullptr;
   std::uint64_t len = 0;
-  std::atomic<int> fd{-1};  // -1: anonymous memory (not mappable by windows)
+  std::atomic<int> fd{-1};  // -1: not mappable by windows (see the fork handler)
   std::uint64_t used = 0;   // bytes handed out to chunks (guarded by the pool's mutex)
 };
 
-// Fixed storage so that lookups and the fork handler need no lock and no allocation; entries
+// Fixed storage so that lookups and the fork handlers need no lock and no allocation; entries
 // below g_arena_count are published (base, len and fd set) before the count moves past them.
 Arena g_arenas[MAX_ARENAS];
 std::atomic<std::size_t> g_arena_count{0};
 
-// In a child of fork() the arenas' files are still the parent's: the two processes would write
-// one another's pages. The child copies each arena into a file of its own and maps that in place
-// (O(pages in use)), before anything else runs in it.
-void make_arenas_private_after_fork() noexcept {
+// The largest arena this process may have: within RLIMIT_FSIZE (a file grown past it raises
+// SIGXFSZ, which kills by default) and an eighth of RLIMIT_AS (address space an arena reserves
+// is not available to anything else). 0 when not even a chunk fits.
+std::uint64_t arena_limit() noexcept {
+  std::uint64_t len = ARENA_BYTES;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_FSIZE, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+    len = std::min<std::uint64_t>(len, r.rlim_cur);
+  }
+  if (::getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+    len = std::min<std::uint64_t>(len, r.rlim_cur / 8);
+  }
+  len = len / CHUNK_BYTES * CHUNK_BYTES;
+  return len;
+}
+
+// fork(): the arenas are shared memory, so the child would share its pages with the parent (and
+// the free list, so both would hand out the same page). The child copies each arena into a file
+// of its own, mapped at the same address under the same descriptor number (cached window
+// layouts name it), before fork() returns there; the parent waits for that copy, so neither
+// sees the other's later changes. O(pages in use) per fork. Threads of the parent other than the
+// forking one are not stopped: a cap they change or drop during the copy may reach the child
+// changed (fork() in a threaded program gives the child a consistent state only of what no other
+// thread is changing, for the same reason).
+int g_fork_pipe[2] = {-1, -1};
+
+void before_fork() noexcept {
+  if (g_arena_count.load(std::memory_order_acquire) == 0) return;
+  if (::pipe2(g_fork_pipe, O_CLOEXEC) != 0) g_fork_pipe[0] = g_fork_pipe[1] = -1;
+}
+
+void in_parent_after_fork() noexcept {
+  if (g_fork_pipe[0] < 0) return;
+  ::close(g_fork_pipe[1]);
+  char done = 0;
+  while (::read(g_fork_pipe[0], &done, 1) < 0 && errno == EINTR) {
+  }  // one byte, or end of file when the child died first
+  ::close(g_fork_pipe[0]);
+  g_fork_pipe[0] = g_fork_pipe[1] = -1;
+}
+
+bool copy_arena(const Arena& a, int from, int to) noexcept {
+  if (::ftruncate(to, static_cast<off_t>(a.len)) != 0) return false;
+  // Only the data ranges: holes (never used, or given back) read as zeros either way.
+  off_t pos = 0;
+  const off_t end = static_cast<off_t>(a.used);
+  while (pos < end) {
+    const off_t data = ::lseek(from, pos, SEEK_DATA);
+    if (data < 0 || data >= end) break;
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0 || hole > end) hole = end;
+    // The raw system call: a sanitizer's write() interceptor would object to the poisoned free
+    // pages the range may hold.
+    for (off_t at = data; at < hole;) {
+      const long wrote =
+          ::syscall(SYS_pwrite64, to, a.base + at, static_cast<std::size_t>(hole - at), at);
+      if (wrote <= 0) return false;
+      at += wrote;
+    }
+    pos = hole;
+  }
+  return true;
+}
+
+void in_child_after_fork() noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_acquire);
   for (std::size_t i = 0; i < n; ++i) {
     Arena& a = g_arenas[i];
     const int old_fd = a.fd.load(std::memory_order_relaxed);
     if (old_fd < 0) continue;
     const int fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
-    bool ok = fd >= 0 && ::ftruncate(fd, static_cast<off_t>(a.len)) == 0;
-    // Only the data ranges: holes (never used, or given back) read as zeros either way.
-    off_t pos = 0;
-    const off_t end = static_cast<off_t>(a.used);
-    while (ok && pos < end) {
-      const off_t data = ::lseek(old_fd, pos, SEEK_DATA);
-      if (data < 0 || data >= end) break;
-      off_t hole = ::lseek(old_fd, data, SEEK_HOLE);
-      if (hole < 0 || hole > end) hole = end;
-      // The raw system call: a sanitizer's write() interceptor would object to the poisoned
-      // free pages the range may hold.
-      for (off_t at = data; ok && at < hole;) {
-        const long wrote =
-            ::syscall(SYS_pwrite64, fd, a.base + at, static_cast<std::size_t>(hole - at), at);
-        if (wrote <= 0)
-          ok = false;
-        else
-          at += wrote;
-      }
-      pos = hole;
-    }
-    if (ok && ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
-                     fd, 0) != MAP_FAILED) {
-      a.fd.store(fd, std::memory_order_relaxed);
-      ::close(old_fd);
+    if (fd >= 0 && copy_arena(a, old_fd, fd) &&
+        ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+               0) != MAP_FAILED &&
+        ::dup3(fd, old_fd, O_CLOEXEC) == old_fd) {
+      ::close(fd);
       continue;
     }
     // No memory for a copy: a private view of the parent's file keeps this process's writes to
-    // itself; its pages are no longer mappable by windows.
+    // itself (pages the child has not written show the parent's later changes); its pages are no
+    // longer mappable by windows.
     if (fd >= 0) ::close(fd);
     ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, old_fd,
            0);
     a.fd.store(-1, std::memory_order_relaxed);
+  }
+  if (g_fork_pipe[1] >= 0) {
+    const char done = 1;
+    while (::write(g_fork_pipe[1], &done, 1) < 0 && errno == EINTR) {
+    }
+    ::close(g_fork_pipe[1]);
+    ::close(g_fork_pipe[0]);
+    g_fork_pipe[0] = g_fork_pipe[1] = -1;
   }
 }
 
@@ -160,8 +218,9 @@ class PagePool {
         return chunk;
       }
     }
-    if (n < MAX_ARENAS && !memfd_refused_) {
+    if (n < MAX_ARENAS && !memfd_refused_ && g_mappable.load(std::memory_order_relaxed)) {
       if (std::uint8_t* chunk = new_arena(n)) return chunk;
+      memfd_refused_ = true;  // not again on every refill: anonymous chunks from now on
     }
     void* chunk =
         ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -172,29 +231,28 @@ class PagePool {
   // A new arena at g_arenas[n] with its first chunk taken, or nullptr when the system refuses
   // (no memfd_create under a sandbox, an address-space limit): anonymous chunks then.
   std::uint8_t* new_arena(std::size_t n) {
+    const std::uint64_t len = arena_limit();
+    if (len < CHUNK_BYTES) return nullptr;
     const int fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
-    if (fd < 0) {
-      memfd_refused_ = true;
+    if (fd < 0) return nullptr;
+    void* base = MAP_FAILED;
+    if (::ftruncate(fd, static_cast<off_t>(len)) == 0) {
+      base = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    }
+    if (base == MAP_FAILED) {
+      ::close(fd);
       return nullptr;
     }
-    // The largest arena the address space allows (an RLIMIT_AS may refuse 16 GiB).
-    for (std::uint64_t len = ARENA_BYTES; len >= CHUNK_BYTES; len /= 4) {
-      if (::ftruncate(fd, static_cast<off_t>(len)) != 0) continue;
-      void* base = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-      if (base == MAP_FAILED) continue;
-      static const bool fork_handler =
-          ::pthread_atfork(nullptr, nullptr, make_arenas_private_after_fork) == 0;
-      (void)fork_handler;
-      Arena& a = g_arenas[n];
-      a.base = static_cast<std::uint8_t*>(base);
-      a.len = len;
-      a.used = CHUNK_BYTES;
-      a.fd.store(fd, std::memory_order_relaxed);
-      g_arena_count.store(n + 1, std::memory_order_release);
-      return a.base;
-    }
-    ::close(fd);
-    return nullptr;
+    static const bool handlers =
+        ::pthread_atfork(before_fork, in_parent_after_fork, in_child_after_fork) == 0;
+    (void)handlers;
+    Arena& a = g_arenas[n];
+    a.base = static_cast<std::uint8_t*>(base);
+    a.len = len;
+    a.used = CHUNK_BYTES;
+    a.fd.store(fd, std::memory_order_relaxed);
+    g_arena_count.store(n + 1, std::memory_order_release);
+    return a.base;
   }
 
   const bool kernel_page_is_ours_ = ::sysconf(_SC_PAGESIZE) == static_cast<long>(PAGE_SIZE);
@@ -287,6 +345,8 @@ void release_page_memory(std::uint8_t* page) noexcept {
 }
 
 std::uint64_t page_pool_mapped_bytes() noexcept { return pool().mapped(); }
+
+void use_mappable_page_memory() noexcept { g_mappable.store(true, std::memory_order_relaxed); }
 
 bool page_file_location(const std::uint8_t* page, PageFileLocation& where) noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_acquire);

@@ -1,9 +1,10 @@
 // Internal: PAGE_SIZE-aligned page memory carved from 2 MiB chunks.
 //
-// The chunks come from memfd "arenas" (see page_file_location), so that windows can map pages
-// from their own storage; where memfd_create is refused, from anonymous memory. A child of
-// fork() gets private copies of the arenas (O(pages in use), done in the child before fork()
-// returns there).
+// Chunks are anonymous memory until use_mappable_page_memory() (the first guest window); after
+// it they come from memfd "arenas" (see page_file_location), so that windows can map pages from
+// their own storage — or anonymous memory still where memfd_create, or an arena within the
+// process's limits, is refused. A child of fork() gets private copies of the arenas (O(pages in
+// use), made in the child before fork() returns there, the parent waiting for it).
 //
 // Why not aligned_alloc: glibc serves a 4 KiB-aligned 4 KiB block by over-allocating and
 // splitting, so each page costs close to two pages of resident memory. The pool maps whole
@@ -39,6 +40,10 @@ struct PageFileLocation {
   int fd = -1;
   std::uint64_t offset = 0;
 };
+// From now on, new chunks come from memfd arenas (pages allocated before stay where they are).
+// Called by the first GuestWindow. Idempotent.
+void use_mappable_page_memory() noexcept;
+
 // True (and `where` filled) when `page`, from allocate_page_memory, lives in an arena. False
 // for memory the pool had to take anonymously (no memfd here) and for anything not from the
 // pool. Lock-free, allocation-free, async-signal-safe.

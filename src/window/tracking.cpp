@@ -1,6 +1,7 @@
 #include "window/tracking.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "datacap/error.hpp"
@@ -48,8 +50,27 @@ std::string errno_text(int err) { return std::strerror(err); }
 class KernelHandles {
  public:
   static KernelHandles& get() {
-    static auto* instance = new KernelHandles();  // never destroyed: used until exit
+    static auto* instance = [] {
+      auto* k = new KernelHandles();  // never destroyed: used until exit
+      g_instance = k;
+      ::pthread_atfork(nullptr, nullptr, in_child_after_fork);
+      return k;
+    }();
     return *instance;
+  }
+
+  // The inherited descriptors name the parent (its mm): closed in the child at once, before
+  // anything there can reuse their numbers; the child opens its own when it needs them. Runs
+  // with one thread, so without the mutex (another thread of the parent may have held it).
+  static void in_child_after_fork() noexcept {
+    KernelHandles* k = g_instance;
+    if (k == nullptr) return;
+    if (k->uffd_ >= 0) ::close(k->uffd_);
+    if (k->pagemap_ >= 0) ::close(k->pagemap_);
+    k->uffd_ = -2;
+    k->pagemap_ = -2;
+    k->pid_ = ::getpid();
+    new (&k->mu_) std::mutex();  // a mutex held by a thread that does not exist here
   }
 
   bool available(DirtyTracking t) {
@@ -270,6 +291,7 @@ class KernelHandles {
     }
   }
 
+  static inline KernelHandles* g_instance = nullptr;
   std::mutex mu_;
   pid_t pid_ = 0;
   int uffd_ = -2;  // -2: not opened yet; -1: unavailable

@@ -90,26 +90,27 @@ struct GuestWindow::State {
   DirtyTracking tracking = DirtyTracking::uffd_wp_scan;
 
   DataCap cap;         // what the window shows, as of the last map, harvest or reset
-  DataCap layout_cap;  // the cap the applied layout was built from (keeps it alive)
+  DataCap layout_cap;  // cap's backing alone: the cap the applied layout is of (keeps it alive)
   const Layout* layout = nullptr;
-  std::unique_ptr<Layout> owned_layout;
-  std::uint64_t mapped_len = 0;  // content bytes mapped (cap.content_len())
-  std::uint32_t mappings = 0;    // mappings the content uses now (approximately: an upper bound)
+  std::unique_ptr<Layout> owned_layout;  // a layout no node caches (an all-Empty backing)
+  std::uint64_t mapped_len = 0;          // content bytes mapped (cap.content_len())
+  std::uint32_t mappings = 0;            // mappings the content uses now
+  // Pages mapped one by one over the layout when the overlay was placed (an overlay page over a
+  // Missing backing page, a Missing overlay page): the window is then more than its layout.
+  std::uint32_t fixes = 0;
   // uffd_wp_scan: the content range is registered with the userfaultfd. Done before the first
   // scan after a mapping changed, not at the mapping: pages written meanwhile are found all the
   // same (they were never protected), and a window that is mapped and dropped pays nothing.
   bool wp_registered = false;
 
-  // Pages mapped one run at a time since the last full map, from cap's own page storage (the
-  // layout no longer says what is there). Sorted.
-  std::vector<std::uint64_t> remapped;
-  // The pages mapped one by one, kept alive as long as a mapping may name them: a later
-  // harvest replaces them in `cap`, yet until the next full map an madvise(MADV_DONTNEED) there
-  // shows the mapped page again, which must not have been freed and reused meanwhile.
-  std::vector<PageRef> remapped_pages;
-  // uffd_wp_scan: harvested pages whose bytes the window holds as a private copy (neither the
-  // layout's page nor a remapped one). Sorted.
-  std::vector<std::uint64_t> private_harvested;
+  // The Missing pages of `cap` (the layout's, less those the overlay shadows, plus the overlay's
+  // own), ascending: what classify() reads.
+  std::vector<detail::MissingPage> missing;
+  // Pages whose bytes the window holds as a private copy of cap's page (the overlay's pages
+  // placed at a map, pages harvested since), ascending. Never mapped one by one, so they take
+  // no mapping; with uffd_wp_scan they are write-protected, otherwise a scan reports them every
+  // time and they are told apart by their bytes.
+  std::vector<std::uint64_t> private_pages;
   // Pages a scan reported (and, with userfaultfd, protected again) that a failed harvest did not
   // take in: the next harvest or reset takes them. Sorted.
   std::vector<std::uint64_t> pending;
@@ -124,73 +125,63 @@ struct GuestWindow::State {
   std::uint64_t pages() const noexcept { return mapped_len / PAGE_SIZE; }
   std::uint8_t* page(std::uint64_t i) const noexcept { return base + i * PAGE_SIZE; }
 
-  // Is the page at i anonymous zero memory in the current mapping (neither file nor Missing)?
-  bool maps_zero(std::uint64_t i) const {
-    if (contains(remapped, i)) return false;
+  // Is the page at i anonymous zero memory in the layout (neither file nor Missing)?
+  bool layout_zero(std::uint64_t i) const {
     const auto it =
         std::upper_bound(layout->segments.begin(), layout->segments.end(), i,
-                         [](std::uint64_t x, const Segment& s) { return x < s.first_page; });
+                         [](std::uint64_t x, const Segment& seg) { return x < seg.first_page; });
     return it != layout->segments.begin() && std::prev(it)->kind == Segment::Kind::zero;
   }
 
-  // Pages written since the last scan (uffd_wp_scan) or since mapped (others), plus pending.
-  // `rearm` (uffd_wp_scan): protect the pages found again, so that the next scan reports only
-  // pages written after this one; without it they stay unprotected (they are about to be
-  // discarded or mapped anew).
-  std::vector<std::uint64_t> written(bool keep_ambiguous_zero, bool rearm) {
-    std::vector<detail::WrittenPage> found;
+  // True when the window's page i holds exactly cap's page i (a private copy left as placed).
+  bool same_as_cap(std::uint64_t i) const {
+    const PageResolution r = cap.page_at(i * PAGE_SIZE);
+    return r.kind != PageResolution::Kind::missing && std::memcmp(page(i), r.data, PAGE_SIZE) == 0;
+  }
+
+  void ensure_registered() {
     if (tracking == DirtyTracking::uffd_wp_scan && !wp_registered && mapped_len > 0) {
       detail::register_write_protect(base, mapped_len);
       wp_registered = true;
     }
+  }
+
+  // Pages written since the last scan that protected them (uffd_wp_scan) or since they were
+  // mapped or copied in (the others: private copies still equal to cap's pages are left out),
+  // plus pending. `rearm` (uffd_wp_scan): protect the pages found again, so that the next scan
+  // reports only pages written after this one; without it they stay unprotected (they are about
+  // to be discarded or copied over).
+  std::vector<std::uint64_t> written(bool rearm) {
+    std::vector<detail::WrittenPage> found;
+    ensure_registered();
     if (mapped_len > 0) detail::scan_written(tracking, base, pages(), found, rearm);
     std::vector<std::uint64_t> out;
     out.reserve(found.size());
     for (const detail::WrittenPage& w : found) {
+      const std::uint64_t i = w.page_index;
+      if (tracking != DirtyTracking::uffd_wp_scan && contains(private_pages, i) && same_as_cap(i)) {
+        continue;  // a private copy no store has changed (or a store of the same bytes)
+      }
       // proc_pagemap without frame numbers: an Empty page only read looks written. Its bytes are
       // zero either way, so leaving it out keeps bytes and roots exact.
-      if (w.maybe_zero_page && !keep_ambiguous_zero && all_zero(page(w.page_index)) &&
-          maps_zero(w.page_index)) {
+      if (w.maybe_zero_page && layout_zero(i) && !contains(private_pages, i) && all_zero(page(i))) {
         continue;
       }
-      out.push_back(w.page_index);
+      out.push_back(i);
     }
     merge_into(out, pending);
     return out;
   }
 
-  // Maps the page storage of cap's pages `indices` (sorted) at their places, one mmap per run
-  // of pages adjacent in both the window and a file. False when a page has no mappable storage.
-  bool map_pages_of_cap(const std::vector<std::uint64_t>& indices) {
-    std::size_t i = 0;
-    while (i < indices.size()) {
-      const PageSlot slot = cap.page_slot(indices[i]);
-      detail::PageFileLocation first;
-      if (!slot.is_loaded() || !detail::page_file_location(slot.page().data(), first)) {
-        return false;
-      }
-      std::size_t j = i + 1;
-      for (; j < indices.size() && indices[j] == indices[j - 1] + 1; ++j) {
-        const PageSlot next = cap.page_slot(indices[j]);
-        detail::PageFileLocation where;
-        if (!next.is_loaded() || !detail::page_file_location(next.page().data(), where) ||
-            where.fd != first.fd || where.offset != first.offset + (j - i) * PAGE_SIZE) {
-          break;
-        }
-      }
-      remapped_pages.reserve(remapped_pages.size() + (j - i));
-      for (std::size_t x = i; x < j; ++x)
-        remapped_pages.push_back(cap.page_slot(indices[x]).page());
-      map_fixed(page(indices[i]), (j - i) * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE,
-                first.fd, first.offset, "mapping harvested pages");
-      mappings += 2;
-      i = j;
-    }
-    merge_into(remapped, indices);
-    return true;
+  // Protects the pages just copied in (uffd_wp_scan): a scan that re-arms what it finds.
+  void protect_copies() {
+    if (tracking != DirtyTracking::uffd_wp_scan || mapped_len == 0) return;
+    ensure_registered();
+    std::vector<detail::WrittenPage> ignored;
+    detail::scan_written(tracking, base, pages(), ignored, true);
   }
 
-  // Drops the private copies of `indices` (sorted): each page shows what is mapped there again.
+  // Drops the private copies of `indices` (sorted): each page shows the layout's page again.
   void discard(const std::vector<std::uint64_t>& indices) {
     std::size_t i = 0;
     while (i < indices.size()) {
@@ -205,20 +196,68 @@ struct GuestWindow::State {
     }
   }
 
+  // Puts next's overlay over the layout (which shows next's backing): Loaded pages as private
+  // copies, Missing ones inaccessible; sets cap, missing and private_pages.
+  void place_overlay(const DataCap& next) {
+    std::vector<detail::MissingPage> now = layout->missing;
+    std::vector<std::uint64_t> copies;
+    std::vector<detail::MissingPage> added;
+    std::vector<std::uint64_t> shadowed;
+    next.for_each_dirty([&](std::uint32_t i, const PageSlot& slot) {
+      const bool over_missing = next.backing().page_slot(i).is_missing();
+      if (slot.is_missing()) {
+        if (!over_missing) {
+          map_none(page(i), PAGE_SIZE);
+          mappings += 2;
+          ++fixes;
+        }
+        shadowed.push_back(i);
+        added.push_back({i, slot.missing_hash()});
+        return;
+      }
+      if (over_missing) {  // the layout has it inaccessible
+        map_zero(page(i), PAGE_SIZE);
+        mappings += 2;
+        ++fixes;
+        shadowed.push_back(i);
+      }
+      std::memcpy(page(i), slot.page().data(), PAGE_SIZE);
+      copies.push_back(i);
+    });
+    if (!shadowed.empty()) {
+      std::vector<detail::MissingPage> kept;
+      for (const detail::MissingPage& m : now) {
+        if (!std::binary_search(shadowed.begin(), shadowed.end(), m.page_index)) kept.push_back(m);
+      }
+      now.swap(kept);
+      std::vector<detail::MissingPage> merged;
+      std::merge(now.begin(), now.end(), added.begin(), added.end(), std::back_inserter(merged),
+                 [](const detail::MissingPage& a, const detail::MissingPage& b) {
+                   return a.page_index < b.page_index;
+                 });
+      now.swap(merged);
+    }
+    if (!copies.empty()) protect_copies();
+    cap = next;
+    missing = std::move(now);
+    private_pages = std::move(copies);
+  }
+
   // Maps `next` afresh over the whole content range.
   void map_full(const DataCap& next) {
-    std::unique_ptr<Layout> owned;
-    const Layout& l = detail::layout_of(next, options.max_mappings, owned);
     try {
-      for (const Segment& s : l.segments) {
-        std::uint8_t* at = page(s.first_page);
-        const std::uint64_t len = s.page_count * PAGE_SIZE;
-        switch (s.kind) {
+      const DataCap backing_only = DataCap::from_backing(next.backing());
+      std::unique_ptr<Layout> owned;
+      const Layout& l = detail::layout_of(backing_only, options.max_mappings, owned);
+      for (const Segment& seg : l.segments) {
+        std::uint8_t* at = page(seg.first_page);
+        const std::uint64_t len = seg.page_count * PAGE_SIZE;
+        switch (seg.kind) {
           case Segment::Kind::zero:
             map_zero(at, len);
             break;
           case Segment::Kind::file:
-            map_fixed(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, s.fd, s.offset,
+            map_fixed(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, seg.fd, seg.offset,
                       "mapping pages");
             break;
           case Segment::Kind::missing:
@@ -233,6 +272,15 @@ struct GuestWindow::State {
         // Advisory: a failure costs memory only.
         ::madvise(base, next.content_len(), MADV_NOHUGEPAGE);
       }
+      layout_cap = backing_only;
+      owned_layout = std::move(owned);
+      layout = &l;
+      mapped_len = next.content_len();
+      mappings = static_cast<std::uint32_t>(l.segments.size());
+      fixes = 0;
+      wp_registered = false;
+      pending.clear();
+      place_overlay(next);
     } catch (...) {
       // Whatever was mapped goes: the window holds the empty cap (its contract on failure). A
       // failure to map over the range leaves it as it is: nothing in it is shown as content.
@@ -241,17 +289,6 @@ struct GuestWindow::State {
       clear_to_empty();
       throw;
     }
-    cap = next;
-    layout_cap = next;
-    owned_layout = std::move(owned);
-    layout = &l;
-    mapped_len = next.content_len();
-    mappings = static_cast<std::uint32_t>(l.segments.size());
-    wp_registered = false;
-    remapped.clear();
-    remapped_pages.clear();
-    private_harvested.clear();
-    pending.clear();
   }
 
   void clear_to_empty() noexcept {
@@ -262,17 +299,18 @@ struct GuestWindow::State {
     layout = &empty_layout;
     mapped_len = 0;
     mappings = 0;
+    fixes = 0;
     wp_registered = false;
-    remapped.clear();
-    remapped_pages.clear();
-    private_harvested.clear();
+    missing.clear();
+    private_pages.clear();
     pending.clear();
   }
 };
 
 GuestWindow::GuestWindow(const DataCap& cap, WindowOptions options) {
-  if (options.max_mappings == 0)
+  if (options.max_mappings == 0) {
     throw InvalidArgument("GuestWindow: max_mappings must be at least 1");
+  }
   auto s = std::make_unique<State>();
   s->tracking = detail::choose_tracking(options.tracking);
   s->reserved =
@@ -283,10 +321,13 @@ GuestWindow::GuestWindow(const DataCap& cap, WindowOptions options) {
   }
   if (s->reserved + s->guard == 0) s->guard = PAGE_SIZE;  // a range of its own, even when empty
   s->options = options;
+  // From now on new pages go where windows can map them (see page_pool.hpp).
+  detail::use_mappable_page_memory();
   void* base = ::mmap(nullptr, s->reserved + s->guard, PROT_NONE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED)
+  if (base == MAP_FAILED) {
     throw_mapping_error("reserving the window", s->reserved + s->guard, errno);
+  }
   s->base = static_cast<std::uint8_t*>(base);
   s->clear_to_empty();
   s->map_full(cap);
@@ -312,56 +353,38 @@ std::uint32_t GuestWindow::mapping_count() const noexcept { return state_ ? stat
 DataCap GuestWindow::harvest() {
   if (!state_) throw InvalidArgument("GuestWindow::harvest on a moved-from window");
   State& s = *state_;
-  std::vector<std::uint64_t> dirty = s.written(false, true);
+  std::vector<std::uint64_t> dirty = s.written(true);
   try {
     // Every page is copied and put in a copy of the cap before anything is committed.
     DataCap next = s.cap;
     for (const std::uint64_t i : dirty) {
       next.insert_overlay_page(i, PageNode::adopt_slot(PageNode::copy_of(s.page(i), PAGE_SIZE)));
     }
+    merge_into(s.private_pages, dirty);  // may throw too: before the commit
     s.cap = std::move(next);
   } catch (...) {
     s.pending = std::move(dirty);  // reported again by the next harvest or reset
     throw;
   }
   s.pending.clear();
-  if (s.tracking == DirtyTracking::uffd_wp_scan) {
-    // Still the window's private copies, protected again by the scan: a store there is found by
-    // the next scan. Nothing to map.
-    merge_into(s.private_harvested, dirty);
-  } else if (!dirty.empty()) {
-    // The scan would report these forever (they are no longer the file's pages): show them from
-    // their new storage, which also frees the private copies.
-    std::vector<std::uint64_t> mappable;
-    for (const std::uint64_t i : dirty) mappable.push_back(i);
-    if (!s.map_pages_of_cap(mappable)) merge_into(s.private_harvested, dirty);
-  }
-  if (s.mappings > 2 * s.options.max_mappings) s.map_full(s.cap);  // nothing unharvested is lost
   return s.cap;
 }
 
 void GuestWindow::reset() {
   if (!state_) throw InvalidArgument("GuestWindow::reset on a moved-from window");
   State& s = *state_;
-  const std::vector<std::uint64_t> dirty = s.written(true, false);
-  std::vector<std::uint64_t> restore;  // private copies of harvested pages: map cap's pages back
-  std::vector<std::uint64_t> drop;     // show what is mapped there again
-  for (const std::uint64_t i : dirty)
-    (contains(s.private_harvested, i) ? restore : drop).push_back(i);
-  s.discard(drop);
-  if (!restore.empty()) {
-    if (!s.map_pages_of_cap(restore)) {
-      s.map_full(s.cap);
-      return;
-    }
-    std::vector<std::uint64_t> left;
-    std::set_difference(s.private_harvested.begin(), s.private_harvested.end(), restore.begin(),
-                        restore.end(), std::back_inserter(left));
-    s.private_harvested.swap(left);
-    s.wp_registered = false;  // the new mappings are not registered yet
+  const std::vector<std::uint64_t> dirty = s.written(false);
+  std::vector<std::uint64_t> restore;  // private copies of cap's pages: copied in again
+  std::vector<std::uint64_t> drop;     // the layout's pages: shown again
+  for (const std::uint64_t i : dirty) {
+    (contains(s.private_pages, i) ? restore : drop).push_back(i);
   }
+  s.discard(drop);
+  for (const std::uint64_t i : restore) {
+    std::memcpy(s.page(i), s.cap.page_slot(i).page().data(), PAGE_SIZE);
+  }
+  if (!restore.empty()) s.protect_copies();
   s.pending.clear();
-  if (s.mappings > 2 * s.options.max_mappings) s.map_full(s.cap);
 }
 
 void GuestWindow::remap(const DataCap& cap) {
@@ -371,26 +394,31 @@ void GuestWindow::remap(const DataCap& cap) {
     throw OutOfRange("GuestWindow::remap: a cap of " + std::to_string(cap.content_len()) +
                      " bytes does not fit the " + std::to_string(s.reserved) + " bytes reserved");
   }
-  const bool same_backing = cap.is_clean() && s.layout_cap.is_clean() && s.remapped.empty() &&
-                            cap.content_len() == s.mapped_len &&
+  const bool same_backing = s.fixes == 0 && s.mapped_len > 0 && cap.content_len() == s.mapped_len &&
                             cap.backing().shares_root_with(s.layout_cap.backing());
-  if (same_backing) {
-    // Only what was written differs from the mapping: drop those private copies.
-    std::vector<std::uint64_t> dirty = s.written(true, false);
-    if (!s.private_harvested.empty() && s.wp_registered) {
-      // Those are still protected since their harvest: unprotect (by unregistering the range)
-      // before discarding them. Registered again before the next scan.
-      detail::unregister_write_protect(s.base, s.mapped_len);
-      s.wp_registered = false;
-      merge_into(dirty, s.private_harvested);
-    }
-    s.discard(dirty);
-    s.cap = cap;
-    s.private_harvested.clear();
-    s.pending.clear();
+  if (!same_backing) {
+    s.map_full(cap);
     return;
   }
-  s.map_full(cap);
+  // Only the private pages differ from the layout: drop them, then place cap's overlay.
+  try {
+    std::vector<std::uint64_t> dirty = s.written(false);
+    if (!s.private_pages.empty() && s.wp_registered) {
+      // Those are still protected: unprotect them (by unregistering the range) first, or the
+      // kernel keeps a marker per discarded page that every later scan walks. Registered again
+      // before the next scan.
+      detail::unregister_write_protect(s.base, s.mapped_len);
+      s.wp_registered = false;
+    }
+    merge_into(dirty, s.private_pages);
+    s.discard(dirty);
+    s.pending.clear();
+    s.private_pages.clear();
+    s.place_overlay(cap);
+  } catch (...) {
+    s.map_full(cap);  // the window must not be left half one cap, half the other
+    throw;
+  }
 }
 
 WindowFault GuestWindow::classify(const void* address) const noexcept {
@@ -407,7 +435,7 @@ WindowFault GuestWindow::classify(const void* address) const noexcept {
   }
   f.page_index = off / PAGE_SIZE;
   f.kind = WindowFault::Kind::page;
-  const auto& missing = s.layout->missing;
+  const auto& missing = s.missing;
   const auto it = std::lower_bound(
       missing.begin(), missing.end(), f.page_index,
       [](const detail::MissingPage& m, std::uint64_t x) { return m.page_index < x; });
