@@ -22,10 +22,12 @@
 //                  once, so mapping costs nothing per page.
 //   pagemap_scan   PAGEMAP_SCAN alone (no userfaultfd, e.g. under a container's default seccomp
 //                  profile): written pages are the ones no longer backed by the file or the zero
-//                  page. Cumulative, so a harvest maps each harvested page back from its new
-//                  storage (one mmap per run of pages).
+//                  page. Cumulative: a page harvested once (or copied in from the cap's overlay)
+//                  is reported by every later scan, and counted as written again only when its
+//                  bytes differ from the cap's — a store of the very bytes a harvested page holds
+//                  is not in the next dirty set (bytes and roots are unaffected).
 //   proc_pagemap   reading /proc/self/pagemap (older kernels): as pagemap_scan, one 8-byte entry
-//                  per page of the window per harvest. Without the privilege to read frame
+//                  per page of the window per scan. Without the privilege to read frame
 //                  numbers, an Empty page that was only read cannot be told from one written
 //                  with zeros: such a page is reported only when its bytes are not all zero
 //                  (bytes and roots stay identical; only a store of zeros into an Empty page
@@ -33,32 +35,39 @@
 // Swapped-out written pages count as written in every tier. Where none works, the constructor
 // throws Unsupported and the rest of the library (the interpreter path) is unaffected.
 //
-// Costs (n = pages of the cap, k = pages written, r = mappings of the cap's layout):
-//   constructor / remap   O(r) system calls. The layout (which runs of pages map from which
-//                         file range) is computed once per flushed backing in O(n) and cached
-//                         on it, shared by every window of that backing; a cap with an overlay
-//                         computes its layout each time. When a layout would need more than
-//                         WindowOptions::max_mappings mappings (pages scattered over the pool,
-//                         pages borrowed from an archive file), the backing is laid out once
-//                         into a sealed memfd of its own, in page order (O(n) page copies, once
-//                         per backing; then r is the number of Missing runs + small), shared by
-//                         every window of it.
-//   remap of the same     one scan system call plus one per run of pages written since; nothing
-//   clean backing         is mapped again.
+// Costs (n = pages of the cap, k = pages written, r = mappings of the backing's layout,
+// v = pages in the cap's overlay):
+//   constructor / remap   O(r) system calls + v page copies. The backing's layout (which runs of
+//                         pages map from which file range) is computed once per backing in O(n)
+//                         and cached on it, shared by every window of it. The overlay's pages are
+//                         copied into the window (private memory, no mappings). When a layout
+//                         would need more than WindowOptions::max_mappings mappings (pages
+//                         scattered over the pool, pages allocated before the process's first
+//                         window, pages borrowed from an archive file), the backing is laid out
+//                         once into a sealed memfd of its own, in page order (O(n) page copies,
+//                         once per backing; then r is the number of Missing runs + small, and the
+//                         layer holds one file descriptor while the backing lives). Empty runs
+//                         shorter than 256 pages inside such a layer are holes of it: reading
+//                         one takes a page of the layer's shared memory.
+//   remap onto the same   one scan system call plus one per run of pages written since, plus v
+//   backing               page copies; nothing is mapped again.
 //   first store to a page one page fault (the kernel's copy-on-write).
 //   harvest               one scan (uffd_wp_scan, pagemap_scan: a system call walking the page
-//                         tables of the window; proc_pagemap: reads O(n) bytes) + k page copies
-//                         + O(k · L) overlay insertions; pagemap_scan and proc_pagemap add one
-//                         mmap per run of harvested pages.
+//                         tables of the window; proc_pagemap: reads 8 bytes per page of the
+//                         window) + k page copies + O(k · L) overlay insertions (pagemap_scan and
+//                         proc_pagemap: + a page comparison per page harvested before).
 //   reset                 one scan + one system call per run of pages written since the last
-//                         harvest.
+//                         harvest (+ a page copy for each of them harvested before).
 //   classify              O(log m) for m Missing pages; async-signal-safe.
 //
 // Memory: a window holds a copy of its cap (O(1)), its reserved address space (no memory), the
-// page tables of what the guest touches, and a private page per page written. The process's
-// limit of mappings (vm.max_map_count, 65,530 by default) is shared by every window; a window
-// uses at most max_mappings + (pages restored or re-mapped since its last full map) of them,
-// and maps its cap afresh when that passes 2 · max_mappings.
+// page tables of what the guest touches, and a private page per page written or copied in from
+// the overlay. The process's limit of mappings (vm.max_map_count, 65,530 by default) is shared
+// by every window; a window uses at most max_mappings + 2 per overlay page that is Missing or
+// over a Missing backing page.
+//
+// Page memory: the first window switches the process's page pool to memfd arenas (pages
+// allocated from then on are mappable; earlier ones are copied once per backing into a layer).
 //
 // Errors: Unsupported (no dirty tracking, or none of the forced kind; a cap whose Missing pages
 // need more mappings than max_mappings allows), InvalidArgument (options), OutOfRange (a cap
@@ -72,8 +81,10 @@
 // called from a signal handler on any thread, but not concurrently with harvest, reset, remap,
 // assignment or destruction of that window. Distinct windows are independent.
 //
-// fork(): a child keeps the window's memory (copy-on-write, as for any private mapping) but not
-// its dirty tracking; use windows in the process that made them.
+// fork(): once the page pool uses arenas, a child of fork() copies them (O(pages in use), the
+// parent waiting for it; see page memory above) and its caps are its own. Windows made before the
+// fork are not usable in the child (their clean pages may show the parent's later changes, and
+// their dirty tracking is the parent's): a child may only destroy them, and make its own.
 #pragma once
 
 #include <cstdint>
