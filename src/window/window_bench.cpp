@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -19,6 +20,7 @@
 #include "datacap/datacap.hpp"
 #include "support/caps.hpp"
 #include "window/kernel_abi.hpp"
+#include "window/layout.hpp"
 #include "window/tracking.hpp"
 
 namespace datacap {
@@ -56,12 +58,32 @@ PopulatedMemfd& gib_memfd() {
   return m;
 }
 
-const DataCap& gib_cap() { return bench::rooted_cap(GIB_PAGES); }
+// Pages allocated from now on come from the pool's memfd arenas (as after any window).
+void arenas_on() { GuestWindow first(DataCap::zeroed(PAGE_SIZE)); }
+
+// A clean 1 GiB cap of random pages from from_bytes, built once arenas are on (its pages are
+// mapped from where they are), rooted.
+const DataCap& gib_cap() {
+  static const DataCap cap = [] {
+    arenas_on();
+    DataCap c = bench::full_cap(GIB_PAGES, 1);
+    (void)c.hash_tree_root();
+    return c;
+  }();
+  return cap;
+}
+
+// 1 when the cap's backing is mapped through a compacted layer, 0 when from its own pages.
+double compacted(const DataCap& cap) {
+  std::unique_ptr<detail::Layout> owned;
+  return detail::layout_of(cap, WindowOptions{}.max_mappings, owned).compacted ? 1 : 0;
+}
 
 // place_shared from 8 sources of 128 MiB, then 4,096 random writes and a flush: pages from all
 // over the pool, the layout too fragmented to map run by run.
 const DataCap& scattered_cap() {
   static const DataCap cap = [] {
+    arenas_on();
     DataCap c = DataCap::zeroed(GIB_PAGES * PAGE_SIZE);
     for (std::uint64_t s = 0; s < 8; ++s) {
       c.place_shared(s * (GIB_PAGES / 8) * PAGE_SIZE, bench::full_cap(GIB_PAGES / 8, 100 + s));
@@ -184,6 +206,7 @@ void BM_WindowMap(benchmark::State& state) {
     mappings = w.mapping_count();
   }
   state.counters["mappings"] = static_cast<double>(mappings);
+  state.counters["compacted"] = compacted(cap);
   state.counters["syscalls"] = static_cast<double>(detail::window_system_calls() - calls) /
                                static_cast<double>(state.iterations());
 }
@@ -311,6 +334,7 @@ BENCHMARK(BM_RunCopyInOut)->Arg(64)->Unit(benchmark::kMillisecond);
 // a 64 MiB image, each having written 16 pages.
 void BM_WindowMemory64(benchmark::State& state) {
   constexpr std::uint64_t IMAGE_PAGES = 16384;
+  arenas_on();
   const DataCap image = bench::full_cap(IMAGE_PAGES, 77);
   std::uint64_t private_bytes = 0;
   for (auto _ : state) {

@@ -130,6 +130,18 @@ DataCap random_cap(std::mt19937_64& rng, std::uint64_t pages, bool leave_dirty) 
       if (cap.page_slot(p).is_missing()) continue;
       cap.write(p * PAGE_SIZE + rng() % 100, random_bytes(rng, 1 + rng() % 50));
     }
+    // An overlay page over a Missing backing page, and a Missing overlay page.
+    const std::vector<std::uint64_t> gone = cap.missing_pages();
+    if (!gone.empty() && rng() % 2 == 0)
+      cap.write_page(gone[0] * PAGE_SIZE, random_bytes(rng, PAGE_SIZE));
+    std::vector<std::uint64_t> dirty;
+    cap.for_each_dirty([&](std::uint32_t i, const PageSlot& slot) {
+      if (slot.is_loaded()) dirty.push_back(i);
+    });
+    if (dirty.size() > 1 && rng() % 2 == 0) {
+      const std::uint64_t one[] = {dirty[1]};
+      cap.elide_pages(one);
+    }
   }
   return cap;
 }
