@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -115,6 +116,15 @@ void build_compacted(const DataCap& cap, std::uint32_t max, Layout& out) {
   if (out.layer_fd < 0) {
     throw IoError("memfd:datacap-layer",
                   std::string("GuestWindow: memfd_create failed: ") + std::strerror(errno));
+  }
+  // A file past RLIMIT_FSIZE would raise SIGXFSZ (fatal by default): refuse first.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      cap.content_len() > limit.rlim_cur) {
+    throw IoError("memfd:datacap-layer",
+                  "GuestWindow: the cap's compacted layer of " + std::to_string(cap.content_len()) +
+                      " bytes exceeds the process's file size limit (RLIMIT_FSIZE " +
+                      std::to_string(limit.rlim_cur) + ")");
   }
   if (::ftruncate(out.layer_fd, static_cast<off_t>(cap.content_len())) != 0) {
     throw IoError(

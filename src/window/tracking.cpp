@@ -1,5 +1,6 @@
 #include "window/tracking.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
@@ -380,14 +381,46 @@ void disable_dirty_tracking_for_tests(unsigned mask) noexcept {
   g_disabled_for_tests.store(mask, std::memory_order_relaxed);
 }
 
+namespace {
+
+// The selected value of a sysfs setting like "always [madvise] never", or "".
+std::string selected(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buf[256] = {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return "";
+  const char* open = std::strchr(buf, '[');
+  const char* close = open != nullptr ? std::strchr(open, ']') : nullptr;
+  return close != nullptr ? std::string(open + 1, close) : "";
+}
+
+}  // namespace
+
 bool huge_pages_always() noexcept {
+  // The top-level setting, or any size's own (multi-size THP: hugepages-<size>kB/enabled, where
+  // "inherit" means the top-level one). Any of them "always" would let one store allocate, and
+  // the scans report, a large folio of pages nobody wrote.
   static const bool always = [] {
-    const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    char buf[128] = {};
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    return n > 0 && std::strstr(buf, "[always]") != nullptr;
+    try {
+      const std::string root = "/sys/kernel/mm/transparent_hugepage/";
+      const bool top = selected(root + "enabled") == "always";
+      if (top) return true;
+      DIR* dir = ::opendir(root.c_str());
+      if (dir == nullptr) return false;
+      bool any = false;
+      while (const dirent* e = ::readdir(dir)) {
+        if (std::strncmp(e->d_name, "hugepages-", 10) == 0 &&
+            selected(root + e->d_name + "/enabled") == "always") {
+          any = true;
+        }
+      }
+      ::closedir(dir);
+      return any;
+    } catch (...) {
+      return true;  // unknown: ask for small pages (it costs one madvise)
+    }
   }();
   return always;
 }

@@ -197,12 +197,14 @@ struct GuestWindow::State {
   }
 
   // Puts next's overlay over the layout (which shows next's backing): Loaded pages as private
-  // copies, Missing ones inaccessible; sets cap, missing and private_pages.
-  void place_overlay(const DataCap& next) {
+  // copies, Missing ones inaccessible; sets cap, missing and private_pages. The pages in `kept`
+  // (sorted) already hold next's bytes: they are neither copied nor protected again.
+  void place_overlay(const DataCap& next, const std::vector<std::uint64_t>& kept = {}) {
     std::vector<detail::MissingPage> now = layout->missing;
     std::vector<std::uint64_t> copies;
     std::vector<detail::MissingPage> added;
     std::vector<std::uint64_t> shadowed;
+    bool fresh = false;  // a page copied in (to protect)
     next.for_each_dirty([&](std::uint32_t i, const PageSlot& slot) {
       const bool over_missing = next.backing().page_slot(i).is_missing();
       if (slot.is_missing()) {
@@ -210,6 +212,7 @@ struct GuestWindow::State {
           map_none(page(i), PAGE_SIZE);
           mappings += 2;
           ++fixes;
+          wp_registered = false;  // a new mapping: the range is registered again before a scan
         }
         shadowed.push_back(i);
         added.push_back({i, slot.missing_hash()});
@@ -219,10 +222,14 @@ struct GuestWindow::State {
         map_zero(page(i), PAGE_SIZE);
         mappings += 2;
         ++fixes;
+        wp_registered = false;
         shadowed.push_back(i);
       }
-      std::memcpy(page(i), slot.page().data(), PAGE_SIZE);
       copies.push_back(i);
+      if (!std::binary_search(kept.begin(), kept.end(), std::uint64_t{i})) {
+        std::memcpy(page(i), slot.page().data(), PAGE_SIZE);
+        fresh = true;
+      }
     });
     if (!shadowed.empty()) {
       std::vector<detail::MissingPage> kept;
@@ -237,7 +244,8 @@ struct GuestWindow::State {
                  });
       now.swap(merged);
     }
-    if (!copies.empty()) protect_copies();
+    // Kept pages lost their protection if the range was unregistered meanwhile.
+    if (fresh || (!kept.empty() && !wp_registered)) protect_copies();
     cap = next;
     missing = std::move(now);
     private_pages = std::move(copies);
@@ -400,21 +408,29 @@ void GuestWindow::remap(const DataCap& cap) {
     s.map_full(cap);
     return;
   }
-  // Only the private pages differ from the layout: drop them, then place cap's overlay.
+  // Only the private pages differ from the layout. Those that `cap` holds with the same bytes and
+  // that were not written since stay; the others are dropped; then cap's overlay is placed.
   try {
     std::vector<std::uint64_t> dirty = s.written(false);
-    if (!s.private_pages.empty() && s.wp_registered) {
+    std::vector<std::uint64_t> kept;
+    std::vector<std::uint64_t> dropped;
+    for (const std::uint64_t i : s.private_pages) {
+      const bool keep =
+          !contains(dirty, i) && cap.is_dirty(i) && cap.page_slot(i) == s.cap.page_slot(i);
+      (keep ? kept : dropped).push_back(i);
+    }
+    if (!dropped.empty() && s.wp_registered) {
       // Those are still protected: unprotect them (by unregistering the range) first, or the
       // kernel keeps a marker per discarded page that every later scan walks. Registered again
-      // before the next scan.
+      // before the next scan (which protects the kept ones again).
       detail::unregister_write_protect(s.base, s.mapped_len);
       s.wp_registered = false;
     }
-    merge_into(dirty, s.private_pages);
+    merge_into(dirty, dropped);
     s.discard(dirty);
     s.pending.clear();
     s.private_pages.clear();
-    s.place_overlay(cap);
+    s.place_overlay(cap, kept);
   } catch (...) {
     s.map_full(cap);  // the window must not be left half one cap, half the other
     throw;

@@ -281,6 +281,46 @@ TEST_P(WindowTier, ResetAndRemapCyclesFollowTheModel) {
   }
 }
 
+TEST_P(WindowTier, SameBackingRemapsOntoOtherOverlays) {
+  std::mt19937_64 rng(testing::env_seed(12));
+  DataCap a = DataCap::from_bytes(random_bytes(rng, 16 * PAGE_SIZE));
+  const std::uint64_t seven[] = {7};
+  a.elide_pages(seven);  // a Missing backing page
+  DataCap b = a;
+  b.write(3 * PAGE_SIZE, Bytes(10, 0x22));
+  const std::uint64_t three[] = {3};
+  b.elide_pages(three);  // a Missing overlay page
+  DataCap d = a;
+  d.write_page(7 * PAGE_SIZE, random_bytes(rng, PAGE_SIZE));  // Loaded over the Missing one
+  GuestWindow w(a, with(GetParam()));
+  (void)w.harvest();
+  // Each remap keeps the backing; stores after it are harvested exactly.
+  for (const DataCap* next : {&b, &d, &a, &d, &b}) {
+    w.remap(*next);
+    expect_window_shows(w, *next);
+    for (std::uint64_t p : {std::uint64_t{3}, std::uint64_t{7}}) {
+      EXPECT_EQ(w.classify(w.base() + p * PAGE_SIZE).kind == WindowFault::Kind::missing,
+                next->page_slot(p).is_missing())
+          << "page " << p;
+    }
+    DataCap interp = *next;
+    w.base()[0] = 0x5A;
+    interp.write(0, Bytes(1, 0x5A));
+    const DataCap h = w.harvest();
+    ASSERT_EQ(dirty_set(h), dirty_set(interp));
+    ASSERT_EQ(visible_bytes(h), visible_bytes(interp));
+    // Onto the harvested cap itself: its pages stay, and a store into one of them is found.
+    w.remap(h);
+    w.base()[1] = 0x6B;
+    interp.write(1, Bytes(1, 0x6B));
+    const DataCap again = w.harvest();
+    ASSERT_EQ(dirty_set(again), dirty_set(interp));
+    ASSERT_EQ(visible_bytes(again), visible_bytes(interp));
+    w.reset();
+    expect_window_shows(w, again);
+  }
+}
+
 TEST_P(WindowTier, SixtyFourWindowsOfOneImage) {
   std::mt19937_64 rng(testing::env_seed(4));
   const DataCap image = DataCap::from_bytes(random_bytes(rng, 512 * PAGE_SIZE));
