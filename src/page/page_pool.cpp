@@ -49,12 +49,25 @@ constexpr std::uint64_t ARENA_BYTES = std::uint64_t{16} << 30;
 constexpr std::size_t MAX_ARENAS = 4096;
 
 std::atomic<bool> g_mappable{false};
+std::atomic<bool> g_arenas_refused{false};  // memfd_create or an arena refused: no more tries
+
+// After the switch to arenas, while arenas can be had: a page not in one is set aside.
+bool set_aside(const std::uint8_t* page) noexcept {
+  if (!g_mappable.load(std::memory_order_relaxed) ||
+      g_arenas_refused.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  PageFileLocation where;
+  return !page_file_location(page, where);
+}
 
 struct Arena {
   std::uint8_t* base = nullptr;
   std::uint64_t len = 0;
   std::atomic<int> fd{-1};  // -1: not mappable by windows (see the fork handler)
   std::uint64_t used = 0;   // bytes handed out to chunks (guarded by the pool's mutex)
+  int stale_fd = -1;        // a child's: the descriptor of the parent's file it could not copy
+  bool exhausted = false;   // no more chunks from this arena
 };
 
 // Fixed storage so that lookups and the fork handlers need no lock and no allocation; entries
@@ -78,85 +91,10 @@ std::uint64_t arena_limit() noexcept {
   return len;
 }
 
-// fork(): the arenas are shared memory, so the child would share its pages with the parent (and
-// the free list, so both would hand out the same page). The child copies each arena into a file
-// of its own, mapped at the same address under the same descriptor number (cached window
-// layouts name it), before fork() returns there; the parent waits for that copy, so neither
-// sees the other's later changes. O(pages in use) per fork. Threads of the parent other than the
-// forking one are not stopped: a cap they change or drop during the copy may reach the child
-// changed (fork() in a threaded program gives the child a consistent state only of what no other
-// thread is changing, for the same reason).
-int g_fork_pipe[2] = {-1, -1};
-
-void before_fork() noexcept {
-  if (g_arena_count.load(std::memory_order_acquire) == 0) return;
-  if (::pipe2(g_fork_pipe, O_CLOEXEC) != 0) g_fork_pipe[0] = g_fork_pipe[1] = -1;
-}
-
-void in_parent_after_fork() noexcept {
-  if (g_fork_pipe[0] < 0) return;
-  ::close(g_fork_pipe[1]);
-  char done = 0;
-  while (::read(g_fork_pipe[0], &done, 1) < 0 && errno == EINTR) {
-  }  // one byte, or end of file when the child died first
-  ::close(g_fork_pipe[0]);
-  g_fork_pipe[0] = g_fork_pipe[1] = -1;
-}
-
-bool copy_arena(const Arena& a, int from, int to) noexcept {
-  if (::ftruncate(to, static_cast<off_t>(a.len)) != 0) return false;
-  // Only the data ranges: holes (never used, or given back) read as zeros either way.
-  off_t pos = 0;
-  const off_t end = static_cast<off_t>(a.used);
-  while (pos < end) {
-    const off_t data = ::lseek(from, pos, SEEK_DATA);
-    if (data < 0 || data >= end) break;
-    off_t hole = ::lseek(from, data, SEEK_HOLE);
-    if (hole < 0 || hole > end) hole = end;
-    // The raw system call: a sanitizer's write() interceptor would object to the poisoned free
-    // pages the range may hold.
-    for (off_t at = data; at < hole;) {
-      const long wrote =
-          ::syscall(SYS_pwrite64, to, a.base + at, static_cast<std::size_t>(hole - at), at);
-      if (wrote <= 0) return false;
-      at += wrote;
-    }
-    pos = hole;
-  }
-  return true;
-}
-
-void in_child_after_fork() noexcept {
-  const std::size_t n = g_arena_count.load(std::memory_order_acquire);
-  for (std::size_t i = 0; i < n; ++i) {
-    Arena& a = g_arenas[i];
-    const int old_fd = a.fd.load(std::memory_order_relaxed);
-    if (old_fd < 0) continue;
-    const int fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
-    if (fd >= 0 && copy_arena(a, old_fd, fd) &&
-        ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
-               0) != MAP_FAILED &&
-        ::dup3(fd, old_fd, O_CLOEXEC) == old_fd) {
-      ::close(fd);
-      continue;
-    }
-    // No memory for a copy: a private view of the parent's file keeps this process's writes to
-    // itself (pages the child has not written show the parent's later changes); its pages are no
-    // longer mappable by windows.
-    if (fd >= 0) ::close(fd);
-    ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, old_fd,
-           0);
-    a.fd.store(-1, std::memory_order_relaxed);
-  }
-  if (g_fork_pipe[1] >= 0) {
-    const char done = 1;
-    while (::write(g_fork_pipe[1], &done, 1) < 0 && errno == EINTR) {
-    }
-    ::close(g_fork_pipe[1]);
-    ::close(g_fork_pipe[0]);
-    g_fork_pipe[0] = g_fork_pipe[1] = -1;
-  }
-}
+std::mutex& pool_mutex();
+void before_fork() noexcept;
+void in_parent_after_fork() noexcept;
+void in_child_after_fork() noexcept;
 
 class PagePool {
  public:
@@ -164,38 +102,80 @@ class PagePool {
   // would fault on first touch), then returned ones, then a new chunk.
   void take(std::vector<std::uint8_t*>& out, std::size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (free_.empty() && returned_.empty()) refill();
-    std::vector<std::uint8_t*>& from = !free_.empty() ? free_ : returned_;
+    if (free_.empty() && returned_.empty()) {
+      // Anonymous pages left from before the switch to arenas serve only when arenas cannot.
+      if (anonymous_spare_.empty() || arenas_usable()) {
+        refill();
+      } else {
+        return take_from(anonymous_spare_, out, n);
+      }
+    }
+    take_from(!free_.empty() ? free_ : returned_, out, n);
+  }
+
+  // From now on anonymous pages go aside (see use_mappable_page_memory).
+  void switch_to_arenas() noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    try {
+      anonymous_spare_.insert(anonymous_spare_.end(), free_.begin(), free_.end());
+      anonymous_spare_.insert(anonymous_spare_.end(), returned_.begin(), returned_.end());
+      free_.clear();
+      returned_.clear();
+    } catch (...) {
+      // No memory to move them: they stay where they are and are used up first.
+    }
+  }
+
+ private:
+  static void take_from(std::vector<std::uint8_t*>& from, std::vector<std::uint8_t*>& out,
+                        std::size_t n) {
     for (; n > 0 && !from.empty(); --n) {
       out.push_back(from.back());
       from.pop_back();
     }
   }
 
+  bool arenas_usable() const noexcept {
+    return g_mappable.load(std::memory_order_relaxed) && !memfd_refused_;
+  }
+
+ public:
   // Gives back pages (already poisoned). Past FREE_RETAIN_PAGES resident free pages, the memory
   // goes back to the kernel (the address stays in the pool and reads as zeros when reused).
   void give(std::uint8_t* const* pages, std::size_t n) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
     for (std::size_t i = 0; i < n; ++i) {
       std::vector<std::uint8_t*>* to = &free_;
+      PageFileLocation where;
+      if (set_aside(pages[i])) {
+        // Anonymous memory from before the switch to arenas: set aside, given back to the
+        // kernel (it is reused only if arenas cannot be had).
+        if (kernel_page_is_ours_) ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
+        record(anonymous_spare_, pages[i]);
+        continue;
+      }
       // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, giving back one
       // of our pages would zero its neighbours, which may still be in use. In an arena the page
       // is punched out of the file (MADV_DONTNEED would only unmap it).
       if (free_.size() >= FREE_RETAIN_PAGES && kernel_page_is_ours_) {
-        PageFileLocation where;
         ::madvise(pages[i], PAGE_SIZE,
                   page_file_location(pages[i], where) ? MADV_REMOVE : MADV_DONTNEED);
         to = &returned_;
       }
-      try {
-        to->push_back(pages[i]);
-      } catch (...) {
-        // Cannot record it: leak the page rather than fail a release.
-      }
+      record(*to, pages[i]);
+    }
+  }
+
+  static void record(std::vector<std::uint8_t*>& to, std::uint8_t* page) noexcept {
+    try {
+      to.push_back(page);
+    } catch (...) {
+      // Cannot record it: leak the page rather than fail a release.
     }
   }
 
   std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
+  std::mutex& mutex() noexcept { return mu_; }
 
  private:
   void refill() {
@@ -212,7 +192,7 @@ class PagePool {
     const std::size_t n = g_arena_count.load(std::memory_order_relaxed);
     if (n > 0) {
       Arena& last = g_arenas[n - 1];
-      if (last.used + CHUNK_BYTES <= last.len) {
+      if (!last.exhausted && last.used + CHUNK_BYTES <= last.len) {
         std::uint8_t* chunk = last.base + last.used;
         last.used += CHUNK_BYTES;
         return chunk;
@@ -221,6 +201,7 @@ class PagePool {
     if (n < MAX_ARENAS && !memfd_refused_ && g_mappable.load(std::memory_order_relaxed)) {
       if (std::uint8_t* chunk = new_arena(n)) return chunk;
       memfd_refused_ = true;  // not again on every refill: anonymous chunks from now on
+      g_arenas_refused.store(true, std::memory_order_relaxed);
     }
     void* chunk =
         ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -243,9 +224,6 @@ class PagePool {
       ::close(fd);
       return nullptr;
     }
-    static const bool handlers =
-        ::pthread_atfork(before_fork, in_parent_after_fork, in_child_after_fork) == 0;
-    (void)handlers;
     Arena& a = g_arenas[n];
     a.base = static_cast<std::uint8_t*>(base);
     a.len = len;
@@ -260,13 +238,168 @@ class PagePool {
   std::mutex mu_;
   std::vector<std::uint8_t*> free_;      // resident, ready for reuse
   std::vector<std::uint8_t*> returned_;  // given back to the kernel; reused last
+  // Anonymous pages freed after the switch to arenas (or free then), given back to the kernel:
+  // used only when arenas cannot be had, so that pages made after the switch are mappable.
+  std::vector<std::uint8_t*> anonymous_spare_;
   std::atomic<std::uint64_t> mapped_{0};
 };
 
 // Never destroyed: pages may be released by static destructors of other translation units.
 PagePool& pool() {
-  static PagePool* instance = new PagePool();
+  static PagePool* instance = [] {
+    auto* p = new PagePool();
+    ::pthread_atfork(before_fork, in_parent_after_fork, in_child_after_fork);
+    return p;
+  }();
   return *instance;
+}
+
+std::mutex& pool_mutex() { return pool().mutex(); }
+
+// fork(): the arenas are shared memory, so the child would share its pages with the parent (and
+// the free list, so both would hand out the same page). The child copies each arena into a file
+// of its own, mapped at the same address under the same descriptor number (cached window
+// layouts name it), before fork() returns there; the parent waits for that copy, and holds the
+// pool's lock meanwhile, so neither sees the other's later changes and no thread of the parent
+// hands out or takes back a page during the copy. O(pages in use) per fork. Everything the child
+// needs (the pipe, a file per arena) is made by the parent before the fork, so a child at the
+// descriptor or file-size limit does not fail; where even that is refused, the child copies the
+// arena into anonymous memory instead (its pages are then no longer mappable by windows).
+// Threads of the parent writing into pages in place (a cap's own overlay pages) during the copy
+// are not stopped: such a cap reaches the child in whatever state it was (as fork() in a threaded
+// program gives the child a consistent state only of what no other thread is changing).
+int g_fork_pipe[2] = {-1, -1};
+int g_child_fds[MAX_ARENAS];
+std::size_t g_child_fd_count = 0;
+
+void before_fork() noexcept {
+  pool_mutex().lock();
+  g_child_fd_count = 0;
+  const std::size_t n = g_arena_count.load(std::memory_order_acquire);
+  if (n == 0) return;
+  if (::pipe2(g_fork_pipe, O_CLOEXEC) != 0) g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  rlimit limit{};
+  const bool limited = ::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Arena& a = g_arenas[i];
+    int fd = -1;
+    if (a.fd.load(std::memory_order_relaxed) >= 0 && (!limited || a.len <= limit.rlim_cur)) {
+      fd = ::memfd_create("datacap-pages", MFD_CLOEXEC);
+      if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(a.len)) != 0) {
+        ::close(fd);
+        fd = -1;
+      }
+    }
+    g_child_fds[i] = fd;
+  }
+  g_child_fd_count = n;
+}
+
+void close_child_fds() noexcept {
+  for (std::size_t i = 0; i < g_child_fd_count; ++i) {
+    if (g_child_fds[i] >= 0) ::close(g_child_fds[i]);
+    g_child_fds[i] = -1;
+  }
+  g_child_fd_count = 0;
+}
+
+void in_parent_after_fork() noexcept {
+  if (g_fork_pipe[0] >= 0) {
+    ::close(g_fork_pipe[1]);
+    char done = 0;
+    while (::read(g_fork_pipe[0], &done, 1) < 0 && errno == EINTR) {
+    }  // one byte, or end of file when the child died first
+    ::close(g_fork_pipe[0]);
+    g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  }
+  close_child_fds();
+  pool_mutex().unlock();
+}
+
+// Copies the data ranges of the arena (holes — never used, or given back — read as zeros
+// either way) from its mapping to `to` at the same offsets, through `write_at`.
+template <typename WriteAt>
+bool copy_arena_data(const Arena& a, int from, WriteAt&& write_at) noexcept {
+  off_t pos = 0;
+  const off_t end = static_cast<off_t>(a.used);
+  while (pos < end) {
+    const off_t data = ::lseek(from, pos, SEEK_DATA);
+    if (data < 0 || data >= end) break;
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0 || hole > end) hole = end;
+    if (!write_at(data, hole)) return false;
+    pos = hole;
+  }
+  return true;
+}
+
+void in_child_after_fork() noexcept {
+  for (std::size_t i = 0; i < g_child_fd_count; ++i) {
+    Arena& a = g_arenas[i];
+    const int old_fd = a.fd.load(std::memory_order_relaxed);
+    if (old_fd < 0) continue;
+    const int fd = g_child_fds[i];
+    g_child_fds[i] = -1;
+    // The raw system call: a sanitizer's write() interceptor would object to the poisoned free
+    // pages the range may hold.
+    if (fd >= 0 &&
+        copy_arena_data(a, old_fd,
+                        [&](off_t lo, off_t hi) {
+                          for (off_t at = lo; at < hi;) {
+                            const long wrote = ::syscall(SYS_pwrite64, fd, a.base + at,
+                                                         static_cast<std::size_t>(hi - at), at);
+                            if (wrote <= 0) return false;
+                            at += wrote;
+                          }
+                          return true;
+                        }) &&
+        ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+               0) != MAP_FAILED &&
+        ::dup3(fd, old_fd, O_CLOEXEC) == old_fd) {
+      ::close(fd);
+      continue;
+    }
+    if (fd >= 0) ::close(fd);
+    // Anonymous memory instead: the used part copied aside, then moved over the arena; the
+    // arena hands out no more chunks (the rest of it is still the parent's file) and its pages
+    // are no longer mappable (windows' cached layouts naming it are not used: page_fd_stale).
+    a.stale_fd = old_fd;
+    a.fd.store(-1, std::memory_order_relaxed);
+    void* aside = a.used == 0 ? MAP_FAILED
+                              : ::mmap(nullptr, a.used, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (aside != MAP_FAILED &&
+        copy_arena_data(a, old_fd,
+                        [&](off_t lo, off_t hi) {
+                          for (off_t at = lo; at < hi;) {
+                            const long got = ::syscall(SYS_pread64, old_fd,
+                                                       static_cast<std::uint8_t*>(aside) + at,
+                                                       static_cast<std::size_t>(hi - at), at);
+                            if (got <= 0) return false;
+                            at += got;
+                          }
+                          return true;
+                        }) &&
+        ::mremap(aside, a.used, a.used, MREMAP_MAYMOVE | MREMAP_FIXED, a.base) != MAP_FAILED) {
+      a.exhausted = true;
+      continue;
+    }
+    // Last resort: a private view of the parent's file keeps this process's writes to itself,
+    // but pages it has not written show the parent's later changes.
+    ::mmap(a.base, a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, old_fd,
+           0);
+    a.exhausted = true;
+  }
+  g_child_fd_count = 0;
+  if (g_fork_pipe[1] >= 0) {
+    const char done = 1;
+    while (::write(g_fork_pipe[1], &done, 1) < 0 && errno == EINTR) {
+    }
+    ::close(g_fork_pipe[1]);
+    ::close(g_fork_pipe[0]);
+    g_fork_pipe[0] = g_fork_pipe[1] = -1;
+  }
+  pool_mutex().unlock();
 }
 
 // Each thread keeps a few pages of its own, so a copy-on-write takes no lock; pages move to and
@@ -282,6 +415,7 @@ struct LocalPages {
   std::uint8_t* pages[LOCAL_MAX + 1];
   std::size_t count;
   bool dead;
+  bool mappable;  // the cache was filled after the switch to arenas
 };
 thread_local LocalPages t_pages{};
 
@@ -315,6 +449,11 @@ std::uint8_t* allocate_page_memory() {
     pool().take(one, 1);
     page = one.back();
   } else {
+    if (!local.mappable && g_mappable.load(std::memory_order_relaxed)) {
+      pool().give(local.pages, local.count);  // anonymous pages from before the switch
+      local.count = 0;
+      local.mappable = true;
+    }
     if (local.count == 0) {
       t_pages_guard.armed = true;  // registers the guard's destructor for this thread
       std::vector<std::uint8_t*> batch;
@@ -333,7 +472,7 @@ std::uint8_t* allocate_page_memory() {
 void release_page_memory(std::uint8_t* page) noexcept {
   DATACAP_POISON(page, PAGE_SIZE);
   LocalPages& local = t_pages;
-  if (local.dead) {
+  if (local.dead || set_aside(page)) {
     pool().give(&page, 1);
     return;
   }
@@ -346,7 +485,18 @@ void release_page_memory(std::uint8_t* page) noexcept {
 
 std::uint64_t page_pool_mapped_bytes() noexcept { return pool().mapped(); }
 
-void use_mappable_page_memory() noexcept { g_mappable.store(true, std::memory_order_relaxed); }
+bool page_fd_stale(int fd) noexcept {
+  const std::size_t n = g_arena_count.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (g_arenas[i].stale_fd == fd && fd >= 0) return true;
+  }
+  return false;
+}
+
+void use_mappable_page_memory() noexcept {
+  if (g_mappable.load(std::memory_order_acquire)) return;
+  if (!g_mappable.exchange(true, std::memory_order_acq_rel)) pool().switch_to_arenas();
+}
 
 bool page_file_location(const std::uint8_t* page, PageFileLocation& where) noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_acquire);

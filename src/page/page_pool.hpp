@@ -40,6 +40,10 @@ struct PageFileLocation {
   int fd = -1;
   std::uint64_t offset = 0;
 };
+// True when `fd` named an arena this process (a child of fork() that could not copy it) no
+// longer maps as its own: a window layout naming it is out of date.
+bool page_fd_stale(int fd) noexcept;
+
 // From now on, new chunks come from memfd arenas (pages allocated before stay where they are).
 // Called by the first GuestWindow. Idempotent.
 void use_mappable_page_memory() noexcept;

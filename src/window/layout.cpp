@@ -196,6 +196,15 @@ void build_compacted(const DataCap& cap, std::uint32_t max, Layout& out) {
   }
 }
 
+// A layout made before a fork whose child could not copy an arena names the parent's file.
+bool stale(const Layout& l) noexcept {
+  for (const Segment& seg : l.segments) {
+    if (seg.kind == Segment::Kind::file && seg.fd != l.layer_fd && page_fd_stale(seg.fd))
+      return true;
+  }
+  return false;
+}
+
 std::unique_ptr<Layout> build(const DataCap& cap, std::uint32_t max) {
   auto layout = std::make_unique<Layout>();
   layout->page_count = cap.page_count();
@@ -217,7 +226,7 @@ const Layout& layout_of(const DataCap& cap, std::uint32_t max_mappings,
     return *owned;
   }
   if (auto* cached = dynamic_cast<const Layout*>(root->attachment.load(std::memory_order_acquire));
-      cached != nullptr && cached->segments.size() <= max_mappings) {
+      cached != nullptr && cached->segments.size() <= max_mappings && !stale(*cached)) {
     return *cached;
   }
   std::unique_ptr<Layout> fresh = build(cap, max_mappings);
@@ -227,7 +236,7 @@ const Layout& layout_of(const DataCap& cap, std::uint32_t max_mappings,
   }
   // Another window got there first (or a cached layout is over this window's budget).
   if (auto* cached = dynamic_cast<const Layout*>(expected);
-      cached != nullptr && cached->segments.size() <= max_mappings) {
+      cached != nullptr && cached->segments.size() <= max_mappings && !stale(*cached)) {
     return *cached;
   }
   owned = std::move(fresh);

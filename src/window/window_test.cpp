@@ -21,9 +21,11 @@
 
 #include "datacap/archive.hpp"
 #include "datacap/error.hpp"
+#include "page/page_pool.hpp"
 #include "support/naive_model.hpp"
 #include "support/seed.hpp"
 #include "support/vectors.hpp"
+#include "window/layout.hpp"
 #include "window/tracking.hpp"
 
 namespace datacap {
@@ -479,6 +481,23 @@ TEST(WindowLayout, AScatteredBackingIsCompactedOnceAndSharedByItsWindows) {
   DataCap interp = cap;
   interp.write(100, {reinterpret_cast<const std::uint8_t*>("abc"), 3});
   EXPECT_EQ(a.harvest().flush().hash_tree_root(), interp.flush().hash_tree_root());
+}
+
+TEST(WindowLayout, PagesMadeAfterTheFirstWindowAreMappedFromWhereTheyAre) {
+  std::mt19937_64 rng(testing::env_seed(13));
+  { GuestWindow first(DataCap::zeroed(PAGE_SIZE)); }
+  { const DataCap dropped = DataCap::from_bytes(random_bytes(rng, 4096 * PAGE_SIZE)); }
+  // On another thread too (its page cache may hold pages from before the first window).
+  DataCap image;
+  std::thread([&] { image = DataCap::from_bytes(random_bytes(rng, 2048 * PAGE_SIZE)); }).join();
+  std::uint64_t outside = 0;
+  image.for_each_page([&](std::uint32_t, const PageSlot& slot) {
+    detail::PageFileLocation where;
+    if (!detail::page_file_location(slot.page().data(), where)) ++outside;
+  });
+  EXPECT_EQ(outside, 0u);  // (reused pages need not be adjacent: the layout may still be a layer)
+  GuestWindow w(image);
+  expect_window_shows(w, image);
 }
 
 TEST(WindowLayout, MissingRunsBeyondTheBudgetAreUnsupported) {
