@@ -49,8 +49,11 @@
 //                         layer holds one file descriptor while the backing lives). Empty runs
 //                         shorter than 256 pages inside such a layer are holes of it: reading
 //                         one takes a page of the layer's shared memory.
-//   remap onto the same   one scan system call plus one per run of pages written since, plus v
-//   backing               page copies; nothing is mapped again.
+//   remap onto the same   one scan system call plus one per run of pages written since, plus a
+//   backing               page copy per overlay page the window does not hold already; nothing
+//                         is mapped again — except overlay pages that are Missing or over a
+//                         Missing backing page (one mapping each), and a window that shows such
+//                         pages maps the next cap afresh.
 //   first store to a page one page fault (the kernel's copy-on-write).
 //   harvest               one scan (uffd_wp_scan, pagemap_scan: a system call walking the page
 //                         tables of the window; proc_pagemap: reads 8 bytes per page of the
@@ -82,7 +85,9 @@
 // assignment or destruction of that window. Distinct windows are independent.
 //
 // fork(): once the page pool uses arenas, a child of fork() copies them (O(pages in use), the
-// parent waiting for it; see page memory above) and its caps are its own. Windows made before the
+// parent waiting for it; see page memory above) and its caps are its own. (A child made by
+// clone() or vfork() runs no fork handlers and shares the arenas until it execs, as posix_spawn
+// does at once.) Windows made before the
 // fork are not usable in the child (their clean pages may show the parent's later changes, and
 // their dirty tracking is the parent's): a child may only destroy them, and make its own.
 #pragma once
