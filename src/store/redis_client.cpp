@@ -164,14 +164,31 @@ std::string percent_decode(std::string_view text, std::string_view what) {
 
 // ---- slots -----------------------------------------------------------------------------------
 
-std::uint16_t crc16(std::string_view bytes) noexcept {
-  std::uint16_t crc = 0;
-  for (const char c : bytes) {
-    crc ^= static_cast<std::uint16_t>(static_cast<std::uint8_t>(c) << 8);
+namespace {
+
+// CRC16 of each byte value (the bitwise loop run once per value, at compile time): a key's
+// checksum is then one lookup per byte. Every command routed pays it (a 1 GiB load routes
+// 262,144 keys of 74 bytes; bit by bit that was a tenth of its time).
+constexpr std::array<std::uint16_t, 256> CRC16_TABLE = [] {
+  std::array<std::uint16_t, 256> table{};
+  for (unsigned byte = 0; byte < 256; ++byte) {
+    auto crc = static_cast<std::uint16_t>(byte << 8);
     for (int bit = 0; bit < 8; ++bit) {
       crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
                                 : static_cast<std::uint16_t>(crc << 1);
     }
+    table[byte] = crc;
+  }
+  return table;
+}();
+
+}  // namespace
+
+std::uint16_t crc16(std::string_view bytes) noexcept {
+  std::uint16_t crc = 0;
+  for (const char c : bytes) {
+    const auto index = static_cast<std::uint8_t>((crc >> 8) ^ static_cast<std::uint8_t>(c));
+    crc = static_cast<std::uint16_t>((crc << 8) ^ CRC16_TABLE[index]);
   }
   return crc;
 }
