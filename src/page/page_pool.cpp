@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <new>
@@ -43,21 +44,32 @@ class PagePool {
   }
 
   // Gives back pages (already poisoned). Past FREE_RETAIN_PAGES resident free pages, the memory
-  // goes back to the kernel (the address stays in the pool and reads as zeros when reused).
+  // goes back to the kernel (the address stays in the pool and reads as zeros when reused): one
+  // madvise per run of adjacent pages of the call, not one per page (a dropped cap's pages come
+  // back mostly in address order, a few dozen at a time).
   void give(std::uint8_t* const* pages, std::size_t n) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
-    for (std::size_t i = 0; i < n; ++i) {
-      std::vector<std::uint8_t*>* to = &free_;
+    std::size_t returning = 0;  // pages[returning..n) go back to the kernel
+    if (kernel_page_is_ours_) {
       // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, MADV_DONTNEED
       // on one of our pages would zero its neighbours, which may still be in use.
-      if (free_.size() >= FREE_RETAIN_PAGES && kernel_page_is_ours_) {
-        ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
-        to = &returned_;
-      }
-      try {
-        to->push_back(pages[i]);
-      } catch (...) {
-        // Cannot record it: leak the page rather than fail a release.
+      returning = free_.size() >= FREE_RETAIN_PAGES ? 0 : FREE_RETAIN_PAGES - free_.size();
+      returning = std::min(returning, n);
+    } else {
+      returning = n;
+    }
+    for (std::size_t i = 0; i < returning; ++i) record(free_, pages[i]);
+    if (returning == n) return;
+    std::uint8_t* sorted[LOCAL_RUN];
+    for (std::size_t at = returning; at < n; at += LOCAL_RUN) {
+      const std::size_t count = std::min(LOCAL_RUN, n - at);
+      std::copy(pages + at, pages + at + count, sorted);
+      std::sort(sorted, sorted + count);
+      for (std::size_t i = 0; i < count;) {
+        std::size_t j = i + 1;
+        while (j < count && sorted[j] == sorted[j - 1] + PAGE_SIZE) ++j;
+        ::madvise(sorted[i], (j - i) * PAGE_SIZE, MADV_DONTNEED);
+        for (; i < j; ++i) record(returned_, sorted[i]);
       }
     }
   }
@@ -65,6 +77,17 @@ class PagePool {
   std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
 
  private:
+  // Pages give() sorts at a time to find adjacent runs (on the stack).
+  static constexpr std::size_t LOCAL_RUN = 64;
+
+  static void record(std::vector<std::uint8_t*>& to, std::uint8_t* page) noexcept {
+    try {
+      to.push_back(page);
+    } catch (...) {
+      // Cannot record it: leak the page rather than fail a release.
+    }
+  }
+
   void refill() {
     void* chunk =
         ::mmap(nullptr, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
