@@ -548,25 +548,13 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
     std::vector<std::size_t> again;
     bool pause = false, refresh = false, redirected = false;
     {
+      // The group of each node of the map, by its index there (most commands: no string built
+      // or looked up per command); ASK targets, which may be outside the map, by name.
+      constexpr std::size_t NO_GROUP = ~std::size_t{0};
       std::unordered_map<std::string, std::size_t> group_of;
       const std::shared_lock guard(slots_mutex_);
-      for (const std::size_t index : pending) {
-        const Command& command = commands[index];
-        const auto asked = ask.find(index);
-        Endpoint node;
-        if (asked != ask.end()) {
-          node = asked->second;
-        } else {
-          const std::uint16_t slot = command.key_arg == 0 ? 0 : key_slot(command.key());
-          const std::uint16_t n = slot_node_[slot];
-          if (n == NO_NODE) {
-            again.push_back(index);
-            pause = refresh = true;
-            last_problem = "slot " + std::to_string(slot) + " is served by no master";
-            continue;
-          }
-          node = nodes_[n];
-        }
+      std::vector<std::size_t> group_of_node(nodes_.size(), NO_GROUP);
+      const auto group_for = [&](const Endpoint& node) {
         const std::string name = node.name();
         auto [it, added] = group_of.try_emplace(name, groups.size());
         if (added) {
@@ -576,9 +564,29 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
             if (known != nodes_.end()) replicas = replicas_[known - nodes_.begin()];
           }
           groups.push_back(
-              Group{std::move(node), std::min(replicas, wait_replicas), {}, 0, 0, nullptr, false});
+              Group{node, std::min(replicas, wait_replicas), {}, 0, 0, nullptr, false});
         }
-        groups[it->second].items.push_back({index, asked != ask.end()});
+        return it->second;
+      };
+      for (const std::size_t index : pending) {
+        const Command& command = commands[index];
+        const auto asked = ask.find(index);
+        std::size_t group;
+        if (asked != ask.end()) {
+          group = group_for(asked->second);
+        } else {
+          const std::uint16_t slot = command.key_arg == 0 ? 0 : key_slot(command.key());
+          const std::uint16_t n = slot_node_[slot];
+          if (n == NO_NODE) {
+            again.push_back(index);
+            pause = refresh = true;
+            last_problem = "slot " + std::to_string(slot) + " is served by no master";
+            continue;
+          }
+          if (group_of_node[n] == NO_GROUP) group_of_node[n] = group_for(nodes_[n]);
+          group = group_of_node[n];
+        }
+        groups[group].items.push_back({index, asked != ask.end()});
       }
     }
     const auto give_up_group = [&](Group& group, const Lost& e) {
