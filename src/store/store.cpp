@@ -436,8 +436,14 @@ DataCap PageStore::load_cap(const Hash32& cap_root) const {
   const std::string store = name();
   const detail::CapRecordView view = detail::parse_cap_record(record, store, &cap_root);
   PageSlab slab(view.content_len);
+  // Every Loaded page comes checked against its root, which it caches: a zero page (Empty in a
+  // backing) is known by that root, without reading its bytes again as set_page_slot would.
+  const Hash32& zero_page_root = zero_hash(Digest::sha256, 7);
   export_record(*this, store, cap_root, view, [&](std::uint64_t page_index, const PageSlot& slot) {
-    slab.set_page_slot(page_index, slot);
+    if (slot.is_loaded() && slot.root(Digest::sha256) == zero_page_root) return;
+    PageSlot placed = slot;
+    detail::tree_set(SlabAccess::root(slab), slab.levels(), page_index,
+                     PageNode::release_slot(placed));
   });
   return DataCap::from_backing(std::move(slab));
 }
