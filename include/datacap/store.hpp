@@ -275,9 +275,8 @@ class DATACAP_API PageStore {
   // Batching: a hook is called once per batch, and should be one transaction.
   //  - do_put_pages: put_many's whole span; a save's pages SAVE_BATCH_PAGES at a time, the call
   //    for one batch running on another thread while the next batch is hashed;
-  //  - do_get_pages: get_many's whole span; hydrate's 256 pages at a time (the next chunk
-  //    fetched on another thread while one is hashed); export_cap's and load_cap's
-  //    EXPORT_BATCH_PAGES at a time (likewise, one batch ahead);
+  //  - do_get_pages: get_many's and hydrate's whole span; export_cap's and load_cap's
+  //    EXPORT_BATCH_PAGES at a time;
   //  - do_for_each_cap: once per list_caps and per default verify().
   //
   // The store's side:
@@ -438,8 +437,7 @@ struct LmdbOptions {
     std::unique_ptr<PageStore> local, std::unique_ptr<PageStore> remote);
 
 // Resolves the cap's Missing pages (all, or those in `page_indices`; others are ignored) from
-// `store`, fetched 256 pages at a time (each chunk hashed while the next is fetched on another
-// thread): every fetched page is checked against its hash before any is placed — a wrong page
+// `store`, in one batch: every fetched page is checked against its hash first — a wrong page
 // throws IntegrityError and nothing is changed. Pages the store lacks stay Missing (counted in
 // the report). Keeps the SHA-256 root; never changes what another cap sees.
 // O(pages fetched · (PAGE_SIZE hash + L · 64)).

@@ -452,9 +452,6 @@ DataCap PageStore::load_cap(const Hash32& cap_root) const {
 
 namespace {
 
-// Pages hydrate asks the store for at a time: 1 MiB.
-constexpr std::size_t HYDRATE_CHUNK_PAGES = 256;
-
 HydrateReport hydrate_indices(DataCap& cap, const PageStore& store,
                               const std::vector<std::uint64_t>& missing) {
   HydrateReport report;
@@ -464,41 +461,18 @@ HydrateReport hydrate_indices(DataCap& cap, const PageStore& store,
   for (const std::uint64_t page_index : missing)
     hashes.push_back(cap.page_slot(page_index).missing_hash());
   std::vector<PageRef> fetched(missing.size());
-  const std::span<const Hash32> all_hashes(hashes);
-  const std::span<PageRef> all_fetched(fetched);
-  const auto fetch = [&](std::size_t first) {
-    const std::size_t n = std::min(HYDRATE_CHUNK_PAGES, missing.size() - first);
-    store.get_many(all_hashes.subspan(first, n), all_fetched.subspan(first, n));
-  };
-  // Each chunk is hashed while the next one is fetched on another thread (a network store's
-  // round trips and the hashing overlap). Declared after what it writes, so an exception waits
-  // for it before they go.
-  std::future<void> next;
-  std::vector<PageRef> present;
-  for (std::size_t first = 0; first < missing.size(); first += HYDRATE_CHUNK_PAGES) {
-    if (next.valid()) {
-      next.get();
-    } else {
-      fetch(first);
-    }
-    if (first + HYDRATE_CHUNK_PAGES < missing.size()) {
-      next = std::async(std::launch::async, fetch, first + HYDRATE_CHUNK_PAGES);
-    }
-    present.clear();
-    const std::size_t end = std::min(missing.size(), first + HYDRATE_CHUNK_PAGES);
-    for (std::size_t k = first; k < end; ++k) {
-      if (fetched[k]) present.push_back(fetched[k]);
-    }
-    ensure_roots(present);
-  }
+  store.get_many(hashes, fetched);
   std::vector<DataCap::ResolvedPage> resolved;
+  std::vector<PageRef> present;
   for (std::size_t k = 0; k < missing.size(); ++k) {
     if (!fetched[k]) {
       ++report.still_missing;
       continue;
     }
+    present.push_back(fetched[k]);
     resolved.push_back({missing[k], fetched[k]});
   }
+  ensure_roots(present);
   cap.resolve_missing(resolved);  // checks every page first; throws with nothing changed
   report.hydrated = resolved.size();
   return report;
