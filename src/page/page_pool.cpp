@@ -107,7 +107,8 @@ class PagePool {
       if (anonymous_spare_.empty() || arenas_usable()) {
         refill();
       } else {
-        return take_from(anonymous_spare_, out, n);
+        take_from(anonymous_spare_, out, n);
+        return;
       }
     }
     take_from(!free_.empty() ? free_ : returned_, out, n);
@@ -126,44 +127,94 @@ class PagePool {
     }
   }
 
+  // Gives back pages (already poisoned). Past FREE_RETAIN_PAGES resident free pages, the memory
+  // goes back to the kernel (the address stays in the pool and reads as zeros when reused): one
+  // madvise per run of adjacent pages of the call, not one per page (a dropped cap's pages come
+  // back mostly in address order, a few dozen at a time). In an arena a page is punched out of
+  // the file (MADV_REMOVE; MADV_DONTNEED would only unmap it).
+  void give(std::uint8_t* const* pages, std::size_t n) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::uint8_t* kept[LOCAL_RUN];
+    for (std::size_t at = 0; at < n; at += LOCAL_RUN) {
+      const std::size_t count = std::min(LOCAL_RUN, n - at);
+      std::size_t m = 0;
+      for (std::size_t i = at; i < at + count; ++i) {
+        if (set_aside(pages[i])) {
+          // Anonymous memory from before the switch to arenas: set aside, given back to the
+          // kernel (it is reused only if arenas cannot be had).
+          if (kernel_page_is_ours_) ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
+          record(anonymous_spare_, pages[i]);
+        } else {
+          kept[m++] = pages[i];
+        }
+      }
+      give_run(kept, m);
+    }
+  }
+
+  std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
+  std::mutex& mutex() noexcept { return mu_; }
+
  private:
-  static void take_from(std::vector<std::uint8_t*>& from, std::vector<std::uint8_t*>& out,
-                        std::size_t n) {
+  // Pages give() sorts at a time to find adjacent runs (on the stack).
+  static constexpr std::size_t LOCAL_RUN = 64;
+
+  void take_from(std::vector<std::uint8_t*>& from, std::vector<std::uint8_t*>& out, std::size_t n) {
+    const std::size_t first = out.size();
     for (; n > 0 && !from.empty(); --n) {
       out.push_back(from.back());
       from.pop_back();
     }
+    if (&from != &free_) populate(out.data() + first, out.size() - first);
   }
 
   bool arenas_usable() const noexcept {
     return g_mappable.load(std::memory_order_relaxed) && !memfd_refused_;
   }
 
- public:
-  // Gives back pages (already poisoned). Past FREE_RETAIN_PAGES resident free pages, the memory
-  // goes back to the kernel (the address stays in the pool and reads as zeros when reused).
-  void give(std::uint8_t* const* pages, std::size_t n) noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (std::size_t i = 0; i < n; ++i) {
-      std::vector<std::uint8_t*>* to = &free_;
-      PageFileLocation where;
-      if (set_aside(pages[i])) {
-        // Anonymous memory from before the switch to arenas: set aside, given back to the
-        // kernel (it is reused only if arenas cannot be had).
-        if (kernel_page_is_ours_) ::madvise(pages[i], PAGE_SIZE, MADV_DONTNEED);
-        record(anonymous_spare_, pages[i]);
-        continue;
-      }
-      // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, giving back one
-      // of our pages would zero its neighbours, which may still be in use. In an arena the page
-      // is punched out of the file (MADV_DONTNEED would only unmap it).
-      if (free_.size() >= FREE_RETAIN_PAGES && kernel_page_is_ours_) {
-        ::madvise(pages[i], PAGE_SIZE,
-                  page_file_location(pages[i], where) ? MADV_REMOVE : MADV_DONTNEED);
-        to = &returned_;
-      }
-      record(*to, pages[i]);
+  // give() for up to LOCAL_RUN pages (sorted in place).
+  void give_run(std::uint8_t** pages, std::size_t n) noexcept {
+    std::size_t returning = 0;  // pages[returning..n) go back to the kernel
+    if (kernel_page_is_ours_) {
+      // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, MADV_DONTNEED
+      // on one of our pages would zero its neighbours, which may still be in use.
+      returning = free_.size() >= FREE_RETAIN_PAGES ? 0 : FREE_RETAIN_PAGES - free_.size();
+      returning = std::min(returning, n);
+    } else {
+      returning = n;
     }
+    for (std::size_t i = 0; i < returning; ++i) record(free_, pages[i]);
+    if (returning == n) return;
+    std::sort(pages + returning, pages + n);
+    PageFileLocation where;
+    for (std::size_t i = returning; i < n;) {
+      const bool in_arena = page_file_location(pages[i], where);
+      std::size_t j = i + 1;
+      while (j < n && pages[j] == pages[j - 1] + PAGE_SIZE &&
+             page_file_location(pages[j], where) == in_arena) {
+        ++j;
+      }
+      ::madvise(pages[i], (j - i) * PAGE_SIZE, in_arena ? MADV_REMOVE : MADV_DONTNEED);
+      for (; i < j; ++i) record(returned_, pages[i]);
+    }
+  }
+
+  // Maps pages given back to the kernel again, one madvise per run of adjacent pages: cheaper
+  // than a fault per page on first touch. A kernel without MADV_POPULATE_WRITE (before 5.14)
+  // refuses it, and the pages then fault on first touch as before.
+  static void populate(std::uint8_t** pages, std::size_t n) noexcept {
+#ifdef MADV_POPULATE_WRITE
+    std::sort(pages, pages + n);
+    for (std::size_t i = 0; i < n;) {
+      std::size_t j = i + 1;
+      while (j < n && pages[j] == pages[j - 1] + PAGE_SIZE) ++j;
+      (void)::madvise(pages[i], (j - i) * PAGE_SIZE, MADV_POPULATE_WRITE);
+      i = j;
+    }
+#else
+    (void)pages;
+    (void)n;
+#endif
   }
 
   static void record(std::vector<std::uint8_t*>& to, std::uint8_t* page) noexcept {
@@ -174,10 +225,6 @@ class PagePool {
     }
   }
 
-  std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
-  std::mutex& mutex() noexcept { return mu_; }
-
- private:
   void refill() {
     std::uint8_t* base = take_chunk();
     free_.reserve(free_.size() + CHUNK_PAGES);

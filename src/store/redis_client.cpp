@@ -164,14 +164,31 @@ std::string percent_decode(std::string_view text, std::string_view what) {
 
 // ---- slots -----------------------------------------------------------------------------------
 
-std::uint16_t crc16(std::string_view bytes) noexcept {
-  std::uint16_t crc = 0;
-  for (const char c : bytes) {
-    crc ^= static_cast<std::uint16_t>(static_cast<std::uint8_t>(c) << 8);
+namespace {
+
+// CRC16 of each byte value (the bitwise loop run once per value, at compile time): a key's
+// checksum is then one lookup per byte. Every command routed pays it (a 1 GiB load routes
+// 262,144 keys of 74 bytes; bit by bit that was a tenth of its time).
+constexpr std::array<std::uint16_t, 256> CRC16_TABLE = [] {
+  std::array<std::uint16_t, 256> table{};
+  for (unsigned byte = 0; byte < 256; ++byte) {
+    auto crc = static_cast<std::uint16_t>(byte << 8);
     for (int bit = 0; bit < 8; ++bit) {
       crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
                                 : static_cast<std::uint16_t>(crc << 1);
     }
+    table[byte] = crc;
+  }
+  return table;
+}();
+
+}  // namespace
+
+std::uint16_t crc16(std::string_view bytes) noexcept {
+  std::uint16_t crc = 0;
+  for (const char c : bytes) {
+    const auto index = static_cast<std::uint8_t>((crc >> 8) ^ static_cast<std::uint8_t>(c));
+    crc = static_cast<std::uint16_t>((crc << 8) ^ CRC16_TABLE[index]);
   }
   return crc;
 }
@@ -531,25 +548,13 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
     std::vector<std::size_t> again;
     bool pause = false, refresh = false, redirected = false;
     {
+      // The group of each node of the map, by its index there (most commands: no string built
+      // or looked up per command); ASK targets, which may be outside the map, by name.
+      constexpr std::size_t NO_GROUP = ~std::size_t{0};
       std::unordered_map<std::string, std::size_t> group_of;
       const std::shared_lock guard(slots_mutex_);
-      for (const std::size_t index : pending) {
-        const Command& command = commands[index];
-        const auto asked = ask.find(index);
-        Endpoint node;
-        if (asked != ask.end()) {
-          node = asked->second;
-        } else {
-          const std::uint16_t slot = command.key_arg == 0 ? 0 : key_slot(command.key());
-          const std::uint16_t n = slot_node_[slot];
-          if (n == NO_NODE) {
-            again.push_back(index);
-            pause = refresh = true;
-            last_problem = "slot " + std::to_string(slot) + " is served by no master";
-            continue;
-          }
-          node = nodes_[n];
-        }
+      std::vector<std::size_t> group_of_node(nodes_.size(), NO_GROUP);
+      const auto group_for = [&](const Endpoint& node) {
         const std::string name = node.name();
         auto [it, added] = group_of.try_emplace(name, groups.size());
         if (added) {
@@ -559,9 +564,29 @@ void RedisClient::run(std::span<const Command> commands, const ReplyFn& on_reply
             if (known != nodes_.end()) replicas = replicas_[known - nodes_.begin()];
           }
           groups.push_back(
-              Group{std::move(node), std::min(replicas, wait_replicas), {}, 0, 0, nullptr, false});
+              Group{node, std::min(replicas, wait_replicas), {}, 0, 0, nullptr, false});
         }
-        groups[it->second].items.push_back({index, asked != ask.end()});
+        return it->second;
+      };
+      for (const std::size_t index : pending) {
+        const Command& command = commands[index];
+        const auto asked = ask.find(index);
+        std::size_t group;
+        if (asked != ask.end()) {
+          group = group_for(asked->second);
+        } else {
+          const std::uint16_t slot = command.key_arg == 0 ? 0 : key_slot(command.key());
+          const std::uint16_t n = slot_node_[slot];
+          if (n == NO_NODE) {
+            again.push_back(index);
+            pause = refresh = true;
+            last_problem = "slot " + std::to_string(slot) + " is served by no master";
+            continue;
+          }
+          if (group_of_node[n] == NO_GROUP) group_of_node[n] = group_for(nodes_[n]);
+          group = group_of_node[n];
+        }
+        groups[group].items.push_back({index, asked != ask.end()});
       }
     }
     const auto give_up_group = [&](Group& group, const Lost& e) {

@@ -15,6 +15,7 @@
 #include "datacap/store.hpp"
 #include "slab/slot_tree.hpp"
 #include "store/record.hpp"
+#include "store/store_access.hpp"
 
 namespace datacap {
 
@@ -355,24 +356,27 @@ SavedCap PageStore::saved_cap(const Hash32& cap_root) const {
   return record_summary(cap_root, record, name());
 }
 
-void PageStore::export_cap(const Hash32& cap_root,
-                           const std::function<void(std::uint64_t, const PageSlot&)>& fn) const {
-  std::vector<std::uint8_t> record;
-  if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
-  const detail::CapRecordView view = detail::parse_cap_record(record, name(), &cap_root);
+namespace {
+
+// export_cap's work on a record already read and parsed (load_cap reads it once for both the
+// size and the pages: a 1 GiB cap's record is 9 MiB, a round trip and a copy on a network store).
+void export_record(const PageStore& store, const std::string& name, const Hash32& cap_root,
+                   const detail::CapRecordView& view,
+                   const std::function<void(std::uint64_t, const PageSlot&)>& fn) {
   CapRootBuilder builder(Digest::sha256);
-  constexpr std::uint64_t BATCH = EXPORT_BATCH_PAGES;
+  constexpr std::uint64_t BATCH = PageStore::EXPORT_BATCH_PAGES;
   struct Batch {
     std::vector<Hash32> roots;
     std::vector<PageRef> pages;
   };
-  const auto fetch = [this, &view](std::uint64_t first) {
-    const std::uint64_t n = std::min<std::uint64_t>(EXPORT_BATCH_PAGES, view.entry_count - first);
+  const auto fetch = [&store, &view](std::uint64_t first) {
+    const std::uint64_t n =
+        std::min<std::uint64_t>(PageStore::EXPORT_BATCH_PAGES, view.entry_count - first);
     Batch batch;
     batch.roots.resize(n);
     batch.pages.assign(n, PageRef());
     for (std::uint64_t k = 0; k < n; ++k) batch.roots[k] = view.entry_root(first + k);
-    do_get_pages(batch.roots, batch.pages);
+    detail::StoreAccess::get_pages(store, batch.roots, batch.pages);
     return batch;
   };
   // The next batch is fetched on another thread while this one is hashed and checked (a
@@ -398,7 +402,7 @@ void PageStore::export_cap(const Hash32& cap_root,
       if (pages[k]) {
         const Hash32 actual = pages[k].root(Digest::sha256);
         if (actual != roots[k])
-          throw IntegrityError(name() + ": cap " + to_hex(cap_root), page_index, roots[k], actual);
+          throw IntegrityError(name + ": cap " + to_hex(cap_root), page_index, roots[k], actual);
       }
       builder.append_zero_pages(page_index - builder.page_count());
       builder.append_page_root(roots[k]);
@@ -411,16 +415,35 @@ void PageStore::export_cap(const Hash32& cap_root,
   builder.append_zero_pages(view.content_len / PAGE_SIZE - builder.page_count());
   const Hash32 actual = finish_root(builder, view.content_len);
   if (actual != cap_root) {
-    throw DecodeError(name() + ": cap " + to_hex(cap_root), 0,
+    throw DecodeError(name + ": cap " + to_hex(cap_root), 0,
                       "the record's page table has root " + to_hex(actual));
   }
 }
 
+}  // namespace
+
+void PageStore::export_cap(const Hash32& cap_root,
+                           const std::function<void(std::uint64_t, const PageSlot&)>& fn) const {
+  std::vector<std::uint8_t> record;
+  if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
+  const std::string store = name();
+  export_record(*this, store, cap_root, detail::parse_cap_record(record, store, &cap_root), fn);
+}
+
 DataCap PageStore::load_cap(const Hash32& cap_root) const {
-  const SavedCap info = saved_cap(cap_root);
-  PageSlab slab(info.content_len);
-  export_cap(cap_root, [&](std::uint64_t page_index, const PageSlot& slot) {
-    slab.set_page_slot(page_index, slot);
+  std::vector<std::uint8_t> record;
+  if (!do_get_cap(cap_root, record)) throw NotFound(name(), "cap", cap_root);
+  const std::string store = name();
+  const detail::CapRecordView view = detail::parse_cap_record(record, store, &cap_root);
+  PageSlab slab(view.content_len);
+  // Every Loaded page comes checked against its root, which it caches: a zero page (Empty in a
+  // backing) is known by that root, without reading its bytes again as set_page_slot would.
+  const Hash32& zero_page_root = zero_hash(Digest::sha256, 7);
+  export_record(*this, store, cap_root, view, [&](std::uint64_t page_index, const PageSlot& slot) {
+    if (slot.is_loaded() && slot.root(Digest::sha256) == zero_page_root) return;
+    PageSlot placed = slot;
+    detail::tree_set(SlabAccess::root(slab), slab.levels(), page_index,
+                     PageNode::release_slot(placed));
   });
   return DataCap::from_backing(std::move(slab));
 }

@@ -6,6 +6,7 @@
 
 #include "datacap/error.hpp"
 #include "datacap/store.hpp"
+#include "store/record.hpp"
 #include "store/store_access.hpp"
 
 namespace datacap {
@@ -56,23 +57,26 @@ class TieredStore final : public PageStore {
 
   void do_get_pages(std::span<const Hash32> roots, std::span<PageRef> out) const override {
     Access::get_pages(*local_, roots, out);
-    std::vector<std::size_t> absent;
-    for (std::size_t k = 0; k < roots.size(); ++k) {
-      if (!out[k]) absent.push_back(k);
-    }
-    if (absent.empty()) return;
     std::vector<Hash32> wanted;
-    wanted.reserve(absent.size());
-    for (const std::size_t k : absent) wanted.push_back(roots[k]);
+    const std::vector<std::size_t> absent =
+        lacking(roots, wanted, [&](std::size_t k) { return !out[k]; });
+    if (absent.empty()) return;
     std::vector<PageRef> fetched(wanted.size());
     Access::get_pages(*remote_, wanted, fetched);
     // Only pages whose bytes give their key reach the local tier: it must never serve a wrong
-    // page as if it were checked. (The root is cached in the page, so the caller's own check
-    // costs nothing more.)
+    // page as if it were checked. Hashed in one batch on every core; the roots stay cached in
+    // the pages, so the caller's own check costs nothing more.
+    std::vector<PageRef> present;
+    present.reserve(fetched.size());
+    for (const PageRef& page : fetched) {
+      if (page) present.push_back(page);
+    }
+    detail::ensure_page_roots(present);
     std::vector<PageRecord> verified;
     for (std::size_t i = 0; i < absent.size(); ++i) {
       out[absent[i]] = fetched[i];
-      if (fetched[i] && fetched[i].root() == wanted[i]) verified.push_back({wanted[i], fetched[i]});
+      if (fetched[i] && fetched[i].root(Digest::sha256) == wanted[i])
+        verified.push_back({wanted[i], fetched[i]});
     }
     if (verified.empty() || local_->is_read_only()) return;
     try {
@@ -89,14 +93,10 @@ class TieredStore final : public PageStore {
 
   void do_has_pages(std::span<const Hash32> roots, std::vector<bool>& out) const override {
     Access::has_pages(*local_, roots, out);
-    std::vector<std::size_t> absent;
-    for (std::size_t k = 0; k < roots.size(); ++k) {
-      if (!out[k]) absent.push_back(k);
-    }
-    if (absent.empty()) return;
     std::vector<Hash32> wanted;
-    wanted.reserve(absent.size());
-    for (const std::size_t k : absent) wanted.push_back(roots[k]);
+    const std::vector<std::size_t> absent =
+        lacking(roots, wanted, [&](std::size_t k) { return !out[k]; });
+    if (absent.empty()) return;
     std::vector<bool> remote_has(wanted.size(), false);
     Access::has_pages(*remote_, wanted, remote_has);  // one batch for everything local lacks
     for (std::size_t i = 0; i < absent.size(); ++i) out[absent[i]] = remote_has[i];
@@ -153,6 +153,21 @@ class TieredStore final : public PageStore {
   }
 
  private:
+  // The positions k of `roots` the local tier lacks (absent(k)), ascending, and their roots in
+  // `wanted` (the batch to ask the remote for).
+  template <typename Absent>
+  static std::vector<std::size_t> lacking(std::span<const Hash32> roots,
+                                          std::vector<Hash32>& wanted, Absent absent) {
+    std::vector<std::size_t> positions;
+    for (std::size_t k = 0; k < roots.size(); ++k) {
+      if (absent(k)) positions.push_back(k);
+    }
+    wanted.clear();
+    wanted.reserve(positions.size());
+    for (const std::size_t k : positions) wanted.push_back(roots[k]);
+    return positions;
+  }
+
   // A write refused before either tier changes (a read-only local tier would otherwise refuse
   // only after the remote took the write).
   void refuse_if_read_only(const char* what) const {
