@@ -389,20 +389,18 @@ void DataCap::elide_pages(std::span<const std::uint64_t> page_indices) {
 
 std::vector<std::uint64_t> DataCap::missing_pages() const {
   std::vector<std::uint64_t> out;
-  const auto collect = [&](std::uint64_t page_index, PageNode* node) {
-    if (node->is_missing()) out.push_back(page_index);
-  };
   if (overlay_ == nullptr) {
-    detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
-                          collect);
+    detail::tree_missing(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
+                         out);
     return out;
   }
-  detail::tree_for_each(overlay_, backing_.levels(), 0, page_count(), collect);
-  detail::tree_for_each(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
-                        [&](std::uint64_t page_index, PageNode* node) {
-                          if (node->is_missing() && !is_dirty(page_index))
-                            out.push_back(page_index);
-                        });
+  detail::tree_missing(overlay_, backing_.levels(), 0, page_count(), out);
+  std::vector<std::uint64_t> below;
+  detail::tree_missing(detail::SlabAccess::root(backing_), backing_.levels(), 0, page_count(),
+                       below);
+  for (const std::uint64_t page_index : below) {
+    if (!is_dirty(page_index)) out.push_back(page_index);
+  }
   std::sort(out.begin(), out.end());
   return out;
 }

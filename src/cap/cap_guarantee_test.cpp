@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -213,6 +214,56 @@ TEST(CapPages, ForEachPageVisitsTheEffectivePagesInOrder) {
       if (!cap.page_slot(i).is_empty()) expected.push_back(i);
     }
     EXPECT_EQ(seen, expected) << "round " << round;
+  }
+}
+
+}  // namespace
+}  // namespace datacap
+
+namespace datacap {
+namespace {
+
+// missing_pages() (a walk of the tree that skips the per-page callback) against the naive model:
+// every page asked one by one. Missing pages in the backing, in the overlay (a dirty page later
+// elided), under overlay pages (written over, so not Missing), Empty stretches, shared backings.
+TEST(CapPages, MissingPagesMatchesAskingEveryPage) {
+  std::mt19937_64 rng(testing::env_seed(23));
+  for (int round = 0; round < 40; ++round) {
+    const std::uint64_t pages = 1 + rng() % 5000;
+    Bytes bytes(pages * PAGE_SIZE);
+    for (std::uint64_t p = 0; p < pages; ++p) {
+      if (rng() % 4 != 0)
+        bytes[p * PAGE_SIZE + rng() % PAGE_SIZE] = static_cast<std::uint8_t>(1 + rng() % 255);
+    }
+    DataCap base = DataCap::from_bytes(bytes);
+    std::vector<std::uint64_t> elide;
+    for (std::uint64_t p = 0; p < pages; ++p) {
+      if (rng() % 3 == 0) elide.push_back(p);
+    }
+    base.elide_pages(elide);
+    DataCap cap = base;  // shares the backing
+    for (int w = 0; w < static_cast<int>(rng() % 20); ++w) {
+      const std::uint64_t page = rng() % pages;
+      if (cap.page_slot(page).is_missing()) {
+        cap.write_page(page * PAGE_SIZE, Bytes(PAGE_SIZE, 9));  // a whole page replaces it
+      } else {
+        cap.write(page * PAGE_SIZE + rng() % 3000, Bytes(1 + rng() % 300, 9));
+      }
+    }
+    if (rng() % 2 == 0) {
+      std::vector<std::uint64_t> more;  // may name overlay pages too
+      for (int k = 0; k < 10; ++k) more.push_back(rng() % pages);
+      std::sort(more.begin(), more.end());
+      more.erase(std::unique(more.begin(), more.end()), more.end());
+      cap.elide_pages(more);
+    }
+    for (const DataCap* c : {&base, &cap}) {
+      std::vector<std::uint64_t> naive;
+      for (std::uint64_t p = 0; p < c->page_count(); ++p) {
+        if (c->page_slot(p).is_missing()) naive.push_back(p);
+      }
+      ASSERT_EQ(c->missing_pages(), naive) << "round " << round;
+    }
   }
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -32,7 +33,26 @@ namespace {
 
 constexpr std::size_t CHUNK_BYTES = std::size_t{2} << 20;
 constexpr std::size_t CHUNK_PAGES = CHUNK_BYTES / PAGE_SIZE;
-constexpr std::size_t FREE_RETAIN_PAGES = 16384;  // 64 MiB kept resident for reuse
+// Memory of freed pages stays resident for reuse, as in any allocator: a process that drops a
+// cap and loads the next one (a VM node cycling snapshots) would otherwise pay a fault and a
+// zeroed kernel page for every page again (~0.5 s per GiB on these machines). Up to
+// FREE_RETAIN_PAGES stay always; up to warm_limit() pages in all stay while they are reused:
+// pages that no take() reached during a whole DECAY period go back to the kernel at the next
+// take() or give() (the low-water mark of the free list over the period, as allocators decay
+// their dirty pages). Past warm_limit() pages go back at once.
+constexpr std::size_t FREE_RETAIN_PAGES = 16384;  // 64 MiB
+constexpr std::chrono::milliseconds DECAY{1000};
+
+// 1/16 of physical memory, at most 1 GiB of pages, at least FREE_RETAIN_PAGES.
+std::size_t warm_limit() noexcept {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
+  std::uint64_t bytes = std::uint64_t{1} << 30;
+  if (pages > 0 && size > 0) {
+    bytes =
+        std::min(bytes, static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(size) / 16);
+  }
+  return std::max<std::size_t>(FREE_RETAIN_PAGES, static_cast<std::size_t>(bytes / PAGE_SIZE));
+}
 
 // Pages of processes that use guest windows live in memfd "arenas": one shared file mapping
 // each, with the file offset of a page equal to its distance from the arena's base, so a window
@@ -102,6 +122,7 @@ class PagePool {
   // would fault on first touch), then returned ones, then a new chunk.
   void take(std::vector<std::uint8_t*>& out, std::size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
+    decay();
     if (free_.empty() && returned_.empty()) {
       // Anonymous pages left from before the switch to arenas serve only when arenas cannot.
       if (anonymous_spare_.empty() || arenas_usable()) {
@@ -127,13 +148,14 @@ class PagePool {
     }
   }
 
-  // Gives back pages (already poisoned). Past FREE_RETAIN_PAGES resident free pages, the memory
+  // Gives back pages (already poisoned). Past warm_limit_ resident free pages, the memory
   // goes back to the kernel (the address stays in the pool and reads as zeros when reused): one
   // madvise per run of adjacent pages of the call, not one per page (a dropped cap's pages come
   // back mostly in address order, a few dozen at a time). In an arena a page is punched out of
   // the file (MADV_REMOVE; MADV_DONTNEED would only unmap it).
   void give(std::uint8_t* const* pages, std::size_t n) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
+    decay();
     std::uint8_t* kept[LOCAL_RUN];
     for (std::size_t at = 0; at < n; at += LOCAL_RUN) {
       const std::size_t count = std::min(LOCAL_RUN, n - at);
@@ -165,7 +187,30 @@ class PagePool {
       out.push_back(from.back());
       from.pop_back();
     }
-    if (&from != &free_) populate(out.data() + first, out.size() - first);
+    if (&from != &free_) {
+      populate(out.data() + first, out.size() - first);
+    } else {
+      low_water_ = std::min(low_water_, free_.size());
+    }
+  }
+
+  // Gives the free pages that sat unused through the last DECAY back to the kernel (the oldest:
+  // the free list is a stack), keeping FREE_RETAIN_PAGES. O(free pages) once per DECAY at most.
+  void decay() noexcept {
+    if (!kernel_page_is_ours_ || free_.size() <= FREE_RETAIN_PAGES) {
+      low_water_ = std::min(low_water_, free_.size());
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - epoch_ < DECAY) return;
+    const std::size_t idle = std::min(low_water_, free_.size());
+    if (idle > FREE_RETAIN_PAGES) {
+      const std::size_t n = idle - FREE_RETAIN_PAGES;
+      return_to_kernel(free_.data(), n);
+      free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    epoch_ = now;
+    low_water_ = free_.size();
   }
 
   bool arenas_usable() const noexcept {
@@ -178,16 +223,21 @@ class PagePool {
     if (kernel_page_is_ours_) {
       // Only where the kernel's page is ours: with 16 or 64 KiB kernel pages, MADV_DONTNEED
       // on one of our pages would zero its neighbours, which may still be in use.
-      returning = free_.size() >= FREE_RETAIN_PAGES ? 0 : FREE_RETAIN_PAGES - free_.size();
+      returning = free_.size() >= warm_limit_ ? 0 : warm_limit_ - free_.size();
       returning = std::min(returning, n);
     } else {
       returning = n;
     }
     for (std::size_t i = 0; i < returning; ++i) record(free_, pages[i]);
-    if (returning == n) return;
-    std::sort(pages + returning, pages + n);
+    return_to_kernel(pages + returning, n - returning);
+  }
+
+  // Gives pages' memory back to the kernel and lists them as returned (sorts them in place): one
+  // madvise per run of adjacent pages.
+  void return_to_kernel(std::uint8_t** pages, std::size_t n) noexcept {
+    std::sort(pages, pages + n);
     PageFileLocation where;
-    for (std::size_t i = returning; i < n;) {
+    for (std::size_t i = 0; i < n;) {
       const bool in_arena = page_file_location(pages[i], where);
       std::size_t j = i + 1;
       while (j < n && pages[j] == pages[j - 1] + PAGE_SIZE &&
@@ -281,6 +331,9 @@ class PagePool {
   }
 
   const bool kernel_page_is_ours_ = ::sysconf(_SC_PAGESIZE) == static_cast<long>(PAGE_SIZE);
+  const std::size_t warm_limit_ = warm_limit();
+  std::size_t low_water_ = 0;  // the free list's smallest size since epoch_
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   bool memfd_refused_ = false;
   std::mutex mu_;
   std::vector<std::uint8_t*> free_;      // resident, ready for reuse

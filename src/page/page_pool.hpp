@@ -9,9 +9,13 @@
 // Why not aligned_alloc: glibc serves a 4 KiB-aligned 4 KiB block by over-allocating and
 // splitting, so each page costs close to two pages of resident memory. The pool maps whole
 // 2 MiB chunks and hands out their pages exactly; freed pages go to a free list and are reused.
-// When the free list holds more than FREE_RETAIN_PAGES, further freed pages are returned to the
-// kernel (MADV_REMOVE in an arena, MADV_DONTNEED otherwise) (their addresses stay in the pool), so
-// dropping a large cap does not pin its memory.
+// Freed pages stay resident for reuse, as in any allocator (a node that drops a cap and loads the
+// next would otherwise pay a fault and a zeroed kernel page per page again): 64 MiB always, and
+// up to 1/16 of physical memory (at most 1 GiB) while they are reused. Pages that no allocation
+// reached during a whole second are returned to the kernel at the next allocation or release
+// (MADV_REMOVE in an arena, MADV_DONTNEED otherwise; their addresses stay in the pool), as are
+// pages freed past that bound at once — so dropping a large cap does not pin its memory for
+// longer than that second of activity. A process that stops allocating keeps what it holds then.
 //
 // Thread-safety: allocate and release may be called from any thread (one mutex).
 #pragma once

@@ -146,6 +146,33 @@ void for_each_rec(const TreeNode* node, std::uint64_t base, std::uint64_t lo, st
   }
 }
 
+void missing_rec(const TreeNode* node, std::uint64_t base, std::uint64_t lo, std::uint64_t hi,
+                 std::vector<std::uint64_t>& out) {
+  const unsigned shift = FANOUT_LOG2 * node->level;
+  const std::uint64_t span = std::uint64_t{1} << shift;
+  if (node->level == 0) {
+    // Each page object is a cache miss of its own: ask for all of the leaf's at once.
+    for (void* c : node->child) {
+      if (c != nullptr) __builtin_prefetch(&static_cast<const PageNode*>(c)->data);
+    }
+    const std::uint64_t from = lo > base ? lo - base : 0;
+    const std::uint64_t to = std::min<std::uint64_t>(FANOUT, hi - base);
+    for (std::uint64_t i = from; i < to; ++i) {
+      const auto* page = static_cast<const PageNode*>(node->child[i]);
+      if (page != nullptr && page->is_missing()) out.push_back(base + i);
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < FANOUT; ++i) {
+    const auto* c = static_cast<const TreeNode*>(node->child[i]);
+    if (c == nullptr) continue;
+    const std::uint64_t first = base + i * span;
+    if (first >= hi) break;
+    if (first + span <= lo) continue;
+    missing_rec(c, first, lo, hi, out);
+  }
+}
+
 // for_each_rec over two trees of one shape at once: the first's page where it has one.
 void for_each_either_rec(const TreeNode* first_tree, const TreeNode* second_tree, unsigned level,
                          std::uint64_t base,
@@ -509,6 +536,12 @@ void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std:
                    const std::function<void(std::uint64_t, PageNode*)>& fn) {
   if (root == nullptr || lo >= hi || levels == 0) return;
   for_each_rec(root, 0, lo, hi, fn);
+}
+
+void tree_missing(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
+                  std::vector<std::uint64_t>& out) {
+  if (root == nullptr || lo >= hi || levels == 0) return;
+  missing_rec(root, 0, lo, hi, out);
 }
 
 void tree_for_each_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,

@@ -160,6 +160,12 @@ void tree_set_subtree(TreeNode*& root, unsigned levels, std::uint64_t first_page
 void tree_for_each(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
                    const std::function<void(std::uint64_t, PageNode*)>& fn);
 
+// Appends to `out` the indices of the Missing pages with lo <= page_index < hi, ascending.
+// O(nodes) like tree_for_each, but without a call per page: the page objects of each leaf are
+// prefetched together, so a 1 GiB cap's 262,144 pages cost a few hundred microseconds.
+void tree_missing(const TreeNode* root, unsigned levels, std::uint64_t lo, std::uint64_t hi,
+                  std::vector<std::uint64_t>& out);
+
 // Calls fn(page_index, node) for every page either tree (same shape) holds, ascending: the
 // overlay's node where it has one, else the backing's. One walk of both trees, O(nodes).
 void tree_for_each_either(const TreeNode* overlay, const TreeNode* backing, unsigned levels,
