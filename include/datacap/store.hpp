@@ -181,8 +181,8 @@ class DATACAP_API PageStore {
 
   // ---- streaming ------------------------------------------------------------------------
   // Calls fn(page_index, slot) for every non-Empty page of the cap saved under `cap_root`, in
-  // ascending order, holding two batches (EXPORT_BATCH_PAGES each) of pages at a time (the
-  // next one is fetched on another thread while this one is checked): Loaded pages
+  // ascending order, holding at most three batches (EXPORT_BATCH_PAGES each) of pages at a time
+  // (the next two are fetched on other threads while this one is checked): Loaded pages
   // are checked against their recorded roots first; pages the store lacks come as Missing.
   // After the last page the cap root is recomputed from the record and compared with cap_root.
   // Throws as load_cap — possibly after some calls to fn, so a caller writing output must

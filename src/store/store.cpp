@@ -2,6 +2,7 @@
 // hydration, the default verify; and the memory store (make_memory_store).
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -365,6 +366,7 @@ void export_record(const PageStore& store, const std::string& name, const Hash32
                    const std::function<void(std::uint64_t, const PageSlot&)>& fn) {
   CapRootBuilder builder(Digest::sha256);
   constexpr std::uint64_t BATCH = PageStore::EXPORT_BATCH_PAGES;
+  constexpr std::size_t AHEAD = 2;  // batches fetched ahead of the one being checked
   struct Batch {
     std::vector<Hash32> roots;
     std::vector<PageRef> pages;
@@ -379,15 +381,21 @@ void export_record(const PageStore& store, const std::string& name, const Hash32
     detail::StoreAccess::get_pages(store, batch.roots, batch.pages);
     return batch;
   };
-  // The next batch is fetched on another thread while this one is hashed and checked (a
-  // network store's round trips and the hashing overlap); do_get_pages may run on any thread.
-  // Declared after everything it reads, so an exception waits for it before they go.
-  std::future<Batch> next;
+  // The next AHEAD batches are fetched on other threads while this one is hashed and checked (a
+  // network store's round trips, a local store's copying and the hashing overlap; with one batch
+  // ahead the checking thread still waited for the fetch a third of the time: a tiered load
+  // from its local tier took 290 ms instead of 250). do_get_pages may run on any thread.
+  // Declared after everything they read, so an exception waits for them before those go.
+  std::deque<std::future<Batch>> ahead;
   std::vector<PageRef> present;
+  std::uint64_t launched = 0;  // batches fetched or being fetched start below this entry
   for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
-    Batch batch = next.valid() ? next.get() : fetch(first);
-    if (first + BATCH < view.entry_count) {
-      next = std::async(std::launch::async, fetch, first + BATCH);
+    Batch batch = !ahead.empty() ? ahead.front().get() : fetch(first);
+    if (!ahead.empty()) ahead.pop_front();
+    launched = std::max(launched, first + BATCH);
+    while (ahead.size() < AHEAD && launched < view.entry_count) {
+      ahead.push_back(std::async(std::launch::async, fetch, launched));
+      launched += BATCH;
     }
     const std::vector<Hash32>& roots = batch.roots;
     const std::vector<PageRef>& pages = batch.pages;
