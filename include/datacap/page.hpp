@@ -5,6 +5,13 @@
 // need and cached race-free (concurrent first callers may each compute it; all see one value).
 // A page reachable from more than one place is never written: the library copies it first.
 //
+// Memory: page bytes come from 2 MiB chunks the library maps itself. A page freed (its last
+// handle gone) is kept for reuse — 64 MiB of them always, and up to 1/16 of physical memory (at
+// most 1 GiB) while allocations keep reusing them; pages no allocation reached for a whole
+// second are given back to the kernel at the next allocation or release. So a process that
+// drops a 1 GiB cap and loads the next one pays no page faults for it, and one that stops
+// allocating keeps at most what it held when it stopped.
+//
 // Thread-safety: PageRef and PageSlot are handles with atomic reference counts. Distinct
 // handles may be copied, destroyed and read on different threads even when they name the same
 // page; one handle object is not to be mutated concurrently with any other use of it.
