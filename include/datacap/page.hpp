@@ -6,11 +6,15 @@
 // A page reachable from more than one place is never written: the library copies it first.
 //
 // Memory: page bytes come from 2 MiB chunks the library maps itself. A page freed (its last
-// handle gone) is kept for reuse — 64 MiB of them always, and up to 1/16 of physical memory (at
-// most 1 GiB) while allocations keep reusing them; pages no allocation reached for a whole
-// second are given back to the kernel at the next allocation or release. So a process that
-// drops a 1 GiB cap and loads the next one pays no page faults for it, and one that stops
-// allocating keeps at most what it held when it stopped.
+// handle gone) is kept for reuse — 64 MiB of them always, and up to 1/16 of the memory the
+// process may use (physical memory, or its cgroup's limit when lower; at most 1 GiB) while
+// allocations keep reusing them; pages no allocation reached for a whole second are given back
+// to the kernel, 16 MiB per allocation or release after that (each thread keeps a few pages of
+// its own and reaches the shared pool every 32 pages). So a process that drops a 1 GiB cap and
+// loads the next one pays no page faults for it, and one that stops allocating keeps at most
+// what it held when it stopped. fork() gives back what exceeds the 64 MiB first. Where the
+// kernel's pages are larger than 4 KiB, freed pages are never given back (one kernel page may
+// hold pages still in use), and stay in the library for reuse.
 //
 // Thread-safety: PageRef and PageSlot are handles with atomic reference counts. Distinct
 // handles may be copied, destroyed and read on different threads even when they name the same

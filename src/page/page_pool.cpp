@@ -42,15 +42,40 @@ constexpr std::size_t CHUNK_PAGES = CHUNK_BYTES / PAGE_SIZE;
 // their dirty pages). Past warm_limit() pages go back at once.
 constexpr std::size_t FREE_RETAIN_PAGES = 16384;  // 64 MiB
 constexpr std::chrono::milliseconds DECAY{1000};
+constexpr std::size_t DECAY_STEP = 4096;  // pages one call gives back at most (16 MiB)
 
-// 1/16 of physical memory, at most 1 GiB of pages, at least FREE_RETAIN_PAGES.
+// The memory limit of this process's cgroup (v2 memory.max, else v1 memory.limit_in_bytes), or
+// 0 when there is none or it cannot be read.
+std::uint64_t cgroup_memory_limit() noexcept {
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char text[32] = {};
+    const ssize_t got = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (got <= 0 || text[0] < '0' || text[0] > '9') return 0;  // "max": no limit
+    std::uint64_t value = 0;
+    for (ssize_t i = 0; i < got && text[i] >= '0' && text[i] <= '9'; ++i) {
+      if (value > (~std::uint64_t{0} - 9) / 10) return 0;  // v1's "no limit" is near 2^63
+      value = value * 10 + static_cast<std::uint64_t>(text[i] - '0');
+    }
+    return value;
+  }
+  return 0;
+}
+
+// 1/16 of the memory this process may use (physical memory, or its cgroup's limit when lower),
+// at most 1 GiB of pages, at least FREE_RETAIN_PAGES.
 std::size_t warm_limit() noexcept {
   const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGESIZE);
-  std::uint64_t bytes = std::uint64_t{1} << 30;
+  std::uint64_t memory = ~std::uint64_t{0};
   if (pages > 0 && size > 0) {
-    bytes =
-        std::min(bytes, static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(size) / 16);
+    memory = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(size);
   }
+  const std::uint64_t limit = cgroup_memory_limit();
+  if (limit != 0) memory = std::min(memory, limit);
+  const std::uint64_t bytes = std::min(std::uint64_t{1} << 30, memory / 16);
   return std::max<std::size_t>(FREE_RETAIN_PAGES, static_cast<std::size_t>(bytes / PAGE_SIZE));
 }
 
@@ -195,7 +220,9 @@ class PagePool {
   }
 
   // Gives the free pages that sat unused through the last DECAY back to the kernel (the oldest:
-  // the free list is a stack), keeping FREE_RETAIN_PAGES. O(free pages) once per DECAY at most.
+  // the free list is a stack), keeping FREE_RETAIN_PAGES. At most DECAY_STEP pages per call, so
+  // no allocation waits behind a gigabyte of madvise: the rest follow on the next calls (the
+  // period is not restarted until they are gone). O(free pages) per call that releases.
   void decay() noexcept {
     if (!kernel_page_is_ours_ || free_.size() <= FREE_RETAIN_PAGES) {
       low_water_ = std::min(low_water_, free_.size());
@@ -205,14 +232,39 @@ class PagePool {
     if (now - epoch_ < DECAY) return;
     const std::size_t idle = std::min(low_water_, free_.size());
     if (idle > FREE_RETAIN_PAGES) {
-      const std::size_t n = idle - FREE_RETAIN_PAGES;
-      return_to_kernel(free_.data(), n);
-      free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+      const std::size_t n = std::min(idle - FREE_RETAIN_PAGES, DECAY_STEP);
+      if (!release_oldest(n)) return;  // no memory to list them: they stay, tried again later
+      low_water_ = idle - n;
+      if (low_water_ > FREE_RETAIN_PAGES) return;
     }
     epoch_ = now;
     low_water_ = free_.size();
   }
 
+  // Gives the n oldest free pages back to the kernel and lists them as returned. False (nothing
+  // changed) when the returned list cannot grow to hold them: a page listed nowhere would be
+  // lost to the pool for good.
+  bool release_oldest(std::size_t n) noexcept {
+    try {
+      returned_.reserve(returned_.size() + n);
+    } catch (...) {
+      return false;
+    }
+    return_to_kernel(free_.data(), n);
+    free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    return true;
+  }
+
+ public:
+  // Before fork(), with the pool's lock held: free pages past FREE_RETAIN_PAGES go back to the
+  // kernel, so that a child copying the arenas copies the pages in use, not up to warm_limit()
+  // of dropped ones.
+  void trim_for_fork() noexcept {
+    if (!kernel_page_is_ours_ || free_.size() <= FREE_RETAIN_PAGES) return;
+    if (release_oldest(free_.size() - FREE_RETAIN_PAGES)) low_water_ = free_.size();
+  }
+
+ private:
   bool arenas_usable() const noexcept {
     return g_mappable.load(std::memory_order_relaxed) && !memfd_refused_;
   }
@@ -361,8 +413,9 @@ std::mutex& pool_mutex() { return pool().mutex(); }
 // of its own, mapped at the same address under the same descriptor number (cached window
 // layouts name it), before fork() returns there; the parent waits for that copy, and holds the
 // pool's lock meanwhile, so neither sees the other's later changes and no thread of the parent
-// hands out or takes back a page during the copy. O(pages in use) per fork. Everything the child
-// needs (the pipe, a file per arena) is made by the parent before the fork, so a child at the
+// hands out or takes back a page during the copy. O(pages in use) per fork (free pages past
+// FREE_RETAIN_PAGES are given back to the kernel first, so they are not copied). Everything the
+// child needs (the pipe, a file per arena) is made by the parent before the fork, so a child at the
 // descriptor or file-size limit does not fail; where even that is refused, the child copies the
 // arena into anonymous memory instead (its pages are then no longer mappable by windows).
 // Threads of the parent writing into pages in place (a cap's own overlay pages) during the copy
@@ -377,6 +430,7 @@ void before_fork() noexcept {
   g_child_fd_count = 0;
   const std::size_t n = g_arena_count.load(std::memory_order_acquire);
   if (n == 0) return;
+  pool().trim_for_fork();
   if (::pipe2(g_fork_pipe, O_CLOEXEC) != 0) g_fork_pipe[0] = g_fork_pipe[1] = -1;
   rlimit limit{};
   const bool limited = ::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;

@@ -11,11 +11,11 @@
 // 2 MiB chunks and hands out their pages exactly; freed pages go to a free list and are reused.
 // Freed pages stay resident for reuse, as in any allocator (a node that drops a cap and loads the
 // next would otherwise pay a fault and a zeroed kernel page per page again): 64 MiB always, and
-// up to 1/16 of physical memory (at most 1 GiB) while they are reused. Pages that no allocation
-// reached during a whole second are returned to the kernel at the next allocation or release
-// (MADV_REMOVE in an arena, MADV_DONTNEED otherwise; their addresses stay in the pool), as are
-// pages freed past that bound at once — so dropping a large cap does not pin its memory for
-// longer than that second of activity. A process that stops allocating keeps what it holds then.
+// up to 1/16 of the process's memory (physical or its cgroup's limit; at most 1 GiB) while they
+// are reused. Pages that no allocation reached during a whole second are returned to the kernel
+// (MADV_REMOVE in an arena, MADV_DONTNEED otherwise; their addresses stay in the pool), 16 MiB at
+// each later call into the shared pool, as are pages freed past that bound at once and, before
+// fork(), everything past 64 MiB. With kernel pages larger than 4 KiB nothing is returned.
 //
 // Thread-safety: allocate and release may be called from any thread (one mutex).
 #pragma once

@@ -2,6 +2,7 @@
 // go back to the kernel once they sat unused through a whole decay period.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -72,6 +73,33 @@ TEST(PagePool, FreedPagesStayForReuseThenDecayToTheKernel) {
     again.push_back(page);
   }
   for (std::uint8_t* page : again) release_page_memory(page);
+}
+
+// With arenas (after the first guest window), fork() copies them into the child: the free pages
+// past the always-kept 64 MiB are given back first, so the child does not copy dropped pages.
+TEST(PagePool, ForkGivesBackFreePagesBeforeCopying) {
+  if (::sysconf(_SC_PAGESIZE) != static_cast<long>(PAGE_SIZE)) {
+    GTEST_SKIP() << "kernel pages are not 4 KiB: freed pages are never given back one by one";
+  }
+  use_mappable_page_memory();
+  constexpr std::size_t ALWAYS = 16384, EXTRA = 8192;
+  std::vector<std::uint8_t*> pages;
+  for (std::size_t i = 0; i < ALWAYS + EXTRA; ++i) {
+    std::uint8_t* page = allocate_page_memory();
+    page[0] = 1;
+    pages.push_back(page);
+  }
+  for (std::uint8_t* page : pages) release_page_memory(page);
+  touch_pool();
+  ASSERT_EQ(resident(pages), pages.size()) << "kept for reuse before the fork";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_LE(resident(pages), ALWAYS + 512)
+      << "dropped pages were still there for the child to copy";
 }
 
 }  // namespace
