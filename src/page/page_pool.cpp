@@ -200,6 +200,7 @@ class PagePool {
   }
 
   std::uint64_t mapped() const noexcept { return mapped_.load(std::memory_order_relaxed); }
+  std::size_t retained_limit() const noexcept { return warm_limit_; }
   std::mutex& mutex() noexcept { return mu_; }
 
  private:
@@ -638,6 +639,10 @@ void release_page_memory(std::uint8_t* page) noexcept {
 }
 
 std::uint64_t page_pool_mapped_bytes() noexcept { return pool().mapped(); }
+
+std::uint64_t page_pool_retained_limit_bytes() noexcept {
+  return static_cast<std::uint64_t>(pool().retained_limit()) * PAGE_SIZE;
+}
 
 bool page_fd_stale(int fd) noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_acquire);

@@ -36,6 +36,8 @@ void fail_page_allocations_after(std::int64_t count) noexcept;
 
 // Bytes the pool has mapped from the kernel (for memory reports).
 std::uint64_t page_pool_mapped_bytes() noexcept;
+// Bytes of freed pages the pool keeps resident at most (64 MiB always, more while reused).
+std::uint64_t page_pool_retained_limit_bytes() noexcept;
 
 // Where a page's bytes are in a file that can be mapped: the pool's memfd arenas (shared file
 // mappings whose file offsets follow the addresses). A window maps `fd` at `offset` privately to
