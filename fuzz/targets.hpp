@@ -14,6 +14,7 @@
 #include "archive/archive_internal.hpp"
 #include "datacap/datacap.hpp"
 #include "store/record.hpp"
+#include "store/redis_client.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -156,6 +157,54 @@ inline void cap_record_input(std::span<const std::uint8_t> data) {
   check(again.size() == data.size() && std::memcmp(again.data(), data.data(), data.size()) == 0);
   const SavedCap summary = PageStore::record_summary(Hash32{}, data);
   check(summary.content_len == view.content_len && summary.page_entries == view.entry_count);
+}
+
+// Replies from a peer that may not be a Redis server (detail::redis::parse_reply, what the store
+// reads pipelined replies with): every reply it accepts is the one hiredis's own reader makes of
+// the same bytes (hiredis is laxer: whatever it alone accepts is fine), every shorter prefix of it
+// is need_more with a need within the reply (a reply arriving a little at a time reads the
+// same), and nothing is read outside the bytes given.
+inline void redis_reply_input(std::span<const std::uint8_t> data) {
+  const auto* bytes = reinterpret_cast<const char*>(data.data());
+  std::size_t at = 0;
+  while (at < data.size()) {
+    redisReply ours{};
+    std::size_t used = 0, need = 0, searched = 0;
+    const detail::redis::ReplyParse result =
+        detail::redis::parse_reply(bytes + at, data.size() - at, ours, used, need, searched);
+    if (result == detail::redis::ReplyParse::need_more) {
+      check(need > data.size() - at);
+      return;
+    }
+    if (result != detail::redis::ReplyParse::reply) return;
+    check(used >= 3 && used <= data.size() - at);
+    // Prefixes, searched on from one call to the next as the client does.
+    std::size_t carried = 0;
+    for (std::size_t k = 0; k < used; k += 1 + k / 64) {
+      redisReply partial{};
+      std::size_t partial_used = 0, partial_need = 0;
+      check(detail::redis::parse_reply(bytes + at, k, partial, partial_used, partial_need,
+                                       carried) == detail::redis::ReplyParse::need_more);
+      check(partial_need > k && partial_need <= used);
+    }
+    redisReader* reader = redisReaderCreate();
+    check(reader != nullptr);
+    void* raw = nullptr;
+    check(redisReaderFeed(reader, bytes + at, used) == REDIS_OK);
+    check(redisReaderGetReply(reader, &raw) == REDIS_OK && raw != nullptr);
+    const auto* theirs = static_cast<const redisReply*>(raw);
+    check(theirs->type == ours.type);
+    if (ours.type == REDIS_REPLY_INTEGER) check(theirs->integer == ours.integer);
+    if (ours.type == REDIS_REPLY_STRING || ours.type == REDIS_REPLY_STATUS ||
+        ours.type == REDIS_REPLY_ERROR) {
+      check(theirs->len == ours.len && ours.str >= bytes + at &&
+            ours.str + ours.len <= bytes + at + used &&
+            std::memcmp(theirs->str, ours.str, ours.len) == 0);
+    }
+    freeReplyObject(raw);
+    redisReaderFree(reader);
+    at += used;
+  }
 }
 
 // Proofs from an untrusted peer: verification returns true or false, never crashes or throws,

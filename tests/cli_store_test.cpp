@@ -156,6 +156,28 @@ TEST(CliStore, DbUrlsAndTheCacheTier) {
   fs::remove(out);
 }
 
+// A cap of size 0 (the library can save one) has no raw-file form: an empty file reads back as
+// a cap of one page, under another root. `store get` wrote that empty file and exited 0.
+TEST(CliStore, GetOfTheEmptyCapIsAnErrorWithNoOutput) {
+  const std::string db = temp_path("empty_db");
+  fs::remove_all(db);
+  Hash32 empty_root;
+  {
+    const std::unique_ptr<PageStore> store = open_lmdb_store(db);
+    empty_root = store->save_cap(DataCap());
+  }
+  const std::string out = temp_path("empty_out.bin");
+  fs::remove(out);
+  const CliRun get = run("store get " + to_hex(empty_root) + " --db '" + db + "' -o '" + out + "'");
+  EXPECT_EQ(get.status, 1) << get.err;
+  EXPECT_NE(get.err.find("size 0"), std::string::npos) << get.err;
+  EXPECT_EQ(lines(get.err).size(), 1u) << get.err;
+  EXPECT_FALSE(fs::exists(out));
+  // It is listed, as a cap of 0 bytes and no pages.
+  EXPECT_EQ(run("store ls --db '" + db + "'").out, to_hex(empty_root) + " 0 0\n");
+  fs::remove_all(db);
+}
+
 TEST(CliProof, ProofsOfVectorsVerifyAndTamperedOnesDoNot) {
   const std::string proof_path = temp_path("proof.json");
   for (const auto& row : read_manifest()) {

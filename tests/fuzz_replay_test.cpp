@@ -35,6 +35,7 @@ TEST(FuzzReplay, Archive) { EXPECT_GE(replay("archive", archive_input), 2u); }
 TEST(FuzzReplay, DataDesc) { EXPECT_GE(replay("data_desc", data_desc_input), 2u); }
 TEST(FuzzReplay, CapRecord) { EXPECT_GE(replay("cap_record", cap_record_input), 3u); }
 TEST(FuzzReplay, Proof) { EXPECT_GE(replay("proof", proof_input), 2u); }
+TEST(FuzzReplay, RedisReply) { EXPECT_GE(replay("redis_reply", redis_reply_input), 3u); }
 
 }  // namespace
 }  // namespace datacap::fuzz

@@ -58,7 +58,8 @@ struct OpenedArchive {
 // `path` is never left half-written. A symbolic link is followed (its target is replaced, the
 // link stays); an existing path that is not a regular file (device, FIFO, directory) is refused
 // with IoError, never replaced. O(stored pages). Throws IoError (every write, the sync and the
-// rename checked), InvalidArgument for an empty path; never MissingPage (Missing is kept).
+// rename checked), InvalidArgument for an empty path or a cap of size 0 (the format holds 1 to
+// 2^32 pages; nothing is created); never MissingPage (Missing is kept).
 DATACAP_API ArchiveInfo write_archive(const DataCap& cap, const std::string& path,
                                       Digest digest = Digest::sha256);
 

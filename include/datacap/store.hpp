@@ -182,11 +182,12 @@ class DATACAP_API PageStore {
   // ---- streaming ------------------------------------------------------------------------
   // Calls fn(page_index, slot) for every non-Empty page of the cap saved under `cap_root`, in
   // ascending order, holding at most three batches (EXPORT_BATCH_PAGES each) of pages at a time
-  // (the next two are fetched on other threads while this one is checked): Loaded pages
-  // are checked against their recorded roots first; pages the store lacks come as Missing.
-  // After the last page the cap root is recomputed from the record and compared with cap_root.
-  // Throws as load_cap — possibly after some calls to fn, so a caller writing output must
-  // discard it on error.
+  // (the next two are fetched on other threads while this one is checked). Before any call the
+  // cap root is recomputed from the record's page roots and compared with cap_root (a damaged
+  // record is a DecodeError with fn never called); Loaded pages are checked against their
+  // recorded roots before their batch reaches fn; pages the store lacks come as Missing.
+  // Throws as load_cap — possibly after some calls to fn (a page damaged or lost in the store),
+  // so a caller writing output must discard it on error.
   void export_cap(const Hash32& cap_root,
                   const std::function<void(std::uint64_t, const PageSlot&)>& fn) const;
   // The size of the cap saved under cap_root. Throws NotFound, DecodeError.

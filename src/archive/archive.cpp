@@ -193,6 +193,13 @@ class ArchiveBuilder {
 }  // namespace
 
 ArchiveInfo write_archive(const DataCap& cap, const std::string& path, Digest digest) {
+  // The format holds 1 to 2^32 pages (every reader rejects content_len 0): refused before a
+  // temporary file exists.
+  if (cap.content_len() == 0) {
+    throw InvalidArgument(
+        "write_archive: the cap has size 0 (the empty cap); an archive holds 1 "
+        "to 2^32 pages");
+  }
   ArchiveBuilder b(path, digest);
   auto add = [&](std::vector<Entry>& table, std::uint32_t i, const PageSlot& slot) {
     if (slot.is_missing()) {

@@ -40,6 +40,26 @@ DataCap sample_cap() {
   return DataCap::from_bytes_sized(content, 64 * PAGE_SIZE);
 }
 
+// The format holds 1 to 2^32 pages, and every reader rejects content_len 0: the writer must not
+// produce such a file (it did, for the empty cap: a docs-only reader's finding).
+TEST(Archive, TheEmptyCapIsRefusedBeforeAnyFileExists) {
+  const std::string path = temp_path("empty-cap");
+  std::filesystem::remove(path);
+  EXPECT_THROW((void)write_archive(DataCap(), path), InvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  for (const auto& entry : std::filesystem::directory_iterator(::testing::TempDir())) {
+    EXPECT_EQ(entry.path().filename().string().rfind(
+                  std::filesystem::path(path).filename().string() + ".tmp-", 0),
+              std::string::npos)
+        << entry.path();
+  }
+  // One page is the smallest archive.
+  const DataCap one = DataCap::from_bytes(Bytes{1});
+  EXPECT_EQ(write_archive(one, path).root, one.hash_tree_root());
+  EXPECT_EQ(open_archive(path).cap.hash_tree_root(), one.hash_tree_root());
+  std::filesystem::remove(path);
+}
+
 TEST(Archive, CleanCapRoundTripsZeroCopyAndSmall) {
   const DataCap cap = sample_cap();
   const std::string path = temp_path("clean");

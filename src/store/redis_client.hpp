@@ -1,5 +1,7 @@
 // Internal: a small Redis client on hiredis's blocking API that knows Redis Cluster — what the
-// Redis page store (store/redis_store.cpp) runs its commands through.
+// Redis page store (store/redis_store.cpp) runs its commands through. hiredis opens, writes and
+// authenticates; the replies to run()'s pipelines are parsed by the client itself, from a buffer
+// of its own (strings handed out in place, no copy), with hiredis's reader kept for the rest.
 //
 // Debian ships no cluster-aware C client, so this one does the cluster's part itself: the slot
 // of a key (CRC16, the specification's rule), a slot → master map read with CLUSTER SLOTS,
@@ -51,6 +53,25 @@ inline constexpr std::uint16_t SLOT_COUNT = 16384;
 // The cluster slot of a key: CRC16 of the key mod 16384, or of its hash tag — the bytes between
 // the first '{' and the first '}' after it, when there are any.
 [[nodiscard]] std::uint16_t key_slot(std::string_view key) noexcept;
+
+// Redis's own limit on a bulk string (proto-max-bulk-len) and a bound on a status or error
+// line: a peer announcing more is not a Redis server, and no buffer grows past them.
+inline constexpr long long MAX_REPLY_BULK_BYTES = 512LL << 20;
+inline constexpr std::size_t MAX_REPLY_LINE_BYTES = std::size_t{64} << 10;
+
+enum class ReplyParse { reply, need_more, other_kind, malformed };
+// Parses the RESP2 reply at the start of bytes[0, size) when it is of a kind the client reads
+// itself: status (+), error (-), integer (:), bulk string ($; $-1 is nil). `reply`: `out` is
+// it (its string points into bytes), `used` its length in bytes. `need_more`: the reply is
+// incomplete and needs at least `need` bytes (> size). `other_kind`: an array or an unknown type
+// byte (hiredis's to read, or to reject). `malformed`: not RESP (a bad number or length, CR
+// without LF, a bulk string not followed by CR LF, a length over MAX_REPLY_BULK_BYTES, a line
+// over MAX_REPLY_LINE_BYTES). `searched` carries over between calls on one growing reply (0 for
+// a new one): a line arriving a little at a time is searched once. O(size) at most; allocates
+// nothing.
+[[nodiscard]] ReplyParse parse_reply(const char* bytes, std::size_t size, redisReply& out,
+                                     std::size_t& used, std::size_t& need,
+                                     std::size_t& searched) noexcept;
 
 struct Endpoint {
   std::string host;  // an IPv4 address or a host name
@@ -142,6 +163,7 @@ class RedisClient {
 
  private:
   struct Connection;
+  struct Reply;
 
   [[nodiscard]] std::unique_ptr<Connection> connect(const Endpoint& node) const;
   [[nodiscard]] std::unique_ptr<Connection> borrow(const Endpoint& node);

@@ -3,8 +3,12 @@
 // CLUSTER KEYSLOT too, in redis_store_redis_test.cpp.)
 #include <gtest/gtest.h>
 
+#include <random>
+#include <string>
+
 #include "datacap/error.hpp"
 #include "store/redis_client.hpp"
+#include "support/seed.hpp"
 
 namespace datacap::detail::redis {
 namespace {
@@ -14,6 +18,31 @@ TEST(RedisSlots, Crc16IsXmodemWithTheSpecificationsCheckValue) {
   EXPECT_EQ(crc16(""), 0);
   EXPECT_EQ(crc16(std::string_view("\0", 1)), 0);
   EXPECT_EQ(crc16("A"), 0x58E5);  // CRC-16/XMODEM of one byte 0x41
+}
+
+// The table-driven CRC (eight bytes per step) against the bitwise definition, on random keys of
+// every length up to 200 bytes and every alignment.
+TEST(RedisSlots, Crc16MatchesTheBitwiseDefinition) {
+  const auto bitwise = [](std::string_view bytes) {
+    std::uint16_t crc = 0;
+    for (const char c : bytes) {
+      crc = static_cast<std::uint16_t>(crc ^ (static_cast<std::uint8_t>(c) << 8));
+      for (int bit = 0; bit < 8; ++bit) {
+        crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
+                                  : static_cast<std::uint16_t>(crc << 1);
+      }
+    }
+    return crc;
+  };
+  std::mt19937_64 rng(testing::env_seed(71));
+  std::string buffer(256, '\0');
+  for (int round = 0; round < 2000; ++round) {
+    for (char& c : buffer) c = static_cast<char>(rng());
+    const std::size_t offset = rng() % 8, length = rng() % 201;
+    const std::string_view key(buffer.data() + offset, length);
+    ASSERT_EQ(crc16(key), bitwise(key)) << "length " << length;
+  }
+  EXPECT_EQ(bitwise("123456789"), 0x31C3);
 }
 
 TEST(RedisSlots, KeySlotsAndHashTags) {

@@ -1232,6 +1232,12 @@ TEST(LmdbStore, VerifyFindsCapRecordsWhoseEntriesWereAltered) {
   } catch (const DecodeError& e) {
     EXPECT_TRUE(mentions(e.what(), dir.string()) && mentions(e.what(), to_hex(a))) << e.what();
   }
+  // export_cap checks the record's key before it hands out a page: none of a table nobody saved
+  // reaches the caller (it checked the key only after the last page, review of 2026-11-30).
+  std::size_t delivered = 0;
+  EXPECT_THROW(store->export_cap(a, [&](std::uint64_t, const PageSlot&) { ++delivered; }),
+               DecodeError);
+  EXPECT_EQ(delivered, 0u);
   EXPECT_EQ(store->load_cap(c).hash_tree_root(), c);
   fs::remove_all(dir);
 }

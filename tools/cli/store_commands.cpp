@@ -235,6 +235,13 @@ void add_store_commands(CLI::App& app) {
       const std::unique_ptr<PageStore> s = open_store(o->where, Access::read);
       s->check_structure();  // LMDB then follows only checked pointers
       const SavedCap info = s->saved_cap(root);
+      if (info.content_len == 0) {
+        // A raw file's cap has at least one page (from_bytes_sized): an empty file would read
+        // back as another cap, under another root.
+        throw IoError(o->out, "cap " + to_hex(root) +
+                                  " has size 0 (the empty cap), which no raw file holds: a "
+                                  "file's cap is at least one page");
+      }
       OutputFile out(o->out, files);
       Progress progress("store get", info.content_len);
       s->export_cap(root, [&](std::uint64_t page_index, const PageSlot& slot) {
