@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <thread>
 
 #include "datacap/error.hpp"
@@ -222,6 +223,29 @@ std::uint16_t key_slot(std::string_view key) noexcept {
   return static_cast<std::uint16_t>(crc16(key) % SLOT_COUNT);
 }
 
+namespace {
+
+// A RESP number as Redis writes it (and hiredis reads it): "0", or an optional '-' and digits
+// without a leading zero, within a signed 64-bit value. ("-0", "+1", "007" are not numbers.)
+bool parse_resp_number(const char* first, const char* last, long long& value) noexcept {
+  if (last - first == 1 && *first == '0') {
+    value = 0;
+    return true;
+  }
+  const bool negative = first != last && *first == '-';
+  if (negative) ++first;
+  if (first == last || *first < '1' || *first > '9') return false;
+  unsigned long long magnitude = 0;
+  const auto [end, ec] = std::from_chars(first, last, magnitude);
+  if (ec != std::errc() || end != last) return false;
+  constexpr auto LIMIT = static_cast<unsigned long long>(std::numeric_limits<long long>::max());
+  if (magnitude > LIMIT + (negative ? 1 : 0)) return false;
+  value = negative ? static_cast<long long>(0 - magnitude) : static_cast<long long>(magnitude);
+  return true;
+}
+
+}  // namespace
+
 ReplyParse parse_reply(const char* bytes, std::size_t size, redisReply& out, std::size_t& used,
                        std::size_t& need, std::size_t& searched) noexcept {
   const char* p = bytes;
@@ -249,8 +273,7 @@ ReplyParse parse_reply(const char* bytes, std::size_t size, redisReply& out, std
     return ReplyParse::reply;
   }
   long long value = 0;
-  const auto [end, ec] = std::from_chars(text, cr, value);
-  if (ec != std::errc() || end != cr || end == text) return ReplyParse::malformed;
+  if (!parse_resp_number(text, cr, value)) return ReplyParse::malformed;
   if (type == ':') {
     out.type = REDIS_REPLY_INTEGER;
     out.integer = value;

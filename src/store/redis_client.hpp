@@ -64,10 +64,11 @@ enum class ReplyParse { reply, need_more, other_kind, malformed };
 // itself: status (+), error (-), integer (:), bulk string ($; $-1 is nil). `reply`: `out` is
 // it (its string points into bytes), `used` its length in bytes. `need_more`: the reply is
 // incomplete and needs at least `need` bytes (> size). `other_kind`: an array or an unknown type
-// byte (hiredis's to read, or to reject). `malformed`: not RESP (a bad number or length, CR
-// without LF, a bulk string not followed by CR LF, a length over MAX_REPLY_BULK_BYTES, a line
-// over MAX_REPLY_LINE_BYTES). `searched` carries over between calls on one growing reply (0 for
-// a new one): a line arriving a little at a time is searched once. O(size) at most; allocates
+// byte (hiredis's to read, or to reject). `malformed`: not RESP (a number that is not "0" or an
+// optional '-' and digits without a leading zero, in 64 bits — hiredis's rule; a bulk length
+// below -1 or over MAX_REPLY_BULK_BYTES; CR without LF; a bulk string not followed by CR LF; a
+// line over MAX_REPLY_LINE_BYTES). `searched` carries over between calls on one growing reply (0
+// for a new one): a line arriving a little at a time is searched once. O(size) at most; allocates
 // nothing.
 [[nodiscard]] ReplyParse parse_reply(const char* bytes, std::size_t size, redisReply& out,
                                      std::size_t& used, std::size_t& need,
