@@ -330,6 +330,16 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   }
   fs::remove(fifo);
 
+  // /dev/stdout on a pipe: a link to "pipe:[N]", which no path resolves; written through (it
+  // was refused: "cannot resolve the symbolic link").
+  const std::string piped = temp_path("piped.bin");
+  for (const std::string& out : {std::string("/dev/stdout"), std::string("/proc/self/fd/1")}) {
+    fs::remove(piped);
+    (void)run("unpack '" + arc + "' -o " + out + " | cat > '" + piped + "'");
+    EXPECT_EQ(read_file(piped), content) << out;
+  }
+  fs::remove(piped);
+
   // A symlink is followed: its target gets the content, the link stays a link.
   const std::string target = temp_path("target.bin"), link = temp_path("link.bin");
   write_file(target, {1, 2, 3});
@@ -347,6 +357,25 @@ TEST(CliHostile, OutputsThatAreNotRegularFilesAreWrittenInPlaceNeverReplaced) {
   EXPECT_EQ(full.status, 1);
   EXPECT_NE(full.err.find("No space left"), std::string::npos) << full.err;
   EXPECT_TRUE(is_device(full_dev));
+  // An all-zero cap too: its zero pages are written to a device, not skipped (they were on a
+  // seekable character device, so nothing was written and the full device "succeeded").
+  const std::string zeros = temp_path("zeros.bin"), zeros_arc = temp_path("zeros.dcar"),
+                    zeros_db = temp_path("zeros.db");
+  write_file(zeros, Bytes(5000, 0));
+  ASSERT_EQ(run("pack '" + zeros + "' -o '" + zeros_arc + "'").status, 0);
+  const std::string zeros_root =
+      first_line(run("store put '" + zeros + "' --db '" + zeros_db + "'").out);
+  for (const std::string& cmd :
+       {"unpack '" + zeros_arc + "' -o '" + full_dev + "'",
+        "store get " + zeros_root + " --db '" + zeros_db + "' -o '" + full_dev + "'"}) {
+    const CliRun r = run(cmd);
+    EXPECT_EQ(r.status, 1) << cmd;
+    EXPECT_NE(r.err.find("No space left"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_TRUE(is_device(full_dev));
+  }
+  EXPECT_EQ(run("unpack '" + zeros_arc + "' -o '" + null_dev + "'").status, 0);
+  for (const auto& f : {zeros, zeros_arc}) fs::remove(f);
+  fs::remove_all(zeros_db);
   if (own_nodes) {
     fs::remove(null_node);
     fs::remove(full_node);
@@ -490,6 +519,18 @@ TEST(CliHostile, StandardOutputErrorsAreReportedByEveryCommand) {
   EXPECT_EQ(put.status, 1);
   const std::string root = first_line(run("root '" + raw + "'").out);
   EXPECT_NE(put.err.find(root), std::string::npos) << put.err;
+  // pack: the archive is in place; the error says so.
+  const CliRun pack = run("pack '" + raw + "' -o '" + arc + "' > /dev/full");
+  EXPECT_EQ(pack.status, 1);
+  EXPECT_NE(pack.err.find("was written"), std::string::npos) << pack.err;
+  // A closed standard input is an error, not an empty input (it was read as /dev/null).
+  for (const std::string& cmd : std::vector<std::string>{"root -", "store put - --db '" + db + "'",
+                                                         "pack - -o '" + arc + "'"}) {
+    SCOPED_TRACE(cmd);
+    const CliRun closed = run(cmd + " <&-");
+    EXPECT_EQ(closed.status, 1) << closed.err;
+    EXPECT_NE(closed.err.find("<stdin>"), std::string::npos) << closed.err;
+  }
   for (const auto& f : {raw, arc, proof}) fs::remove(f);
   fs::remove_all(db);
 }

@@ -101,6 +101,13 @@ TEST(CliStore, PutGetLsGcRoundTrip) {
   EXPECT_EQ(lines(run("store ls --db '" + db + "'").out).size(), 2u) << "a failed gc removed caps";
   const CliRun no_keep = run("store gc --db '" + db + "'");
   EXPECT_EQ(no_keep.status, 2);
+  // gc on a directory that holds no store: an error, and nothing created there.
+  const std::string not_a_store = temp_path("not_a_store");
+  fs::create_directories(not_a_store);
+  const CliRun gc_elsewhere = run("store gc --db '" + not_a_store + "' --keep " + roots.front());
+  EXPECT_EQ(gc_elsewhere.status, 1) << gc_elsewhere.err;
+  EXPECT_TRUE(fs::is_empty(not_a_store));
+  fs::remove_all(not_a_store);
   const CliRun missing_file = run("store put '" + temp_path("nope") + "' --db '" + db + "'");
   EXPECT_EQ(missing_file.status, 1);
   for (const CliRun* r : {&gone, &bad_hex, &no_db, &unknown_keep, &no_keep, &missing_file}) {

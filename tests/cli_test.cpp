@@ -1,6 +1,7 @@
 // The datacap command through its real binary: vectors with both digests, standard input,
 // sparse files, and errors (one line on stderr, non-zero exit).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,24 @@ TEST(Cli, RootReadsStandardInput) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(first_line(r.out), row.sha256_root);
   }
+}
+
+// /proc files say they hold 0 bytes whatever they hold: `root` read nothing of them and printed
+// the empty file's root (CLI review of 2026-11-30). They are read to their end, like a pipe.
+TEST(Cli, AFileThatSaysItIsEmptyIsReadToItsEnd) {
+  const std::string file = "/proc/version";  // fixed while the machine runs
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0 || st.st_size != 0) GTEST_SKIP() << file << " is not procfs";
+  const CliRun direct = run("root " + file);
+  const CliRun piped = run("root - < " + file);
+  ASSERT_EQ(direct.status, 0) << direct.err;
+  ASSERT_EQ(piped.status, 0) << piped.err;
+  EXPECT_EQ(first_line(direct.out), first_line(piped.out));
+  const CliRun empty = run("root /dev/null");
+  EXPECT_NE(first_line(direct.out), first_line(empty.out));
+  const CliRun proof = run("proof " + file + " --page 0");
+  EXPECT_EQ(proof.status, 0) << proof.err;
+  EXPECT_NE(proof.out.find(first_line(direct.out)), std::string::npos) << proof.out;
 }
 
 TEST(Cli, RootOfASparseFileSkipsHolesAndMatchesTheLibrary) {

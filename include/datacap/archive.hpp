@@ -154,9 +154,10 @@ struct FilePageSink {
 // Reads `path` ("-" is standard input) to its end, once, through `sink`, and returns its length
 // in bytes. Holds one 1 MiB buffer. A regular file is read by its data extents (holes are
 // reported as zero runs without being read) up to the length fstat gives when it is opened; a
-// pipe or device is read in order. Throws IoError naming the file when it cannot be read, is a
-// directory, or (regular files) shrinks or grows while it is read; InvalidArgument for an empty
-// path. Exceptions from the sink propagate.
+// pipe or device, and a regular file whose length is 0 (the files of /proc and /sys say so
+// whatever they hold), is read in order to its end. Throws IoError naming the file when it cannot
+// be read, is a directory, or (regular files) shrinks or grows while it is read; InvalidArgument
+// for an empty path. Exceptions from the sink propagate.
 DATACAP_API std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sink);
 
 // The length of `path` ("-": standard input) when it is a regular file, else 0. Never throws.

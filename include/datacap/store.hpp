@@ -355,7 +355,10 @@ class DATACAP_API PageStore {
 struct LmdbOptions {
   // Largest size the database may grow to (address space reserved, not disk used).
   std::uint64_t map_size = std::uint64_t{1} << 40;
-  bool create = true;  // create the directory when it does not exist (never when read_only)
+  // Create the store (its directory, and LMDB's files in it) when it does not exist (never when
+  // read_only). false: only an existing store opens; a directory without data.mdb is an
+  // IoError, and nothing is created.
+  bool create = true;
   // Open for reading only (MDB_RDONLY): put, put_many, save_cap, CapWriter and gc throw
   // InvalidArgument (the caller's choice makes a write misuse, not a refusal by the system).
   // Needs only read permission on data.mdb. When lock.mdb cannot be opened for writing (a
@@ -378,12 +381,13 @@ struct LmdbOptions {
 // LMDB does (and more), and the file's length against the pages its newest meta page uses;
 // then the main tree (a page or two), before LMDB looks the databases up in it. O(1) reads
 // (plus a walk of LMDB's free list in the rare case of a file that ends on free pages LMDB
-// never wrote). Throws IoError when the directory cannot be created or opened (read_only: when
-// it holds no data.mdb) or a file cannot be read; DecodeError (naming data.mdb and the page or
-// byte) when data.mdb is shorter than two meta pages, a meta page is not valid, the file is
-// shorter than the pages its newest meta page uses (a truncated store) or its main tree is
-// damaged, and when the directory holds an LMDB environment of another kind or a store of
-// another format.
+// never wrote). Throws IoError when the directory cannot be created or opened (read_only or
+// !create: when it holds no data.mdb), data.mdb is not a regular file, or a file cannot be read;
+// DecodeError (naming data.mdb and the page or byte) when data.mdb is shorter than two meta pages,
+// a meta page is not valid, the file is shorter than the pages its newest meta page uses (a
+// truncated store), its meta pages give the trees flags LMDB never writes, or its main tree is
+// damaged, and when the directory holds an LMDB environment of another kind or a store of another
+// format.
 //
 // verify() checks every byte of the store that anything reads, from one snapshot (a read
 // transaction keeps writers, who go on meanwhile, from reusing its pages), reading data.mdb

@@ -122,8 +122,13 @@ def test_io_error(tmp_path):
     e = raised(lambda: datacap.open_archive(missing))
     assert type(e) is datacap.IoError and e.kind == "io" and isinstance(e, OSError)
     assert e.path == str(missing) and str(missing) in str(e)
-    assert type(raised(lambda: datacap.write_archive(datacap.DataCap(), tmp_path))) \
-        is datacap.IoError
+    one_page = datacap.DataCap.from_bytes(b"x")
+    assert type(raised(lambda: datacap.write_archive(one_page, tmp_path))) is datacap.IoError
+    # The empty cap (size 0) has no archive form: refused before any file exists.
+    empty = tmp_path / "empty.dcar"
+    assert type(raised(lambda: datacap.write_archive(datacap.DataCap(), empty))) \
+        is datacap.InvalidArgument
+    assert not empty.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_integrity_error():

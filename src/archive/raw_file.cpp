@@ -109,9 +109,11 @@ std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sin
     if (n > 0) sink.on_pages(std::span<const std::uint8_t>(buffer.get(), n));
   };
 
-  if (!S_ISREG(st.st_mode)) {
-    // A pipe or device: read in order. Every read but the last fills the buffer, so every
-    // batch is whole pages except the input's end.
+  if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+    // A pipe or device — or a regular file that says it is empty, as the files of /proc and
+    // /sys do whatever they hold (reading up to st_size read nothing of /proc/cpuinfo): read in
+    // order until the end. Every read but the last fills the buffer, so every batch is whole
+    // pages except the input's end.
     std::uint64_t total = 0;
     for (;;) {
       const std::size_t n = read_fully(fd.fd, buffer.get(), READ_BUFFER, -1, name);

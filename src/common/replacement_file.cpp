@@ -37,7 +37,10 @@ OutputTarget resolve_output(const std::string& path) {
                   "is a symbolic link to a file that does not exist (" + system_message() + ")");
   }
   if (out.exists) out.mode = st.st_mode;
-  if (out.exists && S_ISLNK(link.st_mode)) {
+  // Only a regular file is replaced, so only its link needs resolving (a temporary file goes
+  // beside the target). A link to a pipe or socket — /dev/stdout, /proc/self/fd/1 — names no
+  // path realpath can give back, and is written through in place.
+  if (out.exists && S_ISLNK(link.st_mode) && S_ISREG(st.st_mode)) {
     const std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr),
                                                            &std::free);
     if (!real) throw IoError(path, "cannot resolve the symbolic link: " + system_message());

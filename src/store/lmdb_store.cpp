@@ -137,7 +137,9 @@ std::string hex_of(std::uint64_t v) {
 class DataFile {
  public:
   explicit DataFile(const std::string& file) : file_(file) {
-    fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO in data.mdb's place would block the open until a writer came (and
+    // LMDB's own open after it); it is refused below instead. pread ignores the flag.
+    fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) {
       if (errno == ENOENT) return;
       throw IoError(file, std::string("cannot open: ") + std::strerror(errno));
@@ -147,6 +149,11 @@ class DataFile {
       const int err = errno;
       ::close(fd_);
       throw IoError(file, std::string("cannot stat: ") + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      fd_ = -1;
+      throw IoError(file, "not a regular file (LMDB's data file must be one)");
     }
     len_ = static_cast<std::uint64_t>(st.st_size);
   }
@@ -256,6 +263,11 @@ MetaPage parse_meta(const std::uint8_t* page, std::uint64_t index) {
     m.fault = "page size " + std::to_string(m.page_size) + " is not a power of two in [512, 65536]";
   } else if (m.last_pgno < NUM_METAS - 1 || m.last_pgno > (std::uint64_t{1} << 48)) {
     m.fault = "last page number " + std::to_string(m.last_pgno) + " is out of range";
+  } else if (m.free_db.flags != MDB_INTEGERKEY_FLAG || m.main_db.flags != 0) {
+    // What mdb_env_init_meta writes, and nothing changes after: LMDB believes these flags
+    // (a DUPSORT bit on the free-page tree trips an assertion in the next write's cursor).
+    m.fault = "tree flags (free " + hex_of(m.free_db.flags) + ", main " + hex_of(m.main_db.flags) +
+              ") are not LMDB's (free 0x8, main 0x0)";
   } else if (!root_ok(m.free_db.root) || !root_ok(m.main_db.root)) {
     m.fault = "a tree root (free " + std::to_string(m.free_db.root) + ", main " +
               std::to_string(m.main_db.root) + ") is not a page in [2, " +
@@ -931,6 +943,13 @@ struct LmdbStore::Impl {
           if ((e.node_flags & F_SUBDATA) == 0 || e.value.size() != DB_LEN) return;
           const std::string_view name(reinterpret_cast<const char*>(e.key.data()), e.key.size());
           const DbRecord db = parse_db(e.value.data());
+          if (db.flags != 0 && (name == "pages" || name == "caps" || name == "meta")) {
+            // Opened without flags, so created with none: LMDB would believe a DUPSORT or
+            // INTEGERKEY bit here and read the tree as something it is not.
+            fault("tree 'main': database '" + std::string(name) + "' has flags " +
+                  hex_of(db.flags) + " (datacap's databases have none)");
+            return;
+          }
           // LMDB follows a database's root as soon as it is used: check it with the record.
           if (db.root == P_INVALID ? db.depth != 0
                                    : db.root < NUM_METAS || db.root > walker.last_pgno() ||
@@ -1096,7 +1115,9 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options)
   }
   // LMDB maps data.mdb and trusts its meta page: check the file first, with pread.
   const detail::LmdbFileCheck file = detail::check_lmdb_file(path + "/data.mdb");
-  if (!file.exists && options.read_only)
+  // Without `create`, an existing store only: a directory without data.mdb is not made one
+  // (`datacap store gc` on a wrong directory used to leave a new, empty store in it).
+  if (!file.exists && (options.read_only || !options.create))
     throw IoError(path, "no store here: data.mdb does not exist");
   // MDB_NOTLS: read transactions belong to the call, not the thread, so any thread may read.
   unsigned flags = MDB_NOTLS | (options.read_only ? MDB_RDONLY : 0u);

@@ -566,6 +566,12 @@ TEST(LmdbStore, OpeningErrorsAreTyped) {
   const fs::path dir = fresh_dir("open");
   EXPECT_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}),
                IoError);
+  // Without `create`, an existing directory is not made a store either (it was: `store gc` on
+  // a wrong directory left an empty store there).
+  fs::create_directories(dir);
+  EXPECT_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}),
+               IoError);
+  EXPECT_TRUE(fs::is_empty(dir));
   { const std::unique_ptr<PageStore> created = open_lmdb_store(dir.string()); }
   EXPECT_NO_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
   // A store of another format.
@@ -975,6 +981,11 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
        "tree root"},
       {"the newest meta page's last page number", newest + META + 120, le64(last_pgno + 1000),
        "truncated"},
+      // MDB_db flags (+4 in each 48-byte record; the free-page tree's at +24, the main tree's
+      // at +72): a DUPSORT bit on the free-page tree made the next write abort on LMDB's
+      // assertion in a store `verify` called sound (CLI review of 2026-11-30).
+      {"meta page 0's free-page tree flags", META + 28, {0x75}, "tree flags"},
+      {"meta page 1's main tree flags", PSIZE + META + 76, {0x04}, "tree flags"},
   };
   for (const Damage& d : damages) {
     SCOPED_TRACE(d.what);
@@ -982,10 +993,44 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
     write_at(data, d.offset, d.bytes);
     expect_refused(dir, d.expect);
   }
+  // A named database's record in the main tree (node: lo, hi, flags = F_SUBDATA, key size 5,
+  // "pages", then its MDB_db) with a DUPSORT bit: every copy of the main tree's leaf is changed,
+  // the live one among them.
+  {
+    SCOPED_TRACE("the pages database's flags");
+    Bytes damaged = pristine;
+    const Bytes node = {0x02, 0x00, 0x05, 0x00, 'p', 'a', 'g', 'e', 's'};
+    int found = 0;
+    for (auto it = damaged.begin();
+         (it = std::search(it, damaged.end(), node.begin(), node.end())) != damaged.end(); ++it) {
+      *(it + 9 + 4) = 0x04;
+      ++found;
+    }
+    ASSERT_GT(found, 0);
+    write_file(data, damaged);
+    expect_refused(dir, "has flags");
+  }
   write_file(data, pristine);
   const std::unique_ptr<PageStore> store =
       open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false});
   EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
+  fs::remove_all(dir);
+}
+
+// A FIFO where data.mdb belongs made every store command block in open(2), for ever.
+TEST(LmdbStore, ADataFileThatIsNotARegularFileIsRefusedNeverAHang) {
+  const fs::path dir = fresh_dir("fifo");
+  fs::create_directories(dir);
+  ASSERT_EQ(::mkfifo((dir / "data.mdb").c_str(), 0600), 0);
+  for (const bool read_only : {false, true}) {
+    try {
+      const std::unique_ptr<PageStore> store =
+          open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, read_only});
+      ADD_FAILURE() << "opened a FIFO";
+    } catch (const IoError& e) {
+      EXPECT_TRUE(mentions(e.what(), "not a regular file")) << e.what();
+    }
+  }
   fs::remove_all(dir);
 }
 

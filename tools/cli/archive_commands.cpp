@@ -76,7 +76,15 @@ void add_archive_commands(CLI::App& app) {
       progress.finish();
       const ArchiveInfo info = writer.finish(std::max(len, o->size));
       set_pending_temp("");
+      // The archive is in place (renamed when complete) before its info is printed; info that
+      // cannot be printed is an error saying so, as `store put` says a cap was saved.
       print_info_json(info, true);
+      try {
+        check_stdout();
+      } catch (const IoError& e) {
+        throw IoError("<stdout>", o->out + " was written (root " + to_hex(info.root) +
+                                      ") but its info could not be printed: " + e.what());
+      }
     });
   }
   {

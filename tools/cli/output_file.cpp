@@ -46,11 +46,11 @@ OutputFile::OutputFile(std::string path, const std::vector<std::string>& refused
     set_pending_temp(replacement_->temp_path());
     return;
   }
-  // A device, FIFO or socket: written in place. A seekable character device (/dev/null) has
-  // no content to keep, so gaps are skipped; anything else is written in order, gaps as zeros.
+  // A device, FIFO or socket: written in place, in order, every byte — gaps as zeros even on
+  // a seekable character device, whose writes may fail (/dev/full: skipping the zero pages of
+  // an all-zero cap wrote nothing and reported success).
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd_ < 0) throw IoError(path_, "cannot open for writing: " + system_message());
-  skip_gaps_ = S_ISCHR(target.mode) && ::lseek(fd_, 0, SEEK_CUR) >= 0;
 }
 
 OutputFile::~OutputFile() {
@@ -65,10 +65,9 @@ void OutputFile::fail(const std::string& what) const {
   throw IoError(path_, what + ": " + system_message());
 }
 
-void OutputFile::write_all(const std::uint8_t* p, std::size_t n, std::uint64_t offset) {
+void OutputFile::write_all(const std::uint8_t* p, std::size_t n) {
   while (n > 0) {
-    const ssize_t w =
-        skip_gaps_ ? ::pwrite(fd_, p, n, static_cast<off_t>(offset)) : ::write(fd_, p, n);
+    const ssize_t w = ::write(fd_, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) fail("write failed");
     if (w == 0) {
@@ -76,17 +75,18 @@ void OutputFile::write_all(const std::uint8_t* p, std::size_t n, std::uint64_t o
       fail("write failed");
     }
     p += w;
-    offset += static_cast<std::uint64_t>(w);
     n -= static_cast<std::size_t>(w);
   }
 }
 
 void OutputFile::pad_to(std::uint64_t offset) {
-  static const std::uint8_t zeros[1 << 16] = {};
+  // 1 MiB a write (of the zero-filled .bss: no memory of its own): a sparse 16 TiB cap sent to
+  // /dev/null costs 16 million writes, not 256 million.
+  static const std::uint8_t zeros[1 << 20] = {};
   while (position_ < offset) {
     const auto n =
         static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, offset - position_));
-    write_all(zeros, n, position_);
+    write_all(zeros, n);
     position_ += n;
   }
 }
@@ -96,13 +96,9 @@ void OutputFile::write_at(std::uint64_t offset, const std::uint8_t* p, std::size
     replacement_->write_at(offset, p, n);
     return;
   }
-  if (skip_gaps_) {
-    write_all(p, n, offset);
-    return;
-  }
   if (offset < position_) throw InvalidArgument(path_ + ": output written out of order");
   pad_to(offset);
-  write_all(p, n, offset);
+  write_all(p, n);
   position_ += n;
 }
 
@@ -113,7 +109,7 @@ void OutputFile::finish(std::uint64_t size) {
     set_pending_temp("");
     return;
   }
-  if (!skip_gaps_) pad_to(size);
+  pad_to(size);
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail("close failed");

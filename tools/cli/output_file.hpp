@@ -5,11 +5,10 @@
 // when complete, so a failed or interrupted command never leaves a half-written FILE and never
 // loses the old one; a symbolic link's target is replaced (a dangling link is refused). Anything
 // else — a character or block device, a FIFO, a socket — is opened and written in place, since
-// replacing the node would destroy it (`-o /dev/null` must not replace the null device): in order
-// with gaps written as zeros, except on a seekable character device (which holds no content to
-// keep), where the gaps are skipped. An empty path, a directory, or the same file as one in
-// `refused` is an error before anything is written. Every write is checked; ENOSPC and the like are
-// IoErrors naming the path.
+// replacing the node would destroy it (`-o /dev/null` must not replace the null device): in order,
+// every byte, gaps written as zeros (a device may refuse them: /dev/full). An empty path, a
+// directory, or the same file as one in `refused` is an error before anything is written. Every
+// write is checked; ENOSPC and the like are IoErrors naming the path.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +42,7 @@ class OutputFile {
   void finish(std::uint64_t size);
 
  private:
-  void write_all(const std::uint8_t* p, std::size_t n, std::uint64_t offset);
+  void write_all(const std::uint8_t* p, std::size_t n);
   void pad_to(std::uint64_t offset);
   [[noreturn]] void fail(const std::string& what) const;
 
@@ -51,7 +50,6 @@ class OutputFile {
   std::unique_ptr<detail::ReplacementFile> replacement_;  // new or regular: replaced when done
   int fd_ = -1;                                           // otherwise written in place
   std::uint64_t position_ = 0;                            // in-place outputs: bytes written so far
-  bool skip_gaps_ = false;  // a seekable character device: positional writes
 };
 
 }  // namespace datacap::cli

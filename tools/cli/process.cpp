@@ -64,9 +64,11 @@ void on_fault(int sig) {
 
 void reopen_if_closed(int fd) {
   if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return;
-  // O_RDONLY even for stdout and stderr: writes to it fail (EBADF) and are reported, rather
-  // than vanishing into /dev/null.
-  const int got = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // The slot is filled so that no file the command opens lands on it, with /dev/null opened the
+  // wrong way round: O_RDONLY for stdout and stderr, O_WRONLY for stdin, so that using it fails
+  // (EBADF) and is reported as a closed stream would be — rather than output vanishing into
+  // /dev/null, or a closed standard input read as an empty one.
+  const int got = ::open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
   if (got >= 0 && got != fd) {
     ::dup2(got, fd);
     ::close(got);
