@@ -177,8 +177,10 @@ DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 
 // mapped while any page lives). Heap use is about 70 bytes per non-zero page. The caller
 // guarantees that the file is neither changed nor truncated while the cap's pages are in use:
 // a rewritten file changes bytes under roots already computed, and a page read past a
-// truncated end raises SIGBUS in the reader (the kernel's rule for mappings). Throws IoError
-// (not a regular file, cannot be read), OutOfRange (beyond 2^32 pages). O(file bytes).
+// truncated end raises SIGBUS in the reader (the kernel's rule for mappings). A file whose
+// length is 0 (as /proc's and /sys's files say) is read to its end instead, as read_raw_file
+// reads it. Throws IoError (not a regular file, cannot be read), OutOfRange (beyond 2^32 pages).
+// O(file bytes).
 DATACAP_API DataCap map_raw_file(const std::string& path, std::uint64_t size = 0);
 
 // Full verification of the file, through ArchiveReader::verify() (no cap is built: memory is

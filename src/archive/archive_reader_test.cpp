@@ -2,6 +2,7 @@
 // clean and dirty caps with Missing, zero and shadowed pages under both digests; the private
 // copy (FileAccess::copy); the memory estimate's limit; and raw files read once.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -342,6 +343,26 @@ TEST(RawFile, FilesEndingInAHoleWithAPartialPageStreamToTheEnd) {
     }
   }
   std::filesystem::remove(path);
+}
+
+// A file of /proc says it holds 0 bytes: all three readers read it to its end (they read
+// nothing of it, and gave the empty file's cap).
+TEST(RawFile, AFileThatSaysItIsEmptyIsReadToItsEnd) {
+  const std::string path = "/proc/version";  // fixed while the machine runs
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size != 0) GTEST_SKIP() << path << " is not procfs";
+  std::ifstream in(path, std::ios::binary);
+  const Bytes content((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_FALSE(content.empty());
+  const Hash32 expected = DataCap::from_bytes(content).hash_tree_root();
+  EXPECT_EQ(read_raw_file(path).hash_tree_root(), expected);
+  EXPECT_EQ(map_raw_file(path).hash_tree_root(), expected);
+  std::uint64_t seen = 0;
+  FilePageSink sink;
+  sink.on_pages = [&](std::span<const std::uint8_t> b) { seen += b.size(); };
+  sink.on_zero_pages = [&](std::uint64_t n) { seen += n * PAGE_SIZE; };
+  EXPECT_EQ(stream_file_pages(path, sink), content.size());
+  EXPECT_EQ(seen, content.size());
 }
 
 }  // namespace

@@ -218,8 +218,10 @@ DataCap map_raw_file(const std::string& path, std::uint64_t size) {
   if (::fstat(f.fd, &st) != 0) throw IoError(path, "cannot stat: " + system_message());
   if (!S_ISREG(st.st_mode)) throw IoError(path, "not a regular file (cannot be mapped)");
   const auto len = static_cast<std::uint64_t>(st.st_size);
+  // A file that says it is empty may not be (/proc, /sys): nothing to map, so it is read to its
+  // end into pages of its own, as stream_file_pages reads it.
+  if (len == 0) return read_raw_file(path, size);
   PageSlab slab(cap_len_for(len, size, path));
-  if (len == 0) return DataCap::from_backing(std::move(slab));
 
   detail::MappedFile* file = detail::MappedFile::map_readonly(f.fd, len, path);
   const detail::MappedFile::Holder drop{file};
