@@ -53,6 +53,10 @@ class BlockPool {
     }
     Block* b = l.head;
     l.head = b->next;
+    // A freed block is usually cold (a page's object freed long ago): fetch the next one now,
+    // so the next allocation does not wait for it (it did: most of PageNode::allocate's time
+    // in a load was this miss).
+    if (l.head != nullptr) __builtin_prefetch(l.head, 1);
     --l.count;
     return b;
 #endif
