@@ -432,7 +432,8 @@ void register_store(py::module_& m) {
            py::arg("path"), py::kw_only(), py::arg("map_size") = datacap::LmdbOptions{}.map_size,
            py::arg("create") = true, py::arg("read_only") = false,
            "LmdbStore(path, *, map_size=2**40, create=True, read_only=False)\n\n"
-           "Opens (or, unless read_only, creates) the store in directory `path`. map_size is the\n"
+           "Opens (or, with create and not read_only, creates) the store in directory `path`;\n"
+           "create=False opens an existing store only. map_size is the\n"
            "largest size the database may grow to (address space, not disk). The file is\n"
            "checked before LMDB maps it. Raises IoError, DecodeError (a damaged or foreign\n"
            "data.mdb).");

@@ -523,6 +523,10 @@ TEST(CliHostile, StandardOutputErrorsAreReportedByEveryCommand) {
   const CliRun pack = run("pack '" + raw + "' -o '" + arc + "' > /dev/full");
   EXPECT_EQ(pack.status, 1);
   EXPECT_NE(pack.err.find("was written"), std::string::npos) << pack.err;
+  // -o /dev/stdout with standard output closed: an error (it reopened the /dev/null that held
+  // the closed stream's slot, and the output vanished).
+  const CliRun closed_out = run("unpack '" + arc + "' -o /dev/stdout >&-");
+  EXPECT_EQ(closed_out.status, 1) << closed_out.err;
   // A closed standard input is an error, not an empty input (it was read as /dev/null).
   for (const std::string& cmd : std::vector<std::string>{"root -", "store put - --db '" + db + "'",
                                                          "pack - -o '" + arc + "'"}) {

@@ -154,8 +154,8 @@ struct FilePageSink {
 // Reads `path` ("-" is standard input) to its end, once, through `sink`, and returns its length
 // in bytes. Holds one 1 MiB buffer. A regular file is read by its data extents (holes are
 // reported as zero runs without being read) up to the length fstat gives when it is opened; a
-// pipe or device, and a regular file whose length is 0 (the files of /proc and /sys say so
-// whatever they hold), is read in order to its end. Throws IoError naming the file when it cannot
+// pipe or device, and a regular file whose length is 0 (the files of /proc say so whatever
+// they hold), is read in order to its end. Throws IoError naming the file when it cannot
 // be read, is a directory, or (regular files) shrinks or grows while it is read; InvalidArgument
 // for an empty path. Exceptions from the sink propagate.
 DATACAP_API std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sink);
@@ -178,7 +178,7 @@ DATACAP_API DataCap read_raw_file(const std::string& path, std::uint64_t size = 
 // guarantees that the file is neither changed nor truncated while the cap's pages are in use:
 // a rewritten file changes bytes under roots already computed, and a page read past a
 // truncated end raises SIGBUS in the reader (the kernel's rule for mappings). A file whose
-// length is 0 (as /proc's and /sys's files say) is read to its end instead, as read_raw_file
+// length is 0 (as /proc's files say) is read to its end instead, as read_raw_file
 // reads it. Throws IoError (not a regular file, cannot be read), OutOfRange (beyond 2^32 pages).
 // O(file bytes).
 DATACAP_API DataCap map_raw_file(const std::string& path, std::uint64_t size = 0);

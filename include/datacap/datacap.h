@@ -266,7 +266,8 @@ typedef struct datacap_archive_info {
 
 /* Writes `cap` (clean or dirty; Missing pages kept as hashes) to `path` through a temporary
  * file renamed into place: `path` is never left half-written, and a path that is not a regular
- * file is refused (IO). `info` may be NULL. */
+ * file is refused (IO). A cap of size 0 has no archive form (INVALID_ARGUMENT, nothing
+ * created). `info` may be NULL. */
 DATACAP_C_API datacap_status datacap_archive_write(const datacap_cap* cap, const char* path,
                                                    datacap_digest digest,
                                                    datacap_archive_info* info);
@@ -326,7 +327,7 @@ typedef struct datacap_store datacap_store;
 
 typedef struct datacap_lmdb_options {
   uint64_t map_size; /* largest size the database may grow to; 0: 1 TiB */
-  bool create;       /* create the directory when it does not exist */
+  bool create;       /* create the store when it does not exist; false: an existing one only */
   bool read_only;    /* writes are then INVALID_ARGUMENT */
 } datacap_lmdb_options;
 

@@ -95,23 +95,26 @@ std::uint64_t input_size_hint(const std::string& path) noexcept {
   return S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(st.st_size) : 0;
 }
 
-std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sink) {
-  const bool is_stdin = path == "-";
-  const std::string name = is_stdin ? std::string("<stdin>") : path;
-  if (path.empty()) throw InvalidArgument("input path is empty");
-  Fd fd(is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC), !is_stdin);
-  if (fd.fd < 0) throw IoError(name, "cannot open: " + system_message());
+namespace {
+
+// stream_file_pages on a file already open (`name` for messages).
+std::uint64_t stream_fd_pages(const Fd& fd, const std::string& name, bool is_stdin,
+                              const FilePageSink& sink) {
   struct stat st {};
   if (::fstat(fd.fd, &st) != 0) throw IoError(name, "cannot stat: " + system_message());
-  if (S_ISDIR(st.st_mode)) throw IoError(name, "is a directory");
+  if (S_ISDIR(st.st_mode)) {
+    // (A closed standard input shows as one: the CLI holds its slot with a directory.)
+    throw IoError(name,
+                  is_stdin ? "is not open for reading (closed, or a directory)" : "is a directory");
+  }
   const std::unique_ptr<std::uint8_t[]> buffer(new std::uint8_t[READ_BUFFER]);
   const auto emit = [&](std::size_t n) {
     if (n > 0) sink.on_pages(std::span<const std::uint8_t>(buffer.get(), n));
   };
 
   if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-    // A pipe or device — or a regular file that says it is empty, as the files of /proc and
-    // /sys do whatever they hold (reading up to st_size read nothing of /proc/cpuinfo): read in
+    // A pipe or device — or a regular file that says it is empty, as the files of /proc do
+    // whatever they hold (reading up to st_size read nothing of /proc/cpuinfo): read in
     // order until the end. Every read but the last fills the buffer, so every batch is whole
     // pages except the input's end.
     std::uint64_t total = 0;
@@ -158,8 +161,23 @@ std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sin
   return len;
 }
 
-DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
-  const std::string name = path == "-" ? std::string("<stdin>") : path;
+}  // namespace
+
+std::uint64_t stream_file_pages(const std::string& path, const FilePageSink& sink) {
+  const bool is_stdin = path == "-";
+  const std::string name = is_stdin ? std::string("<stdin>") : path;
+  if (path.empty()) throw InvalidArgument("input path is empty");
+  const Fd fd(is_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC), !is_stdin);
+  if (fd.fd < 0) throw IoError(name, "cannot open: " + system_message());
+  return stream_fd_pages(fd, name, is_stdin, sink);
+}
+
+namespace {
+
+// read_raw_file's work on a stream of the file's pages (`stream` feeds a sink and returns the
+// length).
+DataCap read_raw_pages(const std::function<std::uint64_t(const FilePageSink&)>& stream,
+                       const std::string& name, std::uint64_t size, std::uint64_t max_memory) {
   std::uint64_t page = 0;
   // What the pages and their share of the tree cost (a page, its page object, ~40 bytes of
   // tree), checked as they come so an endless or huge input is refused, not swallowed.
@@ -187,10 +205,18 @@ DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t
       throw OutOfRange(name + ": input is beyond 2^32 pages");
     page += n;
   };
-  const std::uint64_t len = stream_file_pages(path, sink);
+  const std::uint64_t len = stream(sink);
   PageSlab slab(cap_len_for(len, size, name));
   for (auto& [index, ref] : pages) slab.set_page_slot(index, PageSlot::loaded(std::move(ref)));
   return DataCap::from_backing(std::move(slab));
+}
+
+}  // namespace
+
+DataCap read_raw_file(const std::string& path, std::uint64_t size, std::uint64_t max_memory) {
+  const std::string name = path == "-" ? std::string("<stdin>") : path;
+  return read_raw_pages([&](const FilePageSink& sink) { return stream_file_pages(path, sink); },
+                        name, size, max_memory);
 }
 
 bool is_archive_file(const std::string& path) {
@@ -218,9 +244,14 @@ DataCap map_raw_file(const std::string& path, std::uint64_t size) {
   if (::fstat(f.fd, &st) != 0) throw IoError(path, "cannot stat: " + system_message());
   if (!S_ISREG(st.st_mode)) throw IoError(path, "not a regular file (cannot be mapped)");
   const auto len = static_cast<std::uint64_t>(st.st_size);
-  // A file that says it is empty may not be (/proc, /sys): nothing to map, so it is read to its
-  // end into pages of its own, as stream_file_pages reads it.
-  if (len == 0) return read_raw_file(path, size);
+  // A file that says it is empty may not be (/proc): nothing to map, so it is read to its
+  // end into pages of its own, as stream_file_pages reads it (from this descriptor: the file
+  // checked, not whatever the path names by now).
+  if (len == 0) {
+    return read_raw_pages(
+        [&](const FilePageSink& sink) { return stream_fd_pages(f, path, false, sink); }, path, size,
+        0);
+  }
   PageSlab slab(cap_len_for(len, size, path));
 
   detail::MappedFile* file = detail::MappedFile::map_readonly(f.fd, len, path);

@@ -211,6 +211,8 @@ struct DbRecord {
 constexpr std::size_t DB_FLAGS = 4, DB_DEPTH = 6, DB_BRANCH = 8, DB_LEAF = 16, DB_OVERFLOW = 24,
                       DB_ENTRIES = 32;
 constexpr std::uint16_t MDB_INTEGERKEY_FLAG = 0x08;  // the free-page tree's txnid keys
+// REVERSEKEY, DUPSORT, DUPFIXED, INTEGERDUP, REVERSEDUP: how a tree's keys and values are read.
+constexpr std::uint16_t TREE_SHAPE_FLAGS = 0x02 | 0x04 | 0x10 | 0x20 | 0x40;
 constexpr std::uint16_t F_SUBDATA = 0x02, F_DUPDATA = 0x04;
 
 DbRecord parse_db(const std::uint8_t* p) {
@@ -263,11 +265,14 @@ MetaPage parse_meta(const std::uint8_t* page, std::uint64_t index) {
     m.fault = "page size " + std::to_string(m.page_size) + " is not a power of two in [512, 65536]";
   } else if (m.last_pgno < NUM_METAS - 1 || m.last_pgno > (std::uint64_t{1} << 48)) {
     m.fault = "last page number " + std::to_string(m.last_pgno) + " is out of range";
-  } else if (m.free_db.flags != MDB_INTEGERKEY_FLAG || m.main_db.flags != 0) {
-    // What mdb_env_init_meta writes, and nothing changes after: LMDB believes these flags
-    // (a DUPSORT bit on the free-page tree trips an assertion in the next write's cursor).
+  } else if ((m.free_db.flags & (TREE_SHAPE_FLAGS | MDB_INTEGERKEY_FLAG)) != MDB_INTEGERKEY_FLAG ||
+             (m.main_db.flags & (TREE_SHAPE_FLAGS | MDB_INTEGERKEY_FLAG)) != 0) {
+    // LMDB believes the flags that say how a tree is read (a DUPSORT bit on the free-page tree
+    // trips an assertion in the next write's cursor). mdb_env_init_meta gives the free-page
+    // tree INTEGERKEY and none of the others (its other bits are the environment's options,
+    // e.g. NOSUBDIR from mdb_copy: harmless); the main tree gets none.
     m.fault = "tree flags (free " + hex_of(m.free_db.flags) + ", main " + hex_of(m.main_db.flags) +
-              ") are not LMDB's (free 0x8, main 0x0)";
+              ") say the trees are not LMDB's own kind";
   } else if (!root_ok(m.free_db.root) || !root_ok(m.main_db.root)) {
     m.fault = "a tree root (free " + std::to_string(m.free_db.root) + ", main " +
               std::to_string(m.main_db.root) + ") is not a page in [2, " +
@@ -1195,7 +1200,7 @@ LmdbStore::LmdbStore(const std::string& path, LmdbOptions options)
       }
     }
     if (fresh) {
-      if (s.read_only)
+      if (s.read_only || !options.create)
         throw DecodeError(path + "/data.mdb", 0,
                           "an LMDB environment without databases: no page store yet");
       s.write([&](Impl::Txn& txn) {

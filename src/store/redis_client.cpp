@@ -422,6 +422,13 @@ struct RedisClient::Connection {
   // may hiredis read from it (at give_back, a leftover means the peer sent what nobody asked
   // for, and the connection is dropped).
   [[nodiscard]] bool drained() const noexcept { return in_begin_ == in_end_; }
+  // Gives back a buffer grown past its usual size for a long reply (a cap record): what an
+  // idle connection in the pool keeps stays BUFFER_BYTES. REQUIRES drained().
+  void shrink_buffer() noexcept {
+    if (in_capacity_ <= BUFFER_BYTES) return;
+    in_.reset();
+    in_capacity_ = in_begin_ = in_end_ = 0;
+  }
 
  private:
   bool fill(std::size_t need);
@@ -442,22 +449,25 @@ bool RedisClient::Connection::set_error(int err, const char* message) noexcept {
   return false;
 }
 
-// Makes room for `need` bytes from in_begin_ and reads at least one more byte.
+// Makes room toward `need` bytes from in_begin_ and reads at least one more byte. The buffer
+// grows by doubling, and only when it is full: what a reply's length announces is never
+// allocated before the bytes arrive, so memory follows what the peer really sends.
 bool RedisClient::Connection::fill(std::size_t need) {
   if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
-  const std::size_t wanted = std::max(need, BUFFER_BYTES);
-  if (in_capacity_ < wanted) {
-    auto bigger = std::make_unique_for_overwrite<char[]>(wanted);
-    std::memcpy(bigger.get(), in_.get() + in_begin_, in_end_ - in_begin_);
-    in_ = std::move(bigger);
-    in_capacity_ = wanted;
-    in_end_ -= in_begin_;
-    in_begin_ = 0;
-  } else if (in_capacity_ - in_begin_ < need || in_end_ == in_capacity_) {
+  if (in_begin_ > 0 && (in_capacity_ - in_begin_ < need || in_end_ == in_capacity_)) {
     // A partial reply at the end of the buffer moves to its start (at most once a buffer).
     std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
     in_end_ -= in_begin_;
     in_begin_ = 0;
+  }
+  if (in_end_ == in_capacity_) {
+    const std::size_t bigger_capacity =
+        in_capacity_ == 0 ? BUFFER_BYTES
+                          : std::max(in_capacity_ + 1, std::min(need, 2 * in_capacity_));
+    auto bigger = std::make_unique_for_overwrite<char[]>(bigger_capacity);
+    if (in_end_ > 0) std::memcpy(bigger.get(), in_.get(), in_end_);
+    in_ = std::move(bigger);
+    in_capacity_ = bigger_capacity;
   }
   while (true) {
     const ssize_t got = ::read(context->fd, in_.get() + in_end_, in_capacity_ - in_end_);
@@ -482,11 +492,6 @@ bool RedisClient::Connection::next_reply(Reply& out) {
     if (redisGetReply(context, &raw) != REDIS_OK) return false;
     out.owned.reset(static_cast<redisReply*>(raw));
     return true;
-  }
-  // Past a long reply, the buffer shrinks back (bounding what an idle connection keeps).
-  if (in_begin_ == in_end_ && in_capacity_ > BUFFER_BYTES) {
-    in_.reset();
-    in_capacity_ = in_begin_ = in_end_ = 0;
   }
   while (true) {
     std::size_t used = 0, need = 0;
@@ -610,6 +615,7 @@ void RedisClient::drop_idle(const Endpoint& node) {
 
 void RedisClient::give_back(std::unique_ptr<Connection> connection) {
   if (!connection || connection->context->err != 0 || !connection->drained()) return;
+  connection->shrink_buffer();
   const std::lock_guard guard(pool_mutex_);
   auto& idle = idle_[connection->node.name()];
   if (idle.size() < MAX_IDLE_PER_NODE) idle.push_back(std::move(connection));

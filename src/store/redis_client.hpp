@@ -54,9 +54,12 @@ inline constexpr std::uint16_t SLOT_COUNT = 16384;
 // the first '{' and the first '}' after it, when there are any.
 [[nodiscard]] std::uint16_t key_slot(std::string_view key) noexcept;
 
-// Redis's own limit on a bulk string (proto-max-bulk-len) and a bound on a status or error
-// line: a peer announcing more is not a Redis server, and no buffer grows past them.
-inline constexpr long long MAX_REPLY_BULK_BYTES = 512LL << 20;
+// The longest string the store ever reads back — a cap record of 2^32 entries (24 + 36 · 2^32
+// bytes; Redis's proto-max-bulk-len must be raised past its 512 MiB default to store one that
+// long) — and a bound on a status or error line: a peer announcing more is not serving a
+// datacap store. (A reply's buffer grows only as its bytes arrive, whatever its announced
+// length: memory follows what the peer sends.)
+inline constexpr long long MAX_REPLY_BULK_BYTES = 24 + 36 * (1LL << 32);
 inline constexpr std::size_t MAX_REPLY_LINE_BYTES = std::size_t{64} << 10;
 
 enum class ReplyParse { reply, need_more, other_kind, malformed };

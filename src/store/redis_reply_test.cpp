@@ -12,13 +12,16 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "datacap/error.hpp"
 #include "store/redis_client.hpp"
+#include "support/seed.hpp"
 
 namespace datacap::detail::redis {
 namespace {
@@ -28,12 +31,15 @@ using Request = std::vector<std::string>;
 
 // Serves connections on 127.0.0.1 (a thread each) until destroyed. CLUSTER SLOTS gets the error a
 // standalone server gives (so the client runs as standalone); every other request gets
-// answer(request). Replies are written one byte per write (TCP_NODELAY), so the client's reads
-// end at every possible place inside a reply. An empty answer closes the connection.
+// answer(request). Replies are written `chunk` bytes per write (TCP_NODELAY; 1 by default), so
+// the client's reads end at every possible place inside a reply. An empty answer closes the
+// connection; one holding CLOSE_HERE closes it after what comes before.
 class ScriptedPeer {
  public:
-  explicit ScriptedPeer(std::function<std::string(const Request&)> answer)
-      : answer_(std::move(answer)) {
+  static constexpr char CLOSE_HERE[] = "<close>";
+
+  explicit ScriptedPeer(std::function<std::string(const Request&)> answer, std::size_t chunk = 1)
+      : answer_(std::move(answer)), chunk_(chunk) {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -91,14 +97,17 @@ class ScriptedPeer {
         in.append(buf, static_cast<std::size_t>(got));
       }
       in.erase(0, used);
-      const std::string reply =
-          request.size() == 2 && request[0] == "CLUSTER"
-              ? std::string("-ERR This instance has cluster support disabled\r\n")
-              : answer_(request);
-      if (reply.empty()) return;
-      for (const char c : reply) {
-        if (::send(fd, &c, 1, MSG_NOSIGNAL) != 1) return;  // the client may have hung up
+      std::string reply = request.size() == 2 && request[0] == "CLUSTER"
+                              ? std::string("-ERR This instance has cluster support disabled\r\n")
+                              : answer_(request);
+      const std::size_t close_at = reply.find(CLOSE_HERE);
+      if (close_at != std::string::npos) reply.resize(close_at);
+      for (std::size_t at = 0; at < reply.size(); at += chunk_) {
+        const std::size_t n = std::min(chunk_, reply.size() - at);
+        // The client may have hung up: then stop.
+        if (::send(fd, reply.data() + at, n, MSG_NOSIGNAL) != static_cast<ssize_t>(n)) return;
       }
+      if (reply.empty() || close_at != std::string::npos) return;
     }
   }
 
@@ -127,6 +136,7 @@ class ScriptedPeer {
   }
 
   std::function<std::string(const Request&)> answer_;
+  std::size_t chunk_;
   int listener_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
@@ -241,7 +251,7 @@ TEST(RedisReplies, MalformedRepliesAreIoErrors) {
       {"$2\r\nabcd\r\n", "Protocol error"},                        // longer than announced
       {"$5\r\nabc\r\n", "no answer within"},                       // shorter: the rest never comes
       {"$3\r\nabcXY", "Protocol error"},                           // no CR LF after the bytes
-      {"$999999999999\r\n", "Protocol error"},                     // past Redis's 512 MiB limit
+      {"$999999999999\r\n", "Protocol error"},                     // past the longest record
       {"$-7\r\n", "Protocol error"},                               // a negative length
       {"$12x\r\n", "Protocol error"},                              // not a number
       {":\r\n", "Protocol error"},                                 // an empty integer
@@ -264,21 +274,52 @@ TEST(RedisReplies, MalformedRepliesAreIoErrors) {
   }
 }
 
-// A peer that closes the connection in the middle of a reply: lost, retried, then an IoError.
+// A peer that closes the connection before a reply or in the middle of one: lost, retried,
+// then an IoError.
 TEST(RedisReplies, AConnectionClosedInsideAReplyIsAnIoError) {
-  std::atomic<int> asked{0};
-  ScriptedPeer peer([&](const Request&) -> std::string {
-    ++asked;
-    return "";  // closes before answering
-  });
-  RedisClient client(parse_redis_url(peer.url()), quick_options());
-  try {
-    (void)get_all(client, {"k"});
-    ADD_FAILURE() << "no IoError";
-  } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what();
+  const std::vector<std::string> answers = {std::string(),
+                                            std::string("$4096\r\nabc") + ScriptedPeer::CLOSE_HERE,
+                                            std::string("+OK\r") + ScriptedPeer::CLOSE_HERE};
+  for (const std::string& answer : answers) {
+    std::atomic<int> asked{0};
+    ScriptedPeer peer([&](const Request&) -> std::string {
+      ++asked;
+      return answer;
+    });
+    RedisClient client(parse_redis_url(peer.url()), quick_options());
+    try {
+      (void)get_all(client, {"k"});
+      ADD_FAILURE() << "no IoError";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(asked.load(), 2);  // the first try and one retry (max_retries = 1)
   }
-  EXPECT_EQ(asked.load(), 2);  // the first try and one retry (max_retries = 1)
+}
+
+// Replies longer than the connection's buffer (256 KiB) and pipelines longer than it: the buffer
+// grows as the bytes come, partial replies move to its start, and a connection given back to
+// the pool reads right afterwards.
+TEST(RedisReplies, LongRepliesAndLongPipelinesReadWhole) {
+  std::mt19937_64 rng(testing::env_seed(72));
+  std::map<std::string, std::string> values;
+  std::vector<std::string> keys;
+  for (std::size_t k = 0; k < 300; ++k) {
+    const std::size_t len = k % 50 == 7 ? (std::size_t{1} << 20) + rng() % 5000 : rng() % 9000;
+    std::string value(len, '\0');
+    for (char& c : value) c = static_cast<char>(rng());
+    keys.push_back("key" + std::to_string(k));
+    values[keys.back()] = std::move(value);
+  }
+  ScriptedPeer peer([&](const Request& r) { return bulk(values.at(r.at(1))); }, 4093);
+  RedisClient client(parse_redis_url(peer.url()), quick_options());
+  for (int round = 0; round < 2; ++round) {
+    const std::vector<Seen> seen = get_all(client, keys);
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      ASSERT_EQ(seen[k].type, REDIS_REPLY_STRING) << k;
+      ASSERT_EQ(seen[k].text, values.at(keys[k])) << k;
+    }
+  }
 }
 
 }  // namespace

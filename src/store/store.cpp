@@ -364,13 +364,6 @@ namespace {
 void export_record(const PageStore& store, const std::string& name, const Hash32& cap_root,
                    const detail::CapRecordView& view,
                    const std::function<void(std::uint64_t, const PageSlot&)>& fn) {
-  // The record must be the one its key names before any page of it reaches fn: its roots alone
-  // give the cap root (no page bytes needed), so a damaged record fails here with nothing
-  // delivered, not after the pages of a table nobody saved.
-  if (const Hash32 actual = detail::cap_record_root(view); actual != cap_root) {
-    throw DecodeError(name + ": cap " + to_hex(cap_root), 0,
-                      "the record's page table has root " + to_hex(actual));
-  }
   constexpr std::uint64_t BATCH = PageStore::EXPORT_BATCH_PAGES;
   constexpr std::size_t AHEAD = 2;  // batches fetched ahead of the one being checked
   struct Batch {
@@ -393,16 +386,27 @@ void export_record(const PageStore& store, const std::string& name, const Hash32
   // from its local tier took 290 ms instead of 250). do_get_pages may run on any thread.
   // Declared after everything they read, so an exception waits for them before those go.
   std::deque<std::future<Batch>> ahead;
-  std::vector<PageRef> present;
   std::uint64_t launched = 0;  // batches fetched or being fetched start below this entry
-  for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
-    Batch batch = !ahead.empty() ? ahead.front().get() : fetch(first);
-    if (!ahead.empty()) ahead.pop_front();
-    launched = std::max(launched, first + BATCH);
-    while (ahead.size() < AHEAD && launched < view.entry_count) {
+  const auto launch_until = [&](std::size_t in_flight) {
+    while (ahead.size() < in_flight && launched < view.entry_count) {
       ahead.push_back(std::async(std::launch::async, fetch, launched));
       launched += BATCH;
     }
+  };
+  launch_until(AHEAD + 1);
+  // The record must be the one its key names before any page of it reaches fn: its roots alone
+  // give the cap root (no page bytes needed), so a damaged record fails here with nothing
+  // delivered, not after the pages of a table nobody saved. (Checked while the first batches
+  // are fetched.)
+  if (const Hash32 actual = detail::cap_record_root(view); actual != cap_root) {
+    throw DecodeError(name + ": cap " + to_hex(cap_root), 0,
+                      "the record's page table has root " + to_hex(actual));
+  }
+  std::vector<PageRef> present;
+  for (std::uint64_t first = 0; first < view.entry_count; first += BATCH) {
+    Batch batch = ahead.front().get();
+    ahead.pop_front();
+    launch_until(AHEAD);
     const std::vector<Hash32>& roots = batch.roots;
     const std::vector<PageRef>& pages = batch.pages;
     const std::uint64_t n = roots.size();

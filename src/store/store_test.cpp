@@ -572,6 +572,19 @@ TEST(LmdbStore, OpeningErrorsAreTyped) {
   EXPECT_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}),
                IoError);
   EXPECT_TRUE(fs::is_empty(dir));
+  // Nor is a bare LMDB environment (no databases yet) made one.
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_mapsize(env, std::size_t{1} << 30);
+    ASSERT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644), 0);
+    mdb_env_close(env);
+    const Bytes bare = testing::read_file((dir / "data.mdb").string());
+    EXPECT_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}),
+                 DecodeError);
+    EXPECT_EQ(testing::read_file((dir / "data.mdb").string()), bare);
+    fs::remove_all(dir);
+  }
   { const std::unique_ptr<PageStore> created = open_lmdb_store(dir.string()); }
   EXPECT_NO_THROW((void)open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false}));
   // A store of another format.
@@ -985,6 +998,7 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
       // at +72): a DUPSORT bit on the free-page tree made the next write abort on LMDB's
       // assertion in a store `verify` called sound (CLI review of 2026-11-30).
       {"meta page 0's free-page tree flags", META + 28, {0x75}, "tree flags"},
+      {"meta page 1's free-page tree without INTEGERKEY", PSIZE + META + 28, {0x00}, "tree flags"},
       {"meta page 1's main tree flags", PSIZE + META + 76, {0x04}, "tree flags"},
   };
   for (const Damage& d : damages) {
@@ -1009,6 +1023,16 @@ TEST(LmdbStore, ADamagedMetaPageIsATypedErrorNamingIt) {
     ASSERT_GT(found, 0);
     write_file(data, damaged);
     expect_refused(dir, "has flags");
+  }
+  // The environment's own option bits ride in the free-page tree's flags (mdb_copy -n writes
+  // NOSUBDIR, 0x4000; FIXEDMAP is 0x01): such a store is LMDB's and opens.
+  {
+    Bytes copied = pristine;
+    for (const std::uint64_t meta : {std::uint64_t{0}, PSIZE}) copied[meta + META + 29] = 0x40;
+    write_file(data, copied);
+    const std::unique_ptr<PageStore> store =
+        open_lmdb_store(dir.string(), LmdbOptions{std::uint64_t{1} << 30, false, true});
+    EXPECT_EQ(store->load_cap(root).hash_tree_root(), root);
   }
   write_file(data, pristine);
   const std::unique_ptr<PageStore> store =

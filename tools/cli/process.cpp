@@ -64,11 +64,12 @@ void on_fault(int sig) {
 
 void reopen_if_closed(int fd) {
   if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return;
-  // The slot is filled so that no file the command opens lands on it, with /dev/null opened the
-  // wrong way round: O_RDONLY for stdout and stderr, O_WRONLY for stdin, so that using it fails
-  // (EBADF) and is reported as a closed stream would be — rather than output vanishing into
-  // /dev/null, or a closed standard input read as an empty one.
-  const int got = ::open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+  // The slot is filled so that no file the command opens lands on it, with something no use can
+  // mistake for a stream: the root directory opened O_PATH. Reads and writes on it fail (EBADF)
+  // and are reported as on a closed stream, and /dev/stdout or /dev/stdin reopen it as a
+  // directory, which is refused — where /dev/null would have swallowed output, or read as an
+  // empty input, without a word.
+  const int got = ::open("/", O_PATH | O_CLOEXEC);
   if (got >= 0 && got != fd) {
     ::dup2(got, fd);
     ::close(got);

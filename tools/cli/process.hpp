@@ -12,9 +12,10 @@
 
 namespace datacap::cli {
 
-// Run first in main(). A closed standard stream gets /dev/null opened read-only in its place,
-// so no file the command opens can take its number (output would land in that file) and
-// writes to a closed stdout still fail (EBADF) and are reported. SIGPIPE is ignored: a write to
+// Run first in main(). A closed standard stream gets a placeholder in its place, so no file the
+// command opens can take its number (output would land in that file): the root directory
+// opened O_PATH, on which reads and writes fail (EBADF) and are reported, and which /dev/stdout
+// or /dev/stdin cannot reopen as a file (a directory). SIGPIPE is ignored: a write to
 // a closed pipe is an error like any other. SIGINT, SIGTERM and SIGHUP remove the temporary
 // file being written (if any) and end the process by the same signal. SIGBUS and SIGSEGV (a
 // mapped file truncated or damaged under a reader, e.g. a damaged LMDB store) print one error

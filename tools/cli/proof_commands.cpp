@@ -7,6 +7,7 @@
 // fault the command nor change bytes after they were hashed. Archives are verified in full.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,8 +38,16 @@ Input open_input(const std::string& path, std::uint64_t size, std::uint64_t max_
   if (::stat(path.c_str(), &st) != 0)
     throw IoError(path, std::string("cannot open: ") + std::strerror(errno));
   // A raw file or archive is a regular file: a device or FIFO could be endless (/dev/zero) or
-  // block forever (a FIFO nobody writes).
+  // block forever (a FIFO nobody writes). So could a file of /proc, which says it holds 0
+  // bytes (/proc/kmsg blocks, /proc/self/pagemap is hundreds of GiB): refused too (`root`
+  // reads one to its end, as it reads a pipe).
   if (!S_ISREG(st.st_mode)) throw IoError(path, "not a regular file");
+  if (st.st_size == 0) {
+    struct statfs fs {};
+    constexpr long PROC_SUPER_MAGIC = 0x9fa0;
+    if (::statfs(path.c_str(), &fs) == 0 && static_cast<long>(fs.f_type) == PROC_SUPER_MAGIC)
+      throw IoError(path, "a file of /proc, whose length the kernel does not give: not read");
+  }
   if (is_archive_file(path)) {
     OpenedArchive a = open_archive_copy(path, max_memory);
     in.cap = a.cap.flush();
